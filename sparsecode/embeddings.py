@@ -1,0 +1,242 @@
+"""Reading and validating ``words``/``vectors`` HDF5 embedding files.
+
+An embeddings file holds two datasets:
+
+- ``words``: N UTF-8 strings (variable- or fixed-length, stored as ``str`` or ``bytes``);
+- ``vectors``: an (N, D) floating-point array, row i the vector of ``words[i]``.
+
+Everything is validated here, once, at the boundary: every problem becomes a
+:class:`~sparsecode.errors.SparsecodeError` whose one-line message names the file and the fix.
+Code past this module trusts its inputs. Duplicate words keep their first occurrence (with a
+warning). Vectors are read in row chunks, so a file larger than memory can be encoded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from .errors import SparsecodeError
+
+#: Rows read from disk at a time when streaming (about 50 MB of float32 at D=300).
+DEFAULT_CHUNK_ROWS = 65_536
+
+
+class DuplicateWordsWarning(UserWarning):
+    """Some words occur more than once; the first occurrence of each was kept."""
+
+
+@dataclass
+class Embeddings:
+    """Word vectors held in memory."""
+
+    words: list[str]
+    """N unique words, in file order."""
+    vectors: np.ndarray
+    """(N, D) float32, row i the vector of ``words[i]``."""
+    path: str
+    """The file they were read from."""
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def _open_h5(path: str | os.PathLike) -> h5py.File:
+    """Open an HDF5 file for reading, turning every way that can fail into one clear line."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise SparsecodeError(f"{path}: file not found; check the path")
+    if os.path.isdir(path):
+        raise SparsecodeError(f"{path}: is a directory, not an HDF5 file; give the .h5 file inside it")
+    if os.path.getsize(path) == 0:
+        raise SparsecodeError(f"{path}: file is empty; it is not an HDF5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise SparsecodeError(
+            f"{path}: not a readable HDF5 file (wrong format or truncated: {_short(exc)}); "
+            "convert the embeddings to HDF5 with datasets 'words' and 'vectors'"
+        ) from None
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an exception's message, for embedding in a one-line error."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def decode_words(raw: np.ndarray, path: str, dataset: str = "words") -> list[str]:
+    """Decode an array of ``str``/``bytes`` into Python strings, strictly as UTF-8."""
+    words: list[str] = []
+    for i, w in enumerate(raw.tolist()):
+        if isinstance(w, bytes):
+            try:
+                w = w.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SparsecodeError(
+                    f"{path}: '{dataset}' entry {i} is not valid UTF-8 ({w[:20]!r}); "
+                    "re-encode the words as UTF-8"
+                ) from None
+        elif not isinstance(w, str):
+            raise SparsecodeError(f"{path}: '{dataset}' must hold strings, found {type(w).__name__} at entry {i}")
+        words.append(w)
+    return words
+
+
+class EmbeddingFile:
+    """An open, validated embeddings file whose vectors are read on demand.
+
+    Opening checks the structure (datasets present, shapes, dtypes, non-empty) and reads the words;
+    the vectors stay on disk until :meth:`iter_chunks` or :meth:`read_all` asks for them, and those
+    check every row they read for NaN/Inf. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._file = _open_h5(self.path)
+        try:
+            self._validate_and_read_words()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _validate_and_read_words(self) -> None:
+        f, path = self._file, self.path
+        for name in ("words", "vectors"):
+            if name not in f:
+                raise SparsecodeError(
+                    f"{path}: no dataset '{name}'; an embeddings file needs 'words' (N strings) "
+                    "and 'vectors' (N x D floats)"
+                )
+            if not isinstance(f[name], h5py.Dataset):
+                raise SparsecodeError(f"{path}: '{name}' is a group, not a dataset")
+        vec = f["vectors"]
+        if vec.ndim != 2:
+            raise SparsecodeError(
+                f"{path}: 'vectors' must be 2-D (N words x D dimensions), got shape {tuple(vec.shape)}"
+            )
+        if vec.dtype.kind != "f":
+            raise SparsecodeError(
+                f"{path}: 'vectors' must be floating point, got {vec.dtype}; store them as float32"
+            )
+        n, d = vec.shape
+        if n == 0 or d == 0:
+            raise SparsecodeError(f"{path}: 'vectors' is empty (shape {tuple(vec.shape)})")
+        wds = f["words"]
+        if wds.ndim != 1:
+            raise SparsecodeError(f"{path}: 'words' must be 1-D, got shape {tuple(wds.shape)}")
+        if wds.dtype.kind not in ("S", "U", "O"):
+            raise SparsecodeError(f"{path}: 'words' must hold strings, got {wds.dtype}")
+        if wds.shape[0] != n:
+            raise SparsecodeError(
+                f"{path}: 'words' has {wds.shape[0]} entries but 'vectors' has {n} rows; they must match"
+            )
+        try:
+            raw = wds[...]
+        except OSError as exc:
+            raise SparsecodeError(f"{path}: cannot read 'words' (truncated file? {_short(exc)})") from None
+        words = decode_words(np.asarray(raw), path)
+
+        # Keep the first occurrence of each word.
+        first: dict[str, int] = {}
+        for i, w in enumerate(words):
+            first.setdefault(w, i)
+        n_dup = n - len(first)
+        if n_dup:
+            keep = np.fromiter(sorted(first.values()), dtype=np.int64, count=len(first))
+            warnings.warn(
+                f"{path}: {n_dup} duplicate word(s) (first: {next(w for i, w in enumerate(words) if first[w] != i)!r}); "
+                "kept the first occurrence of each",
+                DuplicateWordsWarning,
+                stacklevel=3,
+            )
+            self.words = [words[i] for i in keep]
+            self._keep: np.ndarray | None = keep
+        else:
+            self.words = words
+            self._keep = None
+        self.n_rows = n
+        self.dim = d
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __enter__(self) -> "EmbeddingFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _read_rows(self, start: int, stop: int) -> np.ndarray:
+        try:
+            return np.asarray(self._file["vectors"][start:stop], dtype=np.float32)
+        except OSError as exc:
+            raise SparsecodeError(
+                f"{self.path}: cannot read 'vectors' rows {start}-{stop} (truncated file? {_short(exc)})"
+            ) from None
+
+    def iter_chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first, vectors)`` per chunk: ``vectors`` (n, D) float32 are the kept words
+        ``self.words[first : first + n]``, in order. Raises on the first chunk with NaN/Inf rows,
+        after counting them over the whole file so the message says how many there are."""
+        kept_before = 0
+        for start in range(0, self.n_rows, chunk_rows):
+            stop = min(start + chunk_rows, self.n_rows)
+            block = self._read_rows(start, stop)
+            if self._keep is not None:
+                lo, hi = np.searchsorted(self._keep, [start, stop])
+                block = block[self._keep[lo:hi] - start]
+            bad = ~np.isfinite(block).all(axis=1)
+            if bad.any():
+                self._raise_nonfinite(kept_before + int(np.flatnonzero(bad)[0]), chunk_rows)
+            yield kept_before, block
+            kept_before += block.shape[0]
+
+    def _raise_nonfinite(self, first_bad: int, chunk_rows: int) -> None:
+        total = 0
+        for start in range(0, self.n_rows, chunk_rows):
+            block = self._read_rows(start, min(start + chunk_rows, self.n_rows))
+            total += int((~np.isfinite(block).all(axis=1)).sum())
+        raise SparsecodeError(
+            f"{self.path}: {total} row(s) of 'vectors' contain NaN or Inf (first: word "
+            f"{self.words[first_bad]!r}); remove or fix those rows"
+        )
+
+    def read_all(self) -> Embeddings:
+        """Read every kept row into memory (validated)."""
+        out = np.empty((len(self.words), self.dim), dtype=np.float32)
+        for first, block in self.iter_chunks():
+            out[first : first + block.shape[0]] = block
+        return Embeddings(words=self.words, vectors=out, path=self.path)
+
+
+def load_embeddings(path: str | os.PathLike) -> Embeddings:
+    """Read and validate a ``words``/``vectors`` HDF5 file into memory.
+
+    Raises :class:`SparsecodeError` with a one-line message for any problem; warns
+    (:class:`DuplicateWordsWarning`) and keeps the first occurrence for duplicate words.
+    """
+    with EmbeddingFile(path) as ef:
+        return ef.read_all()
+
+
+def write_embeddings(path: str | os.PathLike, words: list[str], vectors: np.ndarray) -> None:
+    """Write a ``words``/``vectors`` file (used to build sample data and by tests)."""
+    from .atomic import atomic_output
+
+    with atomic_output(path, force=True) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("words", data=np.array(words, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset("vectors", data=np.asarray(vectors, dtype=np.float32))
