@@ -1,0 +1,225 @@
+"""The codes file: sparse codes in CSR layout plus a per-unit report, written and read back.
+
+Layout (HDF5)::
+
+    words                    (N,) UTF-8 strings
+    codes/indptr             (N+1,) int64     row i's entries are indptr[i]:indptr[i+1]
+    codes/indices            (nnz,) int32     unit ids, increasing within a row
+    codes/data               (nnz,) float32   activations (> 0)
+    codes.attrs["shape"]     (N, H)
+    dimensions/top_words     (H, M) strings   each unit's M strongest words ("" pads)
+    dimensions/top_values    (H, M) float32   their activations (0 pads)
+    dimensions/frequency     (H,) int64       how many words use the unit
+    attrs                    the training config (one attribute per setting, and ``config_json``)
+                             and the encode settings (``encode_k``, ``encode_method``)
+
+A code ``z`` (row i as a dense H-vector) reconstructs the word's vector through the model:
+``x ≈ (z @ W_dec + b_dec) * input_scale + input_mean``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import h5py
+import numpy as np
+
+from .embeddings import _open_h5, _short, decode_words
+from .errors import SparsecodeError
+
+
+class UnknownWordError(SparsecodeError, KeyError):
+    """A word that is not in the vocabulary (a ``KeyError``, as gensim raises)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass
+class Codes:
+    """A codes file in memory."""
+
+    words: list[str]
+    """N words, row i the code of ``words[i]``."""
+    indptr: np.ndarray
+    """(N+1,) int64 CSR row pointers."""
+    indices: np.ndarray
+    """(nnz,) int32 unit ids."""
+    data: np.ndarray
+    """(nnz,) float32 activations."""
+    n_units: int
+    """H, the number of hidden units."""
+    top_words_table: list[list[str]]
+    """H lists of each unit's strongest words (padding removed)."""
+    top_values_table: np.ndarray
+    """(H, M) float32 their activations (0 pads)."""
+    frequency: np.ndarray
+    """(H,) int64 how many words use each unit."""
+    attrs: dict = field(default_factory=dict)
+    """Training config and encode settings."""
+    path: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.words), self.n_units)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    @cached_property
+    def word_index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
+
+    def index_of(self, word: str) -> int:
+        """Row of ``word``; an unknown word raises :class:`UnknownWordError` with close spellings."""
+        try:
+            return self.word_index[word]
+        except KeyError:
+            pass
+        close = close_words(word, self.words)
+        hint = f"; did you mean {', '.join(repr(w) for w in close)}?" if close else ""
+        raise UnknownWordError(f"{self.path or 'codes'}: word {word!r} is not in the vocabulary{hint}")
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Units (int32) and activations (float32) of row ``i``."""
+        a, b = self.indptr[i], self.indptr[i + 1]
+        return self.indices[a:b], self.data[a:b]
+
+    def active_units(self, word: str) -> list[tuple[int, float]]:
+        """The units a word's code uses, as ``(unit, activation)``, strongest first."""
+        units, values = self.row(self.index_of(word))
+        order = np.argsort(-values, kind="stable")
+        return [(int(units[j]), float(values[j])) for j in order]
+
+    def top_words(self, unit: int) -> list[tuple[str, float]]:
+        """A unit's strongest words as ``(word, activation)`` pairs, strongest first."""
+        self.check_unit(unit)
+        return list(zip(self.top_words_table[unit], map(float, self.top_values_table[unit])))
+
+    def check_unit(self, unit: int) -> None:
+        if not 0 <= unit < self.n_units:
+            raise SparsecodeError(
+                f"{self.path or 'codes'}: unit {unit} is out of range; units are 0 to {self.n_units - 1}"
+            )
+
+    def dead_units(self) -> np.ndarray:
+        """Ids of the units no word uses."""
+        return np.flatnonzero(self.frequency == 0)
+
+    def l0(self) -> np.ndarray:
+        """(N,) number of active units per word."""
+        return np.diff(self.indptr)
+
+    def to_torch(self, device="cpu"):
+        """The (N, H) codes as a ``torch.sparse_csr_tensor``."""
+        return csr_tensor(self.indptr, self.indices, self.data, self.shape, device)
+
+    def dense(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Dense (n, H) float32 codes of ``rows`` (default: all rows; mind the memory)."""
+        rows = np.arange(len(self.words)) if rows is None else np.asarray(rows)
+        starts, lens = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
+        out_rows = np.repeat(np.arange(len(rows)), lens)
+        pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+        out = np.zeros((len(rows), self.n_units), dtype=np.float32)
+        out[out_rows, self.indices[pos]] = self.data[pos]
+        return out
+
+
+def csr_tensor(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: tuple[int, int], device="cpu"):
+    """A ``torch.sparse_csr_tensor`` from validated CSR arrays (without torch's beta-state warnings)."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(np.ascontiguousarray(indptr, dtype=np.int64)),
+            torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64)),
+            torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),
+            size=shape,
+            device=device,
+            check_invariants=False,  # load_codes has checked them
+        )
+
+
+def close_words(word: str, vocabulary: list[str], n: int = 5) -> list[str]:
+    """Up to ``n`` vocabulary words spelled like ``word`` (case-insensitive first, then difflib)."""
+    lower = word.lower()
+    exact_case = [w for w in vocabulary if w.lower() == lower and w != word]
+    if exact_case:
+        return exact_case[:n]
+    # difflib over the whole vocabulary is slow; words of similar length are the only candidates.
+    candidates = [w for w in vocabulary if abs(len(w) - len(word)) <= 2]
+    return difflib.get_close_matches(word, candidates, n=n, cutoff=0.75)
+
+
+def _not_codes(path: str, why: str) -> SparsecodeError:
+    return SparsecodeError(f"{path}: not a sparsecode codes file ({why}); create one with 'sparsecode encode'")
+
+
+def load_codes(path: str | os.PathLike) -> Codes:
+    """Read and validate a codes file written by :func:`sparsecode.encode.encode`."""
+    path = os.fspath(path)
+    with _open_h5(path) as f:
+        for name in ("words", "codes/indptr", "codes/indices", "codes/data", "dimensions/top_words",
+                     "dimensions/top_values", "dimensions/frequency"):
+            if name not in f or not isinstance(f[name], h5py.Dataset):
+                raise _not_codes(path, f"no dataset '{name}'")
+        try:
+            shape = tuple(int(s) for s in f["codes"].attrs["shape"])
+            words = decode_words(np.asarray(f["words"][...]), path)
+            indptr = np.asarray(f["codes/indptr"][...], dtype=np.int64)
+            indices = np.asarray(f["codes/indices"][...], dtype=np.int32)
+            data = np.asarray(f["codes/data"][...], dtype=np.float32)
+            top_words = [decode_words(np.asarray(r), path, "dimensions/top_words") for r in f["dimensions/top_words"][...]]
+            top_values = np.asarray(f["dimensions/top_values"][...], dtype=np.float32)
+            frequency = np.asarray(f["dimensions/frequency"][...], dtype=np.int64)
+            attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        except KeyError:
+            raise _not_codes(path, "attribute 'shape' missing on 'codes'") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise _not_codes(path, f"unreadable: {_short(exc)}") from None
+
+    if len(shape) != 2:
+        raise _not_codes(path, f"'shape' should be (N, H), got {shape}")
+    n, h = shape
+    nnz = indptr[-1] if len(indptr) else -1
+    problems = [
+        (len(words) != n, f"{len(words)} words but shape says {n} rows"),
+        (len(indptr) != n + 1, f"indptr has {len(indptr)} entries, expected {n + 1}"),
+        (len(indptr) and indptr[0] != 0, "indptr does not start at 0"),
+        (len(indptr) > 1 and bool(np.any(np.diff(indptr) < 0)), "indptr decreases"),
+        (nnz != len(indices) or nnz != len(data), f"indptr ends at {nnz} but there are {len(indices)} indices and {len(data)} values"),
+        (len(indices) and (indices.min() < 0 or indices.max() >= h), f"unit ids outside 0..{h - 1}"),
+        (top_values.ndim != 2 or top_values.shape[0] != h or len(top_words) != h, "dimensions/ do not match H"),
+        (frequency.shape != (h,), "dimensions/frequency does not match H"),
+    ]
+    for bad, why in problems:
+        if bad:
+            raise _not_codes(path, f"inconsistent: {why}")
+    tables = [[w for w in row if w] for row in top_words]
+    return Codes(words, indptr, indices, data, h, tables, top_values, frequency, attrs, path)
+
+
+def _attr(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def config_attrs(config: dict) -> dict:
+    """Training config as HDF5 attributes: scalars as they are, everything as ``config_json``."""
+    attrs = {"config_json": json.dumps(config)}
+    for key, value in config.items():
+        if isinstance(value, (bool, int, float, str)):
+            attrs[key] = value
+    return attrs

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real sample data, and one small model trained and encoded on it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import sparsecode as sc
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data" / "glove.6B.50d.5k.h5"
+
+#: Small enough to train in a few seconds on 2 cores, large enough to be meaningful.
+SMALL = dict(hidden=200, k=8, epochs=3, batch_size=256, seed=0, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def sample() -> sc.Embeddings:
+    return sc.load_embeddings(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, sample) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    sc.train(sample, sc.TrainConfig(**SMALL), out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def codes_path(tmp_path_factory, run_dir) -> Path:
+    out = tmp_path_factory.mktemp("codes") / "codes.h5"
+    sc.encode(run_dir, SAMPLE, out, top_words=10, device="cpu")
+    return out
+
+
+@pytest.fixture(scope="session")
+def codes(codes_path) -> sc.Codes:
+    return sc.load_codes(codes_path)
+
+
+def write_h5(path: Path, **datasets) -> Path:
+    """Write an HDF5 file with the given datasets (strings lists become UTF-8 string datasets)."""
+    with h5py.File(path, "w") as f:
+        for name, data in datasets.items():
+            if isinstance(data, list) and data and isinstance(data[0], str):
+                f.create_dataset(name, data=np.array(data, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            else:
+                f.create_dataset(name, data=data)
+    return path
+
+
+def sample_subset(sample: sc.Embeddings, n: int) -> tuple[list[str], np.ndarray]:
+    return list(sample.words[:n]), sample.vectors[:n].copy()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        yield

@@ -1,0 +1,102 @@
+"""Encoding into the codes file: layout, exact agreement with the model, the per-unit report."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import sparsecode as sc
+from sparsecode.model import SparseAutoencoder
+
+from .conftest import SAMPLE, sample_subset, write_h5
+
+
+def _dense_codes(run_dir, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Reference: dense top-k codes computed directly from model.pt."""
+    s = torch.load(run_dir / "model.pt", weights_only=True)
+    x = (torch.from_numpy(vectors) - s["input_mean"]) / s["input_scale"]
+    pre = (x - s["b_dec"]) @ s["W_enc"] + s["b_enc"]
+    vals, idx = pre.topk(k, dim=1)
+    return torch.zeros_like(pre).scatter(1, idx, vals.clamp_min(0)).numpy()
+
+
+def test_codes_file_layout(codes_path):
+    with h5py.File(codes_path) as f:
+        assert tuple(f["codes"].attrs["shape"]) == (5000, 200)
+        assert f["codes/indptr"].dtype == np.int64 and f["codes/indptr"].shape == (5001,)
+        assert f["codes/indices"].dtype == np.int32 and f["codes/data"].dtype == np.float32
+        assert f["dimensions/top_words"].shape == (200, 10)
+        assert f["dimensions/top_values"].shape == (200, 10)
+        assert f["dimensions/frequency"].shape == (200,)
+        assert f.attrs["encode_k"] == 8 and f.attrs["encode_method"] == "encoder"
+        assert f.attrs["hidden"] == 200 and f.attrs["k"] == 8 and f.attrs["seed"] == 0
+        assert json.loads(f.attrs["config_json"])["epochs"] == 3
+
+
+def test_codes_equal_the_models_top_k(codes, run_dir, sample):
+    dense = _dense_codes(run_dir, sample.vectors, 8)
+    got = codes.dense()
+    np.testing.assert_allclose(got, dense, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(got > 0, dense > 0)
+    assert codes.words == sample.words
+    for i in (0, 1, 4999):  # indices increase within each row, values are positive
+        units, values = codes.row(i)
+        assert np.all(np.diff(units) > 0) and np.all(values > 0)
+
+
+def test_unit_report_matches_brute_force(codes, sample):
+    dense = codes.dense()
+    np.testing.assert_array_equal(codes.frequency, (dense > 0).sum(0))
+    for unit in range(codes.n_units):
+        col = dense[:, unit]
+        order = np.argsort(-col, kind="stable")[:10]
+        order = order[col[order] > 0]
+        assert [w for w, _ in codes.top_words(unit)] == [sample.words[i] for i in order]
+        np.testing.assert_array_equal(codes.top_values_table[unit, : len(order)], col[order])
+
+
+def test_k_override_and_chunked_encoding_equal_one_shot(tmp_path, run_dir, sample):
+    out = tmp_path / "k4.h5"
+    summary = sc.encode(run_dir, SAMPLE, out, k=4, device="cpu", batch_size=300, chunk_rows=1234)
+    codes = sc.load_codes(out)
+    np.testing.assert_allclose(codes.dense(), _dense_codes(run_dir, sample.vectors, 4), rtol=1e-5, atol=1e-6)
+    assert summary["k"] == 4 and summary["words"] == 5000 and summary["nnz"] == codes.nnz
+    assert codes.l0().max() <= 4
+
+
+def test_encode_refuses_existing_output_and_bad_k(tmp_path, run_dir, codes_path):
+    with pytest.raises(sc.SparsecodeError, match="already exists; pass --force"):
+        sc.encode(run_dir, SAMPLE, codes_path)
+    with pytest.raises(sc.SparsecodeError, match="--k 201 is out of range"):
+        sc.encode(run_dir, SAMPLE, tmp_path / "x.h5", k=201)
+    with pytest.raises(sc.SparsecodeError, match="--k 0 is out of range"):
+        sc.encode(run_dir, SAMPLE, tmp_path / "x.h5", k=0)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_failed_encode_leaves_no_file(tmp_path, run_dir, sample):
+    words, vecs = sample_subset(sample, 3000)
+    vecs[2900] = np.nan  # found only in a late chunk, after earlier chunks were written
+    bad = write_h5(tmp_path / "bad.h5", words=words, vectors=vecs)
+    with pytest.raises(sc.SparsecodeError, match=r"1 row\(s\) of 'vectors' contain NaN"):
+        sc.encode(run_dir, bad, tmp_path / "codes.h5", chunk_rows=1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5"]
+
+
+def test_dimension_mismatch(tmp_path, run_dir, sample):
+    words, vecs = sample_subset(sample, 10)
+    other = write_h5(tmp_path / "d300.h5", words=words, vectors=np.tile(vecs, (1, 6)))
+    with pytest.raises(sc.SparsecodeError, match="vectors have 300 dimensions but the model .* expects 50"):
+        sc.encode(run_dir, other, tmp_path / "c.h5")
+
+
+def test_encode_uses_encode_k_from_the_run(tmp_path, sample):
+    run = tmp_path / "run"
+    sc.train(sample, sc.TrainConfig(hidden=100, k=4, encode_k=12, epochs=1, device="cpu"), out_dir=run)
+    summary = sc.encode(run, SAMPLE, tmp_path / "c.h5")
+    assert summary["k"] == 12
+    assert SparseAutoencoder.load(run / "model.pt").n_hidden == 100

@@ -1,0 +1,69 @@
+"""The model: normalisation, initialisation, unit-norm decoder, and the model.pt contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sparsecode as sc
+from sparsecode.model import STATE_SHAPES, SparseAutoencoder, estimate_normalisation
+
+
+def test_normalisation_centres_and_scales_to_unit_variance_per_dimension(sample):
+    x = torch.from_numpy(sample.vectors)
+    norm = estimate_normalisation(x)
+    xn = (x - norm.mean) / norm.scale
+    torch.testing.assert_close(xn.double().mean(0), torch.zeros(50, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(xn.double().pow(2).sum(1).mean(), torch.tensor(50.0, dtype=torch.float64), rtol=1e-5, atol=0)
+
+
+def test_initialisation_is_tied_unit_norm_with_bias_at_data_mean(sample):
+    model = SparseAutoencoder(50, 300)
+    x = torch.from_numpy(sample.vectors)
+    model.initialise(x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.W_dec.norm(dim=1), torch.ones(300))
+    assert torch.equal(model.W_enc, model.W_dec.t())
+    torch.testing.assert_close(model.b_dec, model.normalise(x).mean(0))
+    assert torch.equal(model.b_enc, torch.zeros(300))
+
+
+def test_parallel_gradient_is_removed():
+    model = SparseAutoencoder(8, 20)
+    model.initialise(torch.randn(100, 8), generator=torch.Generator().manual_seed(0))
+    model.W_dec.grad = torch.randn(20, 8)
+    model.remove_parallel_decoder_grad()
+    torch.testing.assert_close((model.W_dec.grad * model.W_dec).sum(1), torch.zeros(20), atol=1e-6, rtol=0)
+
+
+def test_weights_file_contract(run_dir, sample, codes):
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    assert set(state) == set(STATE_SHAPES)
+    D, H = 50, 200
+    assert state["W_enc"].shape == (D, H) and state["b_enc"].shape == (H,)
+    assert state["W_dec"].shape == (H, D) and state["b_dec"].shape == (D,)
+    assert state["input_mean"].shape == (D,) and state["input_scale"].shape == ()
+    assert all(t.dtype == torch.float32 for t in state.values())
+    # Decoder rows stayed unit-norm through training.
+    torch.testing.assert_close(state["W_dec"].norm(dim=1), torch.ones(H), atol=1e-5, rtol=0)
+    # The documented reconstruction from stored codes equals the model's own decode.
+    rows = np.arange(0, 5000, 97)
+    z = torch.from_numpy(codes.dense(rows))
+    x_hat = (z @ state["W_dec"] + state["b_dec"]) * state["input_scale"] + state["input_mean"]
+    model = SparseAutoencoder.load(run_dir / "model.pt")
+    with torch.no_grad():
+        ref = model(torch.from_numpy(sample.vectors[rows]), k=8)
+    torch.testing.assert_close(x_hat, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_load_rejects_wrong_shapes_and_non_weights(tmp_path, run_dir):
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    state["b_enc"] = torch.zeros(7)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(sc.SparsecodeError, match=r"b_enc has shape \(7,\), expected \(200,\)"):
+        SparseAutoencoder.load(tmp_path / "bad.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(sc.SparsecodeError, match="cannot load model weights safely"):
+        SparseAutoencoder.load(tmp_path / "junk.pt")
+    with pytest.raises(sc.SparsecodeError, match="model weights not found"):
+        SparseAutoencoder.load(tmp_path / "missing.pt")

@@ -1,0 +1,139 @@
+"""The top-k core: gradient checks against the dense reference, exact agreement, AuxK picks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparsecode.topk import SparseDecode, TopKEncode, decode, dense_decode, dense_encode, topk_encode
+
+B, D, H, K = 7, 6, 16, 4
+
+
+@pytest.fixture()
+def params():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, D, dtype=torch.float64, generator=g)
+    W_enc = torch.randn(D, H, dtype=torch.float64, generator=g).requires_grad_()
+    b_enc = (0.1 * torch.randn(H, dtype=torch.float64, generator=g)).requires_grad_()
+    W_dec = torch.randn(H, D, dtype=torch.float64, generator=g).requires_grad_()
+    b_dec = torch.randn(D, dtype=torch.float64, generator=g).requires_grad_()
+    return x, W_enc, b_enc, W_dec, b_dec
+
+
+def _sorted(acts, idx):
+    order = idx.argsort(1)
+    return acts.gather(1, order), idx.gather(1, order)
+
+
+def test_encode_matches_dense_reference_and_keeps_relu_zeros(params):
+    x, W_enc, b_enc, *_ = params
+    enc = topk_encode(x, W_enc, b_enc, K)
+    ref_acts, ref_idx = dense_encode(x, W_enc, b_enc, K)
+    a, i = _sorted(enc.acts, enc.indices)
+    ra, ri = _sorted(ref_acts, ref_idx)
+    assert torch.equal(i, ri)
+    torch.testing.assert_close(a, ra, rtol=1e-12, atol=1e-12)
+    assert (enc.acts >= 0).all()
+    pre = x @ W_enc + b_enc
+    # Exactly the k largest pre-activations of every row were kept.
+    kth = pre.topk(K, dim=1).values[:, -1:]
+    assert torch.equal(pre.gather(1, enc.indices) >= kth, torch.ones(B, K, dtype=torch.bool))
+
+
+def test_encode_gradcheck(params):
+    x, W_enc, b_enc, *_ = params
+    x = x.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, W, b: TopKEncode.apply(x, W, b, K, 0, None)[0], (x, W_enc, b_enc))
+
+
+def test_encode_gradients_equal_dense_reference(params):
+    x, W_enc, b_enc, *_ = params
+    x = x.clone().requires_grad_()
+    weights = torch.randn(B, H, dtype=torch.float64)
+    enc = topk_encode(x, W_enc, b_enc, K)
+    loss = (enc.acts * weights.gather(1, enc.indices)).sum()
+    ref_acts, ref_idx = dense_encode(x, W_enc, b_enc, K)
+    ref = (ref_acts * weights.gather(1, ref_idx)).sum()
+    got = torch.autograd.grad(loss, (x, W_enc, b_enc))
+    want = torch.autograd.grad(ref, (x, W_enc, b_enc))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_decode_gradcheck_values_weights_bias(params):
+    x, W_enc, b_enc, W_dec, b_dec = params
+    with torch.no_grad():
+        enc = topk_encode(x, W_enc, b_enc, K)
+    acts = torch.rand(B, K, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, W, b: SparseDecode.apply(a, enc.indices, W, b), (acts, W_dec, b_dec))
+
+
+def test_decode_equals_dense_reference_forward_and_backward(params):
+    x, W_enc, b_enc, W_dec, b_dec = params
+    with torch.no_grad():
+        enc = topk_encode(x, W_enc, b_enc, K)
+    acts = enc.acts.clone().requires_grad_()
+    grad_out = torch.randn(B, D, dtype=torch.float64)
+    sparse = decode(acts, enc.indices, W_dec, b_dec, impl="sparse")
+    dense = dense_decode(acts, enc.indices, W_dec, b_dec)
+    torch.testing.assert_close(sparse, dense, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad(sparse, (acts, W_dec, b_dec), grad_out)
+    want = torch.autograd.grad(dense, (acts, W_dec, b_dec), grad_out)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_full_step_sparse_equals_dense_in_float32():
+    """The training step's gradients through both paths agree in float32 at a realistic width."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 50, generator=g)
+    W_enc = torch.randn(50, 1000, generator=g).requires_grad_()
+    b_enc = torch.zeros(1000).requires_grad_()
+    W_dec = torch.randn(1000, 50, generator=g).requires_grad_()
+    b_dec = torch.zeros(50).requires_grad_()
+    enc = topk_encode(x, W_enc, b_enc, 32)
+    loss = (x - decode(enc.acts, enc.indices, W_dec, b_dec, impl="sparse")).pow(2).sum()
+    ra, ri = dense_encode(x, W_enc, b_enc, 32)
+    ref = (x - dense_decode(ra, ri, W_dec, b_dec)).pow(2).sum()
+    for got, want in zip(torch.autograd.grad(loss, (W_enc, b_enc, W_dec, b_dec)),
+                         torch.autograd.grad(ref, (W_enc, b_enc, W_dec, b_dec))):
+        # float32 sums in a different order: compare against the gradient's own scale.
+        assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def test_aux_picks_only_dead_units_and_zeroes_the_rest(params):
+    x, W_enc, b_enc, *_ = params
+    dead = torch.zeros(H, dtype=torch.bool)
+    dead[[1, 5, 9]] = True
+    enc = topk_encode(x, W_enc, b_enc, K, aux_k=5, dead=dead)
+    assert enc.aux_indices.shape == (B, 5)
+    picked_live = ~dead[enc.aux_indices]
+    assert (enc.aux_acts[picked_live] == 0).all()  # only 3 dead units: 2 picks per row are padding
+    pre = x @ W_enc + b_enc
+    want = pre[:, [1, 5, 9]].clamp_min(0).sort(1).values
+    got = torch.where(dead[enc.aux_indices], enc.aux_acts, torch.full_like(enc.aux_acts, -1.0)).sort(1).values[:, 2:]
+    torch.testing.assert_close(got, want)
+
+
+def test_aux_gradcheck(params):
+    x, W_enc, b_enc, *_ = params
+    dead = torch.zeros(H, dtype=torch.bool)
+    dead[[0, 3, 7, 8, 12, 15]] = True
+
+    def f(W, b):
+        out = TopKEncode.apply(x, W, b, K, 3, dead)
+        return out[0], out[2]
+
+    assert torch.autograd.gradcheck(f, (W_enc, b_enc))
+
+
+def test_cpu_backward_is_deterministic(params):
+    x, W_enc, b_enc, W_dec, b_dec = (p.float().detach().requires_grad_(p.requires_grad) for p in params)
+    grads = []
+    for _ in range(2):
+        enc = topk_encode(x, W_enc, b_enc, K)
+        out = decode(enc.acts, enc.indices, W_dec, b_dec, impl="sparse").pow(2).sum()
+        grads.append(torch.autograd.grad(out, (W_enc, b_enc, W_dec, b_dec)))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)

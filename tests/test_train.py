@@ -1,0 +1,118 @@
+"""The training loop: schedules, determinism, the run directory and its refusal to overwrite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import sparsecode as sc
+from sparsecode.train import k_at, lr_factor
+
+from .conftest import SMALL
+
+
+def test_k_annealing_schedule():
+    cfg = sc.TrainConfig(k=32, hidden=1000, k_anneal_from=200, k_anneal_frac=0.3)
+    total = 1000
+    assert k_at(0, total, cfg) == 200
+    assert k_at(150, total, cfg) == 116  # halfway through the 300 annealing steps
+    assert k_at(299, total, cfg) == 33
+    assert k_at(300, total, cfg) == 32 and k_at(999, total, cfg) == 32
+    off = sc.TrainConfig(k=32)  # no annealing unless asked for
+    assert off.k_start == 32 and k_at(0, total, off) == 32
+
+
+def test_learning_rate_warmup_then_cosine_decay():
+    cfg = sc.TrainConfig(warmup_frac=0.1, lr_final_ratio=0.1)
+    total = 101
+    assert lr_factor(0, total, cfg) == pytest.approx(1 / 10)
+    assert lr_factor(9, total, cfg) == pytest.approx(1.0)
+    assert lr_factor(10, total, cfg) == pytest.approx(1.0)
+    assert lr_factor(55, total, cfg) == pytest.approx(0.55)  # cosine midpoint between 1 and 0.1
+    assert lr_factor(100, total, cfg) == pytest.approx(0.1)
+
+
+def test_config_validation_names_the_option():
+    with pytest.raises(sc.SparsecodeError, match="--k 300 is larger than the hidden size 200"):
+        sc.TrainConfig(hidden=200, k=300).validate()
+    with pytest.raises(sc.SparsecodeError, match="--k must be at least 1"):
+        sc.TrainConfig(k=0).validate()
+    with pytest.raises(sc.SparsecodeError, match="--epochs must be at least 1"):
+        sc.TrainConfig(epochs=0).validate()
+    with pytest.raises(sc.SparsecodeError, match="--batch-size must be at least 1"):
+        sc.TrainConfig(batch_size=-4).validate()
+
+
+def test_same_seed_same_model_on_cpu(sample):
+    cfg = sc.TrainConfig(**{**SMALL, "epochs": 1})
+    a = sc.train(sample, cfg).model.weights()
+    b = sc.train(sample, cfg).model.weights()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    c = sc.train(sample, sc.TrainConfig(**{**SMALL, "epochs": 1, "seed": 1})).model.weights()
+    assert not torch.equal(a["W_dec"], c["W_dec"])
+
+
+def test_run_directory_contents(run_dir):
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.jsonl", "model.pt", "summary.json"]
+    config = json.loads((run_dir / "config.json").read_text())
+    for key, value in SMALL.items():
+        assert config[key] == value
+    assert config["n_words"] == 5000 and config["d_in"] == 50 and config["aux_k"] == 25
+    assert config["device"] == "cpu" and config["k_encode"] == 8
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3]
+    for m in lines:
+        assert set(m) >= {"loss", "fvu", "mean_l0", "dead_fraction", "zero_rows_fraction", "seconds"}
+        assert 0 <= m["dead_fraction"] <= 1 and 0 <= m["zero_rows_fraction"] <= 1
+    assert lines[-1]["mean_l0"] <= 8  # annealing has finished by the last epoch
+    assert lines[-1]["fvu"] < lines[0]["fvu"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0 < summary["fvu"] < 1 and summary["k"] == 8
+
+
+def test_refuses_to_overwrite_without_force(tmp_path, sample):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    cfg = sc.TrainConfig(**{**SMALL, "epochs": 1})
+    with pytest.raises(sc.SparsecodeError, match="already exists; pass --force"):
+        sc.train(sample, cfg, out_dir=out)
+    assert (out / "keep.txt").read_text() == "precious"
+    sc.train(sample, cfg, out_dir=out, force=True)
+    assert (out / "model.pt").is_file() and not (out / "keep.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary left beside it
+
+
+def test_interrupted_training_leaves_nothing(tmp_path, sample):
+    def interrupt(progress):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sc.train(sample, sc.TrainConfig(**{**SMALL, "epochs": 1}), out_dir=tmp_path / "run", progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_code_statistics_match_a_brute_force_count(sample):
+    """Final statistics (dead units, zero rows, L0, FVU) equal a direct dense computation."""
+    model = sc.train(sample, sc.TrainConfig(**{**SMALL, "epochs": 1})).model
+    with torch.no_grad():
+        model.W_enc[:, :3] = 0.0
+        model.b_enc[:3] = -100.0  # units 0-2 can never be selected: dead
+    x = torch.from_numpy(sample.vectors)
+    stats = sc.evaluate.code_statistics(model, x, k=8, batch_size=777)
+    with torch.no_grad():
+        pre = (model.normalise(x) - model.b_dec) @ model.W_enc + model.b_enc
+        vals, idx = pre.topk(8, dim=1)
+        z = torch.zeros_like(pre).scatter(1, idx, vals.clamp_min(0))
+        x_hat = model.denormalise(z @ model.W_dec + model.b_dec)
+    usage = (z > 0).sum(0)
+    assert stats["dead_fraction"] == pytest.approx((usage == 0).double().mean().item())
+    assert stats["dead_fraction"] >= 3 / 200
+    assert stats["always_on_fraction"] == pytest.approx((usage > 2500).double().mean().item())
+    assert stats["zero_rows_fraction"] == pytest.approx(((z > 0).sum(1) == 0).double().mean().item())
+    assert stats["mean_l0"] == pytest.approx((z > 0).sum(1).double().mean().item())
+    fvu = ((x - x_hat).double() ** 2).sum() / ((x.double() - x.double().mean(0)) ** 2).sum()
+    assert stats["fvu"] == pytest.approx(fvu.item(), rel=1e-4)
