@@ -265,5 +265,84 @@ def neighbors(
         out.print(table)
 
 
+@app.command()
+def evaluate(
+    codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
+    model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes  [default: the one recorded in the codes file]"),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings  [default: the run's training file]"),
+    wordsim: Optional[Path] = typer.Option(None, "--wordsim", help="Folder of word-similarity files  [default: sample_data/word-sim]"),
+    seed: int = typer.Option(0, help="Seed for DistRatio's intruders."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
+    Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
+    from .embeddings import load_embeddings
+    from .evaluate import DEFAULT_WORDSIM_DIR, align_vectors
+    from .evaluate import evaluate as run_evaluate
+    from .train import load_run
+
+    with user_errors():
+        codes = _load_codes(codes_file)
+        model = config = None
+        if model_dir is None and codes.attrs.get("run_dir") and Path(codes.attrs["run_dir"]).is_dir():
+            model_dir = Path(codes.attrs["run_dir"])
+        if model_dir is not None:
+            model, config = load_run(model_dir)
+        if embeddings is None and config and config.get("embeddings") and Path(config["embeddings"]).is_file():
+            embeddings = Path(config["embeddings"])
+        vectors = None
+        if embeddings is not None:
+            emb = load_embeddings(embeddings)
+            vectors = align_vectors(codes, emb.words, emb.vectors, str(embeddings))
+        result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed)
+        result["model"] = str(model_dir) if model_dir else None
+        result["embeddings"] = str(embeddings) if embeddings else None
+    if as_json:
+        return _echo_json(result)
+    _render_evaluation(result, vectors.shape[1] if vectors is not None else None)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _render_evaluation(result: dict, dense_dim: int | None) -> None:
+    sp = result["sparsity"]
+    table = Table(title=f"{result['codes']}: {sp['words']:,} words, {sp['units']} units")
+    table.add_column("measure")
+    table.add_column("codes", justify="right")
+    table.add_column("dense", justify="right")
+    if "reconstruction" in result:
+        rec = result["reconstruction"]
+        table.add_row("FVU", _fmt(rec["fvu"], 4), "")
+        table.add_row("cosine(x, x̂)", _fmt(rec["cosine"], 4), "")
+    table.add_row("mean L0", f"{sp['mean_l0']:.2f}", str(dense_dim or ""))
+    table.add_row("dead units", f"{sp['dead_units']} ({100 * sp['dead_fraction']:.1f}%)", "")
+    table.add_row("always-on units (> 50% of words)", str(sp["always_on_units"]), "")
+    table.add_row("all-zero rows", f"{sp['zero_rows']} ({100 * sp['zero_rows_fraction']:.2f}%)", "")
+    if "dist_ratio" in result:
+        dr = result["dist_ratio"]
+        table.add_row("DistRatio (higher: more coherent)", _fmt(dr["codes"]["dist_ratio"]), _fmt(dr["dense"]["dist_ratio"]))
+    out.print(table)
+    hist = Table(title="L0 histogram (words per number of active units)")
+    hist.add_column("L0", justify="right")
+    hist.add_column("words", justify="right")
+    for l0, count in sp["l0_histogram"].items():
+        hist.add_row(l0, f"{count:,}")
+    out.print(hist)
+    if "word_similarity" in result:
+        ws = result["word_similarity"]
+        wt = Table(title="word similarity (Spearman of cosine)")
+        for col in ("benchmark", "pairs found", "skipped", "codes", "dense"):
+            wt.add_column(col, justify="left" if col == "benchmark" else "right")
+        dense = ws.get("dense", {})
+        for name, entry in ws["codes"].items():
+            wt.add_row(name, str(entry["found"]), str(entry["skipped"]), _fmt(entry["spearman"]),
+                       _fmt(dense.get(name, {}).get("spearman")))
+        wt.add_row("average (WS-353, SimLex, MEN, RW)", "", "", _fmt(ws.get("codes_average")),
+                   _fmt(ws.get("dense_average")), style="bold")
+        out.print(wt)
+
+
 def main() -> None:
     app()

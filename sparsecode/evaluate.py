@@ -1,15 +1,36 @@
-"""How good and how healthy a model's codes are: reconstruction and sparsity statistics.
+"""How good and how healthy codes are: reconstruction, sparsity, word similarity, DistRatio.
 
-FVU is the fraction of variance unexplained, sum ||x - x_hat||^2 / sum ||x - mean(x)||^2, with the
-variance taken about the data mean on the original scale.
+- FVU is the fraction of variance unexplained, sum ||x - x_hat||^2 / sum ||x - mean(x)||^2, with the
+  variance taken about the data mean, on the original scale.
+- Word similarity follows the usual protocol (Faruqui and Dyer 2014): lower-case both words, skip
+  pairs with an out-of-vocabulary word (and count them), score pairs by cosine, report Spearman's
+  rank correlation with the human scores (ties get average ranks). An all-zero code has no
+  direction; its cosine with anything is taken as 0.
+- DistRatio (Sun et al. 2016) measures how coherent each dimension's top words are: for each
+  dimension, its top-5 words T and one intruder b drawn from the words in the bottom half of that
+  dimension and the top 10% of another one; DistRatio = mean over dimensions of
+  (mean distance from T to b) / (mean pairwise distance within T), Euclidean distances in the
+  original embedding space. Higher is more interpretable. Seeded, so it is reproducible.
 """
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import Tensor
 
+from .codes import Codes
+from .errors import SparsecodeError
 from .model import SparseAutoencoder
+
+#: The word-similarity files shipped with the project (see sample_data/word-sim/README.md).
+DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "word-sim"
+#: Benchmarks summarised as "average" (the four the project's goals are stated on).
+HEADLINE_WORDSIM = ("EN-WS-353-ALL", "EN-SIMLEX-999", "EN-MEN-TR-3k", "EN-RW-STANFORD")
 
 
 @torch.no_grad()
@@ -47,3 +68,268 @@ def code_statistics(model: SparseAutoencoder, vectors: Tensor, k: int, batch_siz
         "always_on_fraction": float((usage > n / 2).double().mean()),
         "zero_rows_fraction": float(zero_rows / n),
     }
+
+
+# -- reconstruction and sparsity of stored codes -------------------------------------------------
+@torch.no_grad()
+def reconstruction_of_codes(codes: Codes, model: SparseAutoencoder, vectors: np.ndarray, batch_size: int = 8192) -> dict:
+    """FVU and mean cosine of the vectors (N, D) reconstructed from the stored codes through the
+    ``model.pt`` contract, ``x_hat = (z @ W_dec + b_dec) * input_scale + input_mean``."""
+    n = len(codes.words)
+    x_all = torch.from_numpy(vectors)
+    mean = x_all.double().mean(0)
+    sse = ssd = cos = 0.0
+    for start in range(0, n, batch_size):
+        rows = np.arange(start, min(start + batch_size, n))
+        z = torch.from_numpy(codes.dense(rows))
+        x_hat = model.denormalise(z @ model.W_dec.cpu() + model.b_dec.cpu()).double()
+        x = x_all[start : start + len(rows)].double()
+        sse += float((x - x_hat).pow(2).sum())
+        ssd += float((x - mean).pow(2).sum())
+        cos += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=1).sum())
+    return {"fvu": sse / ssd if ssd > 0 else float("nan"), "cosine": cos / n}
+
+
+def sparsity_of_codes(codes: Codes) -> dict:
+    """Mean L0, its histogram, dead and always-on units, all-zero rows."""
+    l0 = codes.l0()
+    n = len(codes.words)
+    hist = np.bincount(l0)
+    return {
+        "mean_l0": float(l0.mean()),
+        "max_l0": int(l0.max()) if n else 0,
+        "l0_histogram": {str(i): int(c) for i, c in enumerate(hist) if c},
+        "dead_units": int((codes.frequency == 0).sum()),
+        "dead_fraction": float((codes.frequency == 0).mean()),
+        "always_on_units": int((codes.frequency > n / 2).sum()),
+        "zero_rows": int((l0 == 0).sum()),
+        "zero_rows_fraction": float((l0 == 0).mean()),
+        "units": codes.n_units,
+        "words": n,
+    }
+
+
+# -- word similarity -------------------------------------------------------------------------------
+def read_wordsim(path: str | os.PathLike) -> list[tuple[str, str, float]]:
+    """Pairs of a ``word1<TAB>word2<TAB>score`` file (CRLF and a missing last newline are fine)."""
+    pairs = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.strip().split()
+            if not parts:
+                continue
+            if len(parts) != 3:
+                raise SparsecodeError(f"{path}: line {lineno} is not 'word1 word2 score'")
+            try:
+                pairs.append((parts[0], parts[1], float(parts[2])))
+            except ValueError:
+                raise SparsecodeError(f"{path}: line {lineno}: score {parts[2]!r} is not a number") from None
+    return pairs
+
+
+def rankdata(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank (as ``scipy.stats.rankdata``)."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="mergesort")
+    sorted_vals = values[order]
+    # Boundaries of runs of equal values.
+    new_run = np.concatenate([[True], sorted_vals[1:] != sorted_vals[:-1]])
+    run_id = np.cumsum(new_run) - 1
+    run_start = np.flatnonzero(new_run)
+    run_end = np.concatenate([run_start[1:], [len(values)]])
+    avg = (run_start + run_end + 1) / 2.0  # average of 1-based ranks start+1 .. end
+    ranks = np.empty(len(values))
+    ranks[order] = avg[run_id]
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation with average ranks for ties."""
+    ra, rb = rankdata(a), rankdata(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denom = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+
+
+def _row_cosines(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    num = (left * right).sum(1)
+    den = np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def word_similarity(
+    words: list[str], vectors_of, wordsim_dir: str | os.PathLike = DEFAULT_WORDSIM_DIR
+) -> dict[str, dict]:
+    """Spearman per benchmark file in ``wordsim_dir``; ``vectors_of(rows) -> (len(rows), dim)``.
+
+    Returns ``{benchmark: {"spearman", "pairs", "found", "skipped"}}``.
+    """
+    wordsim_dir = Path(wordsim_dir)
+    files = sorted(wordsim_dir.glob("*.txt"))
+    if not files:
+        raise SparsecodeError(f"{wordsim_dir}: no word-similarity files (*.txt) found; pass --wordsim DIR")
+    index = {w: i for i, w in enumerate(words)}
+    out = {}
+    for path in files:
+        pairs = read_wordsim(path)
+        found = [(index[a.lower()], index[b.lower()], s) for a, b, s in pairs
+                 if a.lower() in index and b.lower() in index]
+        entry = {"pairs": len(pairs), "found": len(found), "skipped": len(pairs) - len(found), "spearman": None}
+        if len(found) >= 2:
+            left = vectors_of(np.array([f[0] for f in found]))
+            right = vectors_of(np.array([f[1] for f in found]))
+            entry["spearman"] = spearman(_row_cosines(left.astype(np.float64), right.astype(np.float64)),
+                                         np.array([f[2] for f in found]))
+        out[path.stem] = entry
+    return out
+
+
+def headline_average(scores: dict[str, dict]) -> float | None:
+    """Mean Spearman over WS-353-ALL, SimLex-999, MEN and RW (when all four are present)."""
+    vals = [scores[name]["spearman"] for name in HEADLINE_WORDSIM if name in scores]
+    if len(vals) != len(HEADLINE_WORDSIM) or any(v is None for v in vals):
+        return None
+    return float(np.mean(vals))
+
+
+# -- DistRatio -------------------------------------------------------------------------------------
+def _mean_pairwise(points: np.ndarray) -> float:
+    diff = points[:, None, :] - points[None, :, :]
+    d = np.sqrt((diff**2).sum(-1))
+    n = len(points)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def dist_ratio_from_rankings(
+    top5: list[np.ndarray],
+    top10pct: list[np.ndarray],
+    in_bottom_half,
+    vectors: np.ndarray,
+    seed: int = 0,
+    tries: int = 20,
+) -> dict:
+    """DistRatio given, per dimension: its top-5 word rows, its top-10% word rows, and a predicate
+    ``in_bottom_half(dim, rows) -> bool array``. Dimensions with fewer than 5 words or no
+    intruder found in ``tries`` draws are skipped (and counted)."""
+    rng = np.random.default_rng(seed)
+    n_dims = len(top5)
+    ratios = []
+    skipped = 0
+    for dim in range(n_dims):
+        top = top5[dim]
+        if len(top) < 5 or n_dims < 2:
+            skipped += 1
+            continue
+        intruder = None
+        for _ in range(tries):
+            other = int(rng.integers(n_dims - 1))
+            other += other >= dim
+            cand = top10pct[other]
+            cand = cand[in_bottom_half(dim, cand)] if len(cand) else cand
+            if len(cand):
+                intruder = int(cand[rng.integers(len(cand))])
+                break
+        if intruder is None:
+            skipped += 1
+            continue
+        pts = vectors[top].astype(np.float64)
+        inter = float(np.sqrt(((pts - vectors[intruder].astype(np.float64)) ** 2).sum(1)).mean())
+        intra = _mean_pairwise(pts)
+        if intra > 0:
+            ratios.append(inter / intra)
+        else:
+            skipped += 1
+    return {"dist_ratio": float(np.mean(ratios)) if ratios else None, "dimensions": len(ratios), "skipped": skipped}
+
+
+def dist_ratio_codes(codes: Codes, vectors: np.ndarray, seed: int = 0) -> dict:
+    """DistRatio of the code units, distances between ``vectors`` (N, D) rows of the same words."""
+    n = len(codes.words)
+    rows = np.repeat(np.arange(n), codes.l0())
+    order = np.lexsort((-codes.data, codes.indices))  # by unit, then activation descending
+    units_sorted = codes.indices[order]
+    rows_sorted = rows[order]
+    vals_sorted = codes.data[order]
+    start = np.searchsorted(units_sorted, np.arange(codes.n_units), side="left")
+    end = np.searchsorted(units_sorted, np.arange(codes.n_units), side="right")
+    top_n = math.ceil(0.1 * n)
+    top5 = [rows_sorted[s : min(s + 5, e)] for s, e in zip(start, end)]
+    top10 = [rows_sorted[s : min(s + top_n, e)] for s, e in zip(start, end)]
+    # Median of a unit's values over all N words: 0 when it is active on at most half of them.
+    medians = np.zeros(codes.n_units)
+    busy = np.flatnonzero(codes.frequency > n // 2)
+    for u in busy:
+        vals = np.concatenate([vals_sorted[start[u] : end[u]], np.zeros(n - (end[u] - start[u]))])
+        medians[u] = np.median(vals)
+
+    def in_bottom_half(unit: int, cand: np.ndarray) -> np.ndarray:
+        members = rows_sorted[start[unit] : end[unit]]
+        if medians[unit] == 0:  # bottom half = the words the unit is not active on
+            return ~np.isin(cand, members)
+        by_row = np.argsort(members)
+        pos = np.clip(np.searchsorted(members[by_row], cand), 0, len(members) - 1)
+        hit = members[by_row][pos] == cand
+        value = np.where(hit, vals_sorted[start[unit] : end[unit]][by_row][pos], 0.0)
+        return value <= medians[unit]
+
+    return dist_ratio_from_rankings(top5, top10, in_bottom_half, vectors, seed)
+
+
+def dist_ratio_dense(vectors: np.ndarray, seed: int = 0) -> dict:
+    """DistRatio of the dense dimensions themselves (each coordinate as a 'unit')."""
+    n, d = vectors.shape
+    order = np.argsort(-vectors, axis=0, kind="stable")  # (N, D) rows by value, per dimension
+    top_n = math.ceil(0.1 * n)
+    medians = np.median(vectors, axis=0)
+    top5 = [order[:5, j] for j in range(d)]
+    top10 = [order[:top_n, j] for j in range(d)]
+    return dist_ratio_from_rankings(top5, top10, lambda dim, cand: vectors[cand, dim] <= medians[dim], vectors, seed)
+
+
+# -- all of it -------------------------------------------------------------------------------------
+def align_vectors(codes: Codes, words: list[str], vectors: np.ndarray, source: str) -> np.ndarray:
+    """Rows of ``vectors`` for the codes' words, in the codes' order."""
+    if words == codes.words:
+        return vectors
+    index = {w: i for i, w in enumerate(words)}
+    missing = [w for w in codes.words if w not in index]
+    if missing:
+        raise SparsecodeError(
+            f"{source}: {len(missing)} word(s) of the codes file are missing (first: {missing[0]!r}); "
+            "give the embeddings the codes were encoded from"
+        )
+    return vectors[[index[w] for w in codes.words]]
+
+
+def evaluate(
+    codes: Codes,
+    model: SparseAutoencoder | None = None,
+    vectors: np.ndarray | None = None,
+    wordsim_dir: str | os.PathLike | None = DEFAULT_WORDSIM_DIR,
+    seed: int = 0,
+) -> dict:
+    """Everything ``sparsecode evaluate`` prints, as a dict.
+
+    ``vectors`` (N, D) are the original embeddings of ``codes.words`` (aligned); with them come
+    the reconstruction (also needs ``model``), and dense baselines for word similarity and
+    DistRatio. ``wordsim_dir=None`` skips word similarity.
+    """
+    result: dict = {"codes": codes.path, "sparsity": sparsity_of_codes(codes)}
+    if model is not None and vectors is not None:
+        if model.n_hidden != codes.n_units or model.d_in != vectors.shape[1]:
+            raise SparsecodeError(
+                f"{codes.path}: codes have {codes.n_units} units and the model {model.n_hidden} "
+                f"(and D {model.d_in} vs {vectors.shape[1]}); use the run the codes came from"
+            )
+        result["reconstruction"] = reconstruction_of_codes(codes, model, vectors)
+    if wordsim_dir is not None:
+        ws = {"codes": word_similarity(codes.words, codes.dense, wordsim_dir)}
+        ws["codes_average"] = headline_average(ws["codes"])
+        if vectors is not None:
+            ws["dense"] = word_similarity(codes.words, lambda rows: vectors[rows], wordsim_dir)
+            ws["dense_average"] = headline_average(ws["dense"])
+        result["word_similarity"] = ws
+    if vectors is not None:
+        result["dist_ratio"] = {"codes": dist_ratio_codes(codes, vectors, seed), "dense": dist_ratio_dense(vectors, seed)}
+    return result
