@@ -8,7 +8,9 @@ error or an interrupt removes the temporary; the final name never holds a partia
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -49,8 +51,9 @@ def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[Path
         _fsync(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        _raise_if_write_failure(exc, path)
         raise
 
 
@@ -71,9 +74,61 @@ def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[P
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
         else:
             os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp_path, ignore_errors=True)
+        _raise_if_write_failure(exc, path)
         raise
+
+
+#: errno values that mean "the output could not be written" (disk full, file too large, quota, read-only).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+_WRITE_MESSAGES = ("No space left", "File too large", "Disk quota", "Read-only file system", "write failed",
+                   "iostream error", "PytorchStreamWriter", "inline_container")
+
+
+class OutputWriteError(SparsecodeError):
+    """Writing an output failed (disk full, file too large); the partial output was removed.
+
+    HDF5 can be left unable to close a file after a failed write and crash at interpreter exit,
+    so the CLI ends the process at once (``os._exit``) after reporting this error.
+    """
+
+
+def check_space(path: str | os.PathLike, needed_bytes: int) -> None:
+    """Refuse, before any work, an output that cannot fit: free disk space and the process's
+    file-size limit (``ulimit -f``) are both checked against ``needed_bytes`` (an upper bound)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    free = shutil.disk_usage(parent).free
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    mb = needed_bytes / 2**20
+    if needed_bytes > free:
+        raise SparsecodeError(
+            f"{path}: the output needs up to {mb:,.1f} MB but only {free / 2**20:,.1f} MB are free in {parent}; "
+            "free some disk space or choose another folder"
+        )
+    if limit != resource.RLIM_INFINITY and needed_bytes > limit:
+        raise SparsecodeError(
+            f"{path}: the output needs up to {mb:,.1f} MB but files are limited to {limit / 2**20:,.1f} MB "
+            "here (ulimit -f); raise the limit or write a smaller output"
+        )
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    return isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, SparsecodeError) and (
+        getattr(exc, "errno", None) in _WRITE_ERRNOS or any(m in str(exc) for m in _WRITE_MESSAGES)
+    )
+
+
+def _raise_if_write_failure(exc: BaseException, path: Path) -> None:
+    """Turn a failed write (a full disk, say) into one clear line; the temporary is already gone."""
+    if _is_write_failure(exc):
+        errno_ = getattr(exc, "errno", None)
+        reason = os.strerror(errno_) if errno_ in _WRITE_ERRNOS else str(exc).splitlines()[0][:120]
+        raise OutputWriteError(
+            f"{path}: could not write the output ({reason}); nothing was written: "
+            "free some disk space or choose another folder"
+        ) from None
 
 
 def _umask() -> int:

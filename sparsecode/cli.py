@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -18,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
+from .atomic import OutputWriteError
 from .config import TrainConfig
 from .errors import SparsecodeError
 
@@ -30,6 +33,7 @@ app = typer.Typer(
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 DEFAULTS = TrainConfig()
+_state = {"hard_exit": False}
 
 
 @contextlib.contextmanager
@@ -42,6 +46,8 @@ def user_errors() -> Iterator[None]:
         except SparsecodeError as exc:
             _print_warnings(caught)
             err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            if isinstance(exc, OutputWriteError):
+                _state["hard_exit"] = True
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/]: nothing was written", soft_wrap=True)
@@ -345,4 +351,13 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
 
 
 def main() -> None:
-    app()
+    """The console script. After a failed write HDF5 may be unable to close the file and crash
+    at interpreter exit; in that case the process ends at once, with the exit code already set."""
+    try:
+        app()
+    except SystemExit as exc:
+        if _state["hard_exit"]:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.code if isinstance(exc.code, int) else 1)
+        raise

@@ -124,9 +124,11 @@ class EmbeddingFile:
             raise SparsecodeError(
                 f"{path}: 'vectors' must be 2-D (N words x D dimensions), got shape {tuple(vec.shape)}"
             )
-        if vec.dtype.kind != "f":
+        if vec.dtype.kind in ("i", "u"):
+            warnings.warn(f"{path}: 'vectors' are integers ({vec.dtype}); converted to float32", stacklevel=4)
+        elif vec.dtype.kind != "f":
             raise SparsecodeError(
-                f"{path}: 'vectors' must be floating point, got {vec.dtype}; store them as float32"
+                f"{path}: 'vectors' must be numbers (floating point or integer), got {vec.dtype}; store them as float32"
             )
         n, d = vec.shape
         if n == 0 or d == 0:
@@ -198,20 +200,29 @@ class EmbeddingFile:
             if self._keep is not None:
                 lo, hi = np.searchsorted(self._keep, [start, stop])
                 block = block[self._keep[lo:hi] - start]
-            bad = ~np.isfinite(block).all(axis=1)
+            bad = _bad_rows(block)
             if bad.any():
-                self._raise_nonfinite(kept_before + int(np.flatnonzero(bad)[0]), chunk_rows)
+                self._raise_bad_rows(kept_before + int(np.flatnonzero(bad)[0]), chunk_rows)
             yield kept_before, block
             kept_before += block.shape[0]
 
-    def _raise_nonfinite(self, first_bad: int, chunk_rows: int) -> None:
-        total = 0
+    def _raise_bad_rows(self, first_bad: int, chunk_rows: int) -> None:
+        """Count the NaN/Inf and all-zero rows over the whole file and raise one clear error."""
+        nonfinite = zero = 0
         for start in range(0, self.n_rows, chunk_rows):
             block = self._read_rows(start, min(start + chunk_rows, self.n_rows))
-            total += int((~np.isfinite(block).all(axis=1)).sum())
+            finite = np.isfinite(block).all(axis=1)
+            nonfinite += int((~finite).sum())
+            zero += int((finite & ~block.any(axis=1)).sum())
+        word = self.words[first_bad]
+        if nonfinite:
+            raise SparsecodeError(
+                f"{self.path}: {nonfinite} row(s) of 'vectors' contain NaN or Inf"
+                f"{f' and {zero} are all zeros' if zero else ''} (first bad row: word {word!r}); remove or fix those rows"
+            )
         raise SparsecodeError(
-            f"{self.path}: {total} row(s) of 'vectors' contain NaN or Inf (first: word "
-            f"{self.words[first_bad]!r}); remove or fix those rows"
+            f"{self.path}: {zero} row(s) of 'vectors' are all zeros (first: word {word!r}); "
+            "remove them: a zero vector has no direction to encode"
         )
 
     def read_all(self) -> Embeddings:
@@ -220,6 +231,11 @@ class EmbeddingFile:
         for first, block in self.iter_chunks():
             out[first : first + block.shape[0]] = block
         return Embeddings(words=self.words, vectors=out, path=self.path)
+
+
+def _bad_rows(block: np.ndarray) -> np.ndarray:
+    """(n,) True for rows with NaN/Inf or all zeros."""
+    return ~np.isfinite(block).all(axis=1) | ~block.any(axis=1)
 
 
 def load_embeddings(path: str | os.PathLike) -> Embeddings:

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import torch
 
-from .atomic import atomic_output, check_output
+from .atomic import atomic_output, check_output, check_space
 from .codes import config_attrs
 from .config import resolve_device
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile
@@ -108,6 +108,8 @@ def encode(
                 "encode the embeddings the model was trained on"
             )
         n = len(emb)
+        # Upper bound: k entries (int32 + float32) per word, pointers, words, the unit report.
+        check_space(out, n * k * 8 + (n + 1) * 8 + sum(len(w) + 16 for w in emb.words) + H * top_words * 40 + 2**20)
         report = UnitReport(H, top_words, device=dev)
         with atomic_output(out, force=force) as tmp, h5py.File(tmp, "w") as f:
             grp = f.create_group("codes")

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .atomic import atomic_directory, check_output
+from .atomic import atomic_directory, check_output, check_space
 from .config import TrainConfig, resolve_device
 from .embeddings import Embeddings
 from .errors import SparsecodeError
@@ -105,6 +105,9 @@ def train(
         check_output(out_dir, force)  # fail before training, not after
     device = resolve_device(cfg.device)
     n, d_in = embeddings.vectors.shape
+    if out_dir is not None:
+        # model.pt plus Adam's two moment estimates, for the largest file the run writes.
+        check_space(out_dir, 3 * 4 * (2 * d_in * cfg.hidden + cfg.hidden + 2 * d_in + 1) + 2**20)
     if n < 2:
         raise SparsecodeError(f"{embeddings.path}: needs at least 2 words to train, found {n}")
 

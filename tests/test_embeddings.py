@@ -85,7 +85,7 @@ def test_truncated_file(tmp_path, sample):
         (dict(words=["a", "b", "c"], vectors=np.ones((2, 3), np.float32)), "'words' has 3 entries but 'vectors' has 2 rows"),
         (dict(words=["a", "b"], vectors=np.ones(2, np.float32)), "must be 2-D"),
         (dict(words=["a", "b"], vectors=np.ones((2, 3, 4), np.float32)), "must be 2-D"),
-        (dict(words=["a", "b"], vectors=np.ones((2, 3), np.int64)), "must be floating point, got int64"),
+        (dict(words=["a", "b"], vectors=np.array([["1", "2"], ["3", "4"]], dtype="S1")), "must be numbers (floating point or integer), got |S1"),
         (dict(words=np.zeros(0, dtype="S1"), vectors=np.ones((0, 3), np.float32)), "is empty"),
         (dict(words=np.array([1, 2]), vectors=np.ones((2, 3), np.float32)), "'words' must hold strings"),
     ],
@@ -100,7 +100,7 @@ def test_nan_and_inf_rows_are_counted_with_the_first_word(tmp_path, sample):
     vecs[250, 0] = np.inf
     path = write_h5(tmp_path / "nan.h5", words=words, vectors=vecs)
     msg = _error(path)
-    assert f"2 row(s) of 'vectors' contain NaN or Inf (first: word {words[7]!r})" in msg
+    assert f"2 row(s) of 'vectors' contain NaN or Inf (first bad row: word {words[7]!r})" in msg
     with EmbeddingFile(path) as ef, pytest.raises(sc.SparsecodeError, match=r"2 row\(s\)"):
         list(ef.iter_chunks(chunk_rows=100))
 
@@ -111,3 +111,21 @@ def test_invalid_utf8_word(tmp_path):
         f.create_dataset("words", data=np.array([b"ok", b"caf\xe9"], dtype="S"))
         f.create_dataset("vectors", data=np.ones((2, 3), np.float32))
     assert "entry 1 is not valid UTF-8" in _error(path)
+
+
+def test_zero_rows_are_refused(tmp_path, sample):
+    words, vecs = sample_subset(sample, 50)
+    vecs[[4, 9, 30]] = 0.0
+    msg = _error(write_h5(tmp_path / "z.h5", words=words, vectors=vecs))
+    assert f"3 row(s) of 'vectors' are all zeros (first: word {words[4]!r})" in msg
+    vecs[40, 0] = np.nan
+    msg = _error(write_h5(tmp_path / "zn.h5", words=words, vectors=vecs))
+    assert f"1 row(s) of 'vectors' contain NaN or Inf and 3 are all zeros (first bad row: word {words[4]!r})" in msg
+
+
+def test_integer_vectors_are_converted_with_a_warning(tmp_path):
+    path = write_h5(tmp_path / "i.h5", words=["a", "b"], vectors=np.array([[1, 2], [3, -4]], np.int32))
+    with pytest.warns(UserWarning, match=r"'vectors' are integers \(int32\); converted to float32"):
+        emb = sc.load_embeddings(path)
+    assert emb.vectors.dtype == np.float32
+    np.testing.assert_array_equal(emb.vectors, [[1, 2], [3, -4]])

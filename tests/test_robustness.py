@@ -1,0 +1,75 @@
+"""Robustness: outputs that cannot be written fail with one clean line and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import sparsecode as sc
+
+from .conftest import SAMPLE
+
+#: Runs the CLI's console entry point under a file-size limit (a full disk, as far as the
+#: process can tell). ``skip_precheck`` disables the up-front size check so that the write itself fails.
+LIMITED = textwrap.dedent(
+    """
+    import resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limit, skip_precheck = int(sys.argv[1]), sys.argv[2] == "1"
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    if skip_precheck:
+        import sparsecode  # the package re-exports functions named like the modules: patch the modules
+        for name in ("sparsecode.encode", "sparsecode.train"):
+            sys.modules[name].check_space = lambda *a: None
+    from sparsecode.cli import main
+    sys.argv = ["sparsecode"] + sys.argv[3:]
+    main()
+    """
+)
+
+
+def _limited(tmp_path, limit: int, skip_precheck: bool, *args):
+    return subprocess.run(
+        [sys.executable, "-c", LIMITED, str(limit), "1" if skip_precheck else "0", *map(str, args)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
+@pytest.mark.parametrize("skip_precheck", [False, True], ids=["refused-up-front", "write-fails-midway"])
+def test_encode_into_a_full_disk(tmp_path, run_dir, skip_precheck):
+    proc = _limited(tmp_path, 150_000, skip_precheck, "encode", run_dir, SAMPLE, "--out", "codes.h5", "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: codes.h5: "), proc.stderr
+    if skip_precheck:
+        # HDF5 itself may print diagnostics about the handles it cannot release; ours is one line.
+        assert "could not write the output" in errors[0] and "nothing was written" in errors[0]
+    else:
+        assert proc.stderr.strip().splitlines() == errors
+        assert "files are limited to 0.1 MB here (ulimit -f)" in errors[0]
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("skip_precheck", [False, True], ids=["refused-up-front", "write-fails-midway"])
+def test_train_into_a_full_disk(tmp_path, skip_precheck):
+    proc = _limited(tmp_path, 100_000, skip_precheck, "train", SAMPLE, "--out", "run", "--hidden", 600,
+                    "--k", 4, "--epochs", 1, "--quiet")
+    assert proc.returncode == 1, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in proc.stderr and proc.stderr.strip().endswith(error[0]), proc.stderr
+    assert ("could not write the output" if skip_precheck else "ulimit -f") in error[0]
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_folder_missing_or_read_only(tmp_path, run_dir):
+    with pytest.raises(sc.SparsecodeError, match="folder .* does not exist; create it first"):
+        sc.encode(run_dir, SAMPLE, tmp_path / "nope" / "codes.h5")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        with pytest.raises(sc.SparsecodeError, match="is not writable"):
+            sc.encode(run_dir, SAMPLE, ro / "codes.h5")
