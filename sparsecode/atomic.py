@@ -99,6 +99,8 @@ def check_space(path: str | os.PathLike, needed_bytes: int) -> None:
     file-size limit (``ulimit -f``) are both checked against ``needed_bytes`` (an upper bound)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:  # a folder the run will create
+        parent = parent.parent
     free = shutil.disk_usage(parent).free
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     mb = needed_bytes / 2**20

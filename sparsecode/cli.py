@@ -22,7 +22,7 @@ from rich.table import Table
 from . import __version__
 from .atomic import OutputWriteError
 from .config import TrainConfig
-from .errors import SparsecodeError
+from .errors import SparsecodeError, TrainingInterrupted
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
@@ -43,6 +43,10 @@ def user_errors() -> Iterator[None]:
         warnings.simplefilter("always")
         try:
             yield
+        except TrainingInterrupted as exc:
+            _print_warnings(caught)
+            err.print(f"[bold yellow]interrupted:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except SparsecodeError as exc:
             _print_warnings(caught)
             err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
@@ -118,8 +122,10 @@ def train(
     encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk)  [default: --k]"),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
     device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
+    checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or start-up line."),
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .atomic import check_output
@@ -128,14 +134,16 @@ def train(
 
     cfg = TrainConfig(hidden=hidden, k=k, epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
                       k_anneal_frac=k_anneal_frac,
-                      encode_k=encode_k, seed=seed, device=device)
+                      encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
     with user_errors():
         cfg.validate()
-        check_output(out_dir, force)
+        if not resume:
+            check_output(out_dir, force)
         emb = load_embeddings(embeddings)
-        err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, k={k}")
+        if not quiet:
+            err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, k={k}")
         with LiveBar("train", enabled=not quiet) as bar:
-            result = run_training(emb, cfg, out_dir=out_dir, force=force, progress=lambda p: bar.update(
+            result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
                 p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
                 status=f"loss {p.loss:.4f}  FVU {p.fvu:.4f}  dead {100 * p.dead_fraction:.1f}%"))
 

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from .errors import SparsecodeError
 
 
+#: Settings that may differ when a run is resumed (they do not change what is computed).
+RESUMABLE_CHANGES = ("checkpoint_every", "device")
+
+
 @dataclass
 class TrainConfig:
     hidden: int = 1000
@@ -44,6 +48,8 @@ class TrainConfig:
     """A unit is dead for AuxK if it has not fired in this many epochs' worth of words."""
     seed: int = 0
     """Seeds initialisation and data order: same seed, same model on the CPU."""
+    checkpoint_every: int = 1000
+    """Steps between checkpoints of a run directory (also at the end of every epoch)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
 
@@ -70,6 +76,7 @@ class TrainConfig:
                  f"--encode-k must be between 1 and the hidden size {self.hidden} (got {self.encode_k})")
         if self.aux_k is not None:
             need(0 <= self.aux_k <= self.hidden, f"--aux-k must be between 0 and the hidden size {self.hidden} (got {self.aux_k})")
+        need(self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1 (got {self.checkpoint_every})")
         need(self.dead_window > 0, f"dead_window must be positive (got {self.dead_window})")
         need(self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {self.device!r})")
 

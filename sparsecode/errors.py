@@ -7,3 +7,16 @@ class SparsecodeError(Exception):
     The CLI prints ``error: <message>`` and exits non-zero, without a traceback. Library users
     catch it like any exception. Messages are one line and name the file involved.
     """
+
+
+class TrainingInterrupted(SparsecodeError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was written; ``--resume`` continues."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + self.signum

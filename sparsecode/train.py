@@ -1,4 +1,4 @@
-"""The training loop: schedules, dead-unit statistics, metrics, and the run directory.
+"""The training loop: schedules, dead-unit statistics, metrics, checkpoints, the run directory.
 
 One step, all on the device and without reading anything back to the host:
 
@@ -8,8 +8,15 @@ One step, all on the device and without reading anything back to the host:
    warm-up/cosine learning rate; rescale decoder rows to unit norm;
 4. record which units fired, counted in words seen (so "dead" means the same on any data size).
 
-Progress is reported through a callback (the CLI draws a rich bar with it); the host reads values
-only when it reports, a few dozen times per epoch.
+The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch): it then
+checks that the loss stayed finite (otherwise it restores the state of the previous report point
+and halves the learning rate, once) and calls the progress callback.
+
+With a run directory, the complete training state is checkpointed (``checkpoint.pt``) every
+``checkpoint_every`` steps, at the end of every epoch and when SIGINT/SIGTERM arrives; ``resume``
+continues from it and, on the CPU, ends with weights identical to an uninterrupted run. The final
+files appear only when training has finished: ``model.pt``, ``config.json``, ``metrics.jsonl``,
+``summary.json`` (each written atomically), and the checkpoint is then removed.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import signal
+import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,16 +36,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .atomic import atomic_directory, check_output, check_space
-from .config import TrainConfig, resolve_device
+from .atomic import atomic_output, check_output, check_space, write_text_atomic
+from .config import RESUMABLE_CHANGES, TrainConfig, resolve_device
 from .embeddings import Embeddings
-from .errors import SparsecodeError
+from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import code_statistics
 from .model import SparseAutoencoder
 from .objectives import auxk_loss, reconstruction
 
-#: How many progress reports per epoch the callback receives (besides the end of each epoch).
+#: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
+#: The files of a finished run directory (``--force`` replaces these and only these).
+RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
+CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -86,146 +100,380 @@ def k_at(step: int, total: int, cfg: TrainConfig) -> int:
     return round(cfg.k_start + (cfg.k - cfg.k_start) * step / steps)
 
 
+def data_fingerprint(vectors: np.ndarray) -> list[float]:
+    """A cheap summary of the training data, to refuse resuming on different data."""
+    v = vectors.astype(np.float64)
+    return [float(v.shape[0]), float(v.shape[1]), float(v.sum()), float((v * v).sum()), float(v[:, 0] @ np.arange(len(v)))]
+
+
+class Trainer:
+    """The state of one training run and the loop that advances it."""
+
+    def __init__(self, embeddings: Embeddings, cfg: TrainConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.n, self.d_in = embeddings.vectors.shape
+        self.fingerprint = data_fingerprint(embeddings.vectors)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.data = torch.from_numpy(np.ascontiguousarray(embeddings.vectors)).to(self.device)
+        self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device)
+        self.model.initialise(self.data, generator=self.gen)
+        self.x_all = self.model.normalise(self.data)
+        self.data_mean = self.x_all.mean(0)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+
+        self.aux_k = cfg.aux_k_for(self.d_in)
+        self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.report_every = max(1, self.steps_per_epoch // REPORTS_PER_EPOCH)
+        self.dead_after = max(1, int(cfg.dead_window * self.n))
+
+        # Position: the next step is batch `batch` of epoch `epoch` (1-based), in order `perm`.
+        self.step = 0
+        self.seen = 0
+        self.epoch = 1
+        self.batch = 0
+        self.perm = torch.randperm(self.n, generator=self.gen)
+        self.lr_scale = 1.0
+        self.diverged = 0
+        self.elapsed = 0.0
+        self.metrics: list[dict] = []
+        # Words seen when each unit last fired; 0 at first, so every unit lives for dead_after words.
+        self.last_fired = torch.zeros(cfg.hidden, dtype=torch.int64, device=self.device)
+        self._new_epoch_stats()
+
+    def _new_epoch_stats(self) -> None:
+        z = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.acc = {"loss": z.clone(), "sse": z.clone(), "ssd": z.clone(), "l0": z.clone(), "zero_rows": z.clone()}
+        self.fired_epoch = torch.zeros(self.cfg.hidden, dtype=torch.bool, device=self.device)
+        self.epoch_seconds = 0.0
+
+    @property
+    def run_info(self) -> dict:
+        return {
+            "device": str(self.device),
+            "n_words": self.n,
+            "d_in": self.d_in,
+            "k_start": self.cfg.k_start,
+            "k_encode": self.cfg.k_encode,
+            "aux_k": self.aux_k,
+            "steps": self.total_steps,
+        }
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch > self.cfg.epochs
+
+    # -- the step ---------------------------------------------------------------------------------
+    def train_step(self) -> None:
+        cfg, model = self.cfg, self.model
+        start = self.batch * cfg.batch_size
+        idx = self.perm[start : start + cfg.batch_size].to(self.device)
+        x = self.x_all[idx]
+        k = k_at(self.step, self.total_steps, cfg)
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * self.lr_scale * lr_factor(self.step, self.total_steps, cfg)
+
+        dead = (self.seen - self.last_fired) >= self.dead_after
+        enc = model.encode_normalised(x, k, self.aux_k, dead)
+        x_hat = model.decode_normalised(enc.acts, enc.indices)
+        rec = reconstruction(x, x_hat, self.data_mean)
+        loss = rec.fvu
+        if self.aux_k > 0:
+            loss = loss + cfg.aux_coef * auxk_loss(x - x_hat, enc.aux_acts, enc.aux_indices, model.W_dec, dead.any())
+
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        model.remove_parallel_decoder_grad()
+        self.opt.step()
+        model.normalise_decoder()
+
+        with torch.no_grad():
+            active = enc.acts > 0
+            fired = x.new_zeros(cfg.hidden).index_add_(0, enc.indices.reshape(-1), active.reshape(-1).to(x.dtype)) > 0
+            self.seen += x.shape[0]
+            self.last_fired = torch.where(fired, self.seen, self.last_fired)
+            self.fired_epoch |= fired
+            row_l0 = active.sum(1)
+            for name, value in (("loss", loss.detach()), ("sse", rec.sse.detach()), ("ssd", rec.ssd),
+                                ("l0", row_l0.sum()), ("zero_rows", (row_l0 == 0).sum())):
+                self.acc[name] += value
+        self.step += 1
+        self.batch += 1
+        self.dead = dead
+
+    def _end_epoch(self) -> dict:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        acc, n = self.acc, self.n
+        line = {
+            "epoch": self.epoch,
+            "loss": float(acc["loss"]) / self.steps_per_epoch,
+            "fvu": float(acc["sse"] / acc["ssd"]),
+            "mean_l0": float(acc["l0"]) / n,
+            "dead_fraction": float((~self.fired_epoch).double().mean()),
+            "zero_rows_fraction": float(acc["zero_rows"]) / n,
+            "k": k_at(self.step - 1, self.total_steps, self.cfg),
+            "lr": self.opt.param_groups[0]["lr"],
+            "seconds": self.epoch_seconds,
+        }
+        self.metrics.append(line)
+        self.epoch += 1
+        self.batch = 0
+        if not self.finished:
+            self.perm = torch.randperm(self.n, generator=self.gen)
+        self._new_epoch_stats()
+        return line
+
+    # -- the whole state --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly (tensors and plain values: ``weights_only`` loads it)."""
+        clone = lambda t: t.detach().cpu().clone()  # noqa: E731
+        return {
+            "format": "sparsecode-checkpoint-1",
+            "config": self.cfg.to_dict(),
+            "fingerprint": self.fingerprint,
+            "model": {k: clone(v) for k, v in self.model.state_dict().items()},
+            "optimizer": _to_cpu(self.opt.state_dict()),
+            "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "position": {"step": self.step, "seen": self.seen, "epoch": self.epoch, "batch": self.batch,
+                         "lr_scale": self.lr_scale, "diverged": self.diverged, "elapsed": self.elapsed,
+                         "epoch_seconds": self.epoch_seconds},
+            "perm": self.perm.clone(),
+            "last_fired": clone(self.last_fired),
+            "acc": {k: clone(v) for k, v in self.acc.items()},
+            "fired_epoch": clone(self.fired_epoch),
+            "metrics": [dict(m) for m in self.metrics],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        dev = self.device
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        pos = state["position"]
+        self.step, self.seen, self.epoch, self.batch = pos["step"], pos["seen"], pos["epoch"], pos["batch"]
+        self.lr_scale, self.diverged = pos["lr_scale"], pos["diverged"]
+        self.elapsed, self.epoch_seconds = pos["elapsed"], pos["epoch_seconds"]
+        self.perm = state["perm"].clone()
+        self.last_fired = state["last_fired"].to(dev)
+        self.acc = {k: v.to(dev) for k, v in state["acc"].items()}
+        self.fired_epoch = state["fired_epoch"].to(dev)
+        self.metrics = [dict(m) for m in state["metrics"]]
+
+    def check_resumable(self, state: dict, source: str) -> None:
+        if state.get("format") != "sparsecode-checkpoint-1":
+            raise SparsecodeError(f"{source}: not a sparsecode checkpoint")
+        old = TrainConfig.from_dict(state["config"]).to_dict()
+        new = self.cfg.to_dict()
+        changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES]
+        if changed:
+            raise SparsecodeError(
+                f"{source}: the checkpoint was made with other settings ({'; '.join(changed)}); "
+                "resume with the same settings, or start again with --force"
+            )
+        if state["fingerprint"] != self.fingerprint:
+            raise SparsecodeError(f"{source}: the checkpoint was made on other data; resume on the same embeddings file")
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, progress: Callable[[Progress], None] | None = None,
+            checkpoint: Callable[[], None] | None = None, stop_requested: Callable[[], int] | None = None) -> None:
+        cfg = self.cfg
+        good = self.state_dict()
+        t_last = time.perf_counter()
+        while not self.finished:
+            self.train_step()
+            now = time.perf_counter()
+            self.elapsed += now - t_last
+            self.epoch_seconds += now - t_last
+            t_last = now
+            at_epoch_end = self.batch == self.steps_per_epoch
+            if self.batch % self.report_every == 0 or at_epoch_end:
+                if not bool(torch.isfinite(self.acc["loss"])):
+                    good = self._recover(good, checkpoint)
+                    t_last = time.perf_counter()
+                    continue
+                if at_epoch_end:
+                    line = self._end_epoch()
+                    if progress is not None:
+                        progress(Progress(line["epoch"], self.step, self.total_steps, line["loss"], line["fvu"],
+                                          line["dead_fraction"], epoch_end=True, metrics=line))
+                elif progress is not None:
+                    progress(Progress(self.epoch, self.step, self.total_steps, float(self.acc["loss"]) / self.batch,
+                                      float(self.acc["sse"] / self.acc["ssd"]), float(self.dead.double().mean())))
+                good = self.state_dict()
+            if checkpoint is not None and (at_epoch_end or self.step % cfg.checkpoint_every == 0):
+                checkpoint()
+            if stop_requested is not None and stop_requested():
+                raise KeyboardInterrupt  # at a step boundary: the caller checkpoints
+
+    def _recover(self, good: dict, checkpoint) -> dict:
+        """A non-finite loss: go back to the last good state; halve the learning rate once."""
+        bad_step = self.step
+        self.load_state_dict(good)
+        self.diverged += 1
+        if self.diverged > 1:
+            if checkpoint is not None:
+                checkpoint()
+            raise SparsecodeError(
+                f"training diverged twice (non-finite loss by step {bad_step}); the state of step {self.step} "
+                "was kept: lower --lr and start again"
+            )
+        self.lr_scale *= 0.5
+        warnings.warn(
+            f"non-finite loss by step {bad_step}: went back to step {self.step} and halved the learning rate",
+            stacklevel=2,
+        )
+        return self.state_dict()
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+class _StopSignals:
+    """While active, SIGINT/SIGTERM only record that a stop was asked for (main thread only)."""
+
+    def __init__(self):
+        self.signum = 0
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def train(
     embeddings: Embeddings,
     config: TrainConfig | None = None,
     out_dir: str | os.PathLike | None = None,
     force: bool = False,
+    resume: bool = False,
     progress: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
     """Train a k-sparse autoencoder on ``embeddings``; write ``out_dir`` when given.
 
-    ``out_dir`` receives ``model.pt`` (the weights contract, see :mod:`sparsecode.model`),
-    ``config.json``, ``metrics.jsonl`` and ``summary.json``, all at once when training ends
-    (nothing appears under that name if it fails or is interrupted).
+    With ``out_dir`` the run is checkpointed and can be resumed (``resume=True``) after an
+    interruption. SIGINT/SIGTERM then write a checkpoint and raise :class:`TrainingInterrupted`.
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    if out_dir is not None:
-        check_output(out_dir, force)  # fail before training, not after
-    device = resolve_device(cfg.device)
     n, d_in = embeddings.vectors.shape
-    if out_dir is not None:
-        # model.pt plus Adam's two moment estimates, for the largest file the run writes.
-        check_space(out_dir, 3 * 4 * (2 * d_in * cfg.hidden + cfg.hidden + 2 * d_in + 1) + 2**20)
     if n < 2:
         raise SparsecodeError(f"{embeddings.path}: needs at least 2 words to train, found {n}")
+    run_dir = Path(out_dir) if out_dir is not None else None
+    if run_dir is not None:
+        _prepare_run_dir(run_dir, force, resume)
+        # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
+        check_space(run_dir / CHECKPOINT, 3 * 4 * (2 * d_in * cfg.hidden + cfg.hidden + 2 * d_in + 1) + 4 * n + 2**20)
 
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    data = torch.from_numpy(np.ascontiguousarray(embeddings.vectors)).to(device)
-    model = SparseAutoencoder(d_in, cfg.hidden, device=device)
-    model.initialise(data, generator=gen)
-    x_all = model.normalise(data)
-    data_mean = x_all.mean(0)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    trainer = Trainer(embeddings, cfg)
+    created = False
+    if run_dir is not None:
+        ckpt = run_dir / CHECKPOINT
+        if resume and ckpt.is_file():
+            state = _load_checkpoint(ckpt)
+            trainer.check_resumable(state, str(ckpt))
+            trainer.load_state_dict(state)
+        elif resume:
+            warnings.warn(f"{run_dir}: no checkpoint to resume from; training from the start", stacklevel=2)
+        created = not run_dir.exists()
+        run_dir.mkdir(exist_ok=True)
 
-    H = cfg.hidden
-    aux_k = cfg.aux_k_for(d_in)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    report_every = max(1, steps_per_epoch // REPORTS_PER_EPOCH)
-    dead_after = max(1, int(cfg.dead_window * n))
-    # Words seen when each unit last fired; starts at 0 so every unit is alive for dead_after words.
-    last_fired = torch.zeros(H, dtype=torch.int64, device=device)
+    def save_checkpoint() -> None:
+        with atomic_output(run_dir / CHECKPOINT, force=True) as tmp:
+            torch.save(trainer.state_dict(), tmp)
 
-    run_info = {
-        "device": str(device),
-        "n_words": n,
-        "d_in": d_in,
-        "k_start": cfg.k_start,
-        "k_encode": cfg.k_encode,
-        "aux_k": aux_k,
-        "steps": total_steps,
-        "embeddings": os.path.abspath(embeddings.path),
-    }
-    metrics: list[dict] = []
-    step = 0
-    seen = 0
-    t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        t_epoch = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        sse = torch.zeros_like(loss_sum)
-        ssd = torch.zeros_like(loss_sum)
-        l0 = torch.zeros_like(loss_sum)
-        zero_rows = torch.zeros_like(loss_sum)
-        fired_epoch = torch.zeros(H, dtype=torch.bool, device=device)
-        for b, start in enumerate(range(0, n, cfg.batch_size)):
-            x = x_all[perm[start : start + cfg.batch_size]]
-            k = k_at(step, total_steps, cfg)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, total_steps, cfg)
+    try:
+        if run_dir is None:
+            trainer.run(progress)
+        else:
+            with _StopSignals() as signals:
+                try:
+                    trainer.run(progress, save_checkpoint, lambda: signals.signum)
+                except KeyboardInterrupt:
+                    signum = signals.signum or signal.SIGINT
+                    save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"{run_dir}: interrupted at step {trainer.step} of {trainer.total_steps}; a checkpoint "
+                        "was saved: run the same command with --resume to continue", int(signum)
+                    ) from None
+    except BaseException:
+        if created and run_dir is not None and not (run_dir / CHECKPOINT).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
+        raise
 
-            dead = (seen - last_fired) >= dead_after
-            enc = model.encode_normalised(x, k, aux_k, dead)
-            x_hat = model.decode_normalised(enc.acts, enc.indices)
-            rec = reconstruction(x, x_hat, data_mean)
-            loss = rec.fvu
-            if aux_k > 0:
-                loss = loss + cfg.aux_coef * auxk_loss(x - x_hat, enc.aux_acts, enc.aux_indices, model.W_dec, dead.any())
-
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            model.remove_parallel_decoder_grad()
-            opt.step()
-            model.normalise_decoder()
-
-            with torch.no_grad():
-                active = enc.acts > 0
-                fired = x.new_zeros(H).index_add_(0, enc.indices.reshape(-1), active.reshape(-1).to(x.dtype)) > 0
-                seen += x.shape[0]
-                last_fired = torch.where(fired, seen, last_fired)
-                fired_epoch |= fired
-                loss_sum += loss.detach()
-                sse += rec.sse.detach()
-                ssd += rec.ssd
-                row_l0 = active.sum(1)
-                l0 += row_l0.sum()
-                zero_rows += (row_l0 == 0).sum()
-            step += 1
-            if progress is not None and (b + 1) % report_every == 0 and b + 1 < steps_per_epoch:
-                progress(Progress(epoch, step, total_steps, float(loss_sum) / (b + 1), float(sse / ssd),
-                                  float(dead.double().mean())))
-
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        line = {
-            "epoch": epoch,
-            "loss": float(loss_sum) / steps_per_epoch,
-            "fvu": float(sse / ssd),
-            "mean_l0": float(l0) / n,
-            "dead_fraction": float((~fired_epoch).double().mean()),
-            "zero_rows_fraction": float(zero_rows) / n,
-            "k": k,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t_epoch,
-        }
-        metrics.append(line)
-        if progress is not None:
-            progress(Progress(epoch, step, total_steps, line["loss"], line["fvu"], line["dead_fraction"],
-                              epoch_end=True, metrics=line))
-
-    model.eval()
-    summary = code_statistics(model, data, cfg.k_encode)
+    trainer.model.eval()
+    summary = code_statistics(trainer.model, trainer.data, cfg.k_encode)
     summary["k"] = cfg.k_encode
-    summary["train_seconds"] = time.perf_counter() - t_start
-    result = TrainResult(model=model, config=cfg, metrics=metrics, summary=summary, run_info=run_info)
-    if out_dir is not None:
-        write_run(out_dir, result, force=force)
+    summary["train_seconds"] = trainer.elapsed
+    run_info = {**trainer.run_info, "embeddings": os.path.abspath(embeddings.path)}
+    result = TrainResult(model=trainer.model, config=cfg, metrics=trainer.metrics, summary=summary, run_info=run_info)
+    if run_dir is not None:
+        write_run(run_dir, result)
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
     return result
 
 
-def write_run(out_dir: str | os.PathLike, result: TrainResult, force: bool = False) -> Path:
-    """Write a run directory atomically: ``model.pt``, ``config.json``, ``metrics.jsonl``, ``summary.json``."""
-    with atomic_directory(out_dir, force=force) as tmp:
-        result.model.save(tmp / "model.pt")
-        config = {**result.config.to_dict(), **result.run_info, "sparsecode_version": _version()}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        (tmp / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in result.metrics), encoding="utf-8")
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
-    return Path(out_dir)
+def _prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
+    """Check (and with ``force`` clear) the run directory before any work is done."""
+    for stale in run_dir.glob(".*.tmp") if run_dir.is_dir() else ():
+        stale.unlink(missing_ok=True)  # temporaries of a killed run
+    if resume:
+        if (run_dir / "model.pt").is_file() and not (run_dir / CHECKPOINT).is_file():
+            raise SparsecodeError(f"{run_dir}: this run has finished; there is nothing to resume")
+        if not run_dir.exists():
+            check_output(run_dir, force=False)  # parent exists and is writable
+        return
+    if run_dir.exists() and not force:
+        hint = " or --resume to continue it" if (run_dir / CHECKPOINT).is_file() else ""
+        raise SparsecodeError(f"{run_dir}: already exists; pass --force to overwrite it{hint}")
+    check_output(run_dir, force=True)
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise SparsecodeError(f"{run_dir}: is a file; give a directory for the run")
+        for name in (*RUN_FILES, CHECKPOINT):
+            (run_dir / name).unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt or unsafe files raise many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparsecodeError(f"{path}: cannot load the checkpoint safely ({first[:160]}); start again with --force") from None
+
+
+def write_run(out_dir: str | os.PathLike, result: TrainResult) -> Path:
+    """Write the finished run's files, each atomically: ``model.pt``, ``config.json``,
+    ``metrics.jsonl``, ``summary.json`` (``config.json`` last: its presence marks a complete run)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(exist_ok=True)
+    with atomic_output(out_dir / "model.pt", force=True) as tmp:
+        result.model.save(tmp)
+    write_text_atomic(out_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in result.metrics))
+    write_text_atomic(out_dir / "summary.json", json.dumps(result.summary, indent=2) + "\n")
+    config = {**result.config.to_dict(), **result.run_info, "sparsecode_version": _version()}
+    write_text_atomic(out_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    return out_dir
 
 
 def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SparseAutoencoder, dict]:
@@ -233,6 +481,8 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SparsecodeError(f"{run_dir}: not a run directory; give the --out folder of 'sparsecode train'")
+    if not (run_dir / "model.pt").exists() and (run_dir / CHECKPOINT).exists():
+        raise SparsecodeError(f"{run_dir}: training has not finished; continue it with 'sparsecode train ... --resume'")
     model = SparseAutoencoder.load(run_dir / "model.pt", device=device)
     config_path = run_dir / "config.json"
     try:

@@ -73,3 +73,42 @@ def test_output_folder_missing_or_read_only(tmp_path, run_dir):
         ro.mkdir(mode=0o500)
         with pytest.raises(sc.SparsecodeError, match="is not writable"):
             sc.encode(run_dir, SAMPLE, ro / "codes.h5")
+
+
+def _train_cmd(out, *extra):
+    return [sys.executable, "-m", "sparsecode", "train", str(SAMPLE), "--out", str(out), "--hidden", "200", "--k", "8",
+            "--epochs", "12", "--checkpoint-every", "5", "--device", "cpu", "--quiet", *extra]
+
+
+def test_resume_after_ctrl_c_sigterm_or_kill_9_gives_identical_weights(tmp_path):
+    """Stop a real training process at a random moment after its first checkpoint, resume it with
+    the same command plus --resume, and get exactly the weights of an uninterrupted run."""
+    import random
+    import signal
+    import time
+
+    import torch
+
+    env = {**os.environ, "NO_COLOR": "1"}
+    subprocess.run(_train_cmd(tmp_path / "ref"), check=True, env=env, capture_output=True, timeout=600)
+    reference = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)
+    rng = random.Random()
+    for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)):
+        out = tmp_path / sig.name
+        proc = subprocess.Popen(_train_cmd(out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.5))
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == code, stderr
+        assert not (out / "model.pt").exists(), "training finished before it could be stopped"
+        if sig != signal.SIGKILL:
+            assert stderr.strip().startswith("interrupted:") and "--resume" in stderr and "Traceback" not in stderr
+        resumed = subprocess.run(_train_cmd(out, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr
+        weights = torch.load(out / "model.pt", weights_only=True)
+        for name, tensor in reference.items():
+            assert torch.equal(weights[name], tensor), (sig.name, name)
+        assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "model.pt", "summary.json"]

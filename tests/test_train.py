@@ -76,23 +76,98 @@ def test_run_directory_contents(run_dir):
 def test_refuses_to_overwrite_without_force(tmp_path, sample):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "keep.txt").write_text("precious")
+    (out / "model.pt").write_text("precious")
+    (out / "notes.txt").write_text("mine")
     cfg = sc.TrainConfig(**{**SMALL, "epochs": 1})
     with pytest.raises(sc.SparsecodeError, match="already exists; pass --force"):
         sc.train(sample, cfg, out_dir=out)
-    assert (out / "keep.txt").read_text() == "precious"
+    assert (out / "model.pt").read_text() == "precious"
     sc.train(sample, cfg, out_dir=out, force=True)
-    assert (out / "model.pt").is_file() and not (out / "keep.txt").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "model.pt", "notes.txt", "summary.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary left beside it
 
 
-def test_interrupted_training_leaves_nothing(tmp_path, sample):
+def test_interrupted_training_keeps_only_a_checkpoint(tmp_path, sample):
+    def interrupt(progress):
+        if progress.step >= 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(sc.errors.TrainingInterrupted, match="interrupted at step 30 of 60; .* --resume"):
+        sc.train(sample, sc.TrainConfig(**SMALL), out_dir=tmp_path / "run", progress=interrupt)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.pt"]
+    with pytest.raises(sc.SparsecodeError, match="training has not finished; continue it"):
+        sc.load_run(tmp_path / "run")
+    with pytest.raises(sc.SparsecodeError, match="already exists; pass --force to overwrite it or --resume"):
+        sc.train(sample, sc.TrainConfig(**SMALL), out_dir=tmp_path / "run")
+
+
+def test_resume_gives_identical_weights(tmp_path, sample, run_dir):
+    cfg = sc.TrainConfig(**{**SMALL, "checkpoint_every": 7})
+    stops = iter([13, 41])
+
+    def interrupt_at(limit):
+        def cb(progress):
+            if progress.step >= limit:
+                raise KeyboardInterrupt
+        return cb
+
+    out = tmp_path / "run"
+    limit = next(stops)
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(sample, cfg, out_dir=out, progress=interrupt_at(limit))
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(sample, cfg, out_dir=out, resume=True, progress=interrupt_at(next(stops)))
+    sc.train(sample, cfg, out_dir=out, resume=True)
+    a = torch.load(out / "model.pt", weights_only=True)
+    b = torch.load(run_dir / "model.pt", weights_only=True)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert (out / "metrics.jsonl").read_text().count("\n") == 3
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_resume_refuses_other_settings_and_finished_runs(tmp_path, sample, run_dir):
     def interrupt(progress):
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        sc.train(sample, sc.TrainConfig(**{**SMALL, "epochs": 1}), out_dir=tmp_path / "run", progress=interrupt)
-    assert list(tmp_path.iterdir()) == []
+    out = tmp_path / "run"
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(sample, sc.TrainConfig(**SMALL), out_dir=out, progress=interrupt)
+    with pytest.raises(sc.SparsecodeError, match=r"other settings \(k: 8 -> 9\)"):
+        sc.train(sample, sc.TrainConfig(**{**SMALL, "k": 9}), out_dir=out, resume=True)
+    other = sc.Embeddings(sample.words, sample.vectors * 2, "other.h5")
+    with pytest.raises(sc.SparsecodeError, match="made on other data"):
+        sc.train(other, sc.TrainConfig(**SMALL), out_dir=out, resume=True)
+    with pytest.raises(sc.SparsecodeError, match="this run has finished; there is nothing to resume"):
+        sc.train(sample, sc.TrainConfig(**SMALL), out_dir=run_dir, resume=True)
+
+
+def test_non_finite_loss_goes_back_and_halves_the_lr_once(sample, monkeypatch):
+    import sparsecode.objectives as objectives
+    import sys
+
+    train_mod = sys.modules["sparsecode.train"]
+    real = objectives.reconstruction
+    calls = {"n": 0}
+
+    def poisoned(x, x_hat, mean):
+        calls["n"] += 1
+        rec = real(x, x_hat, mean)
+        if calls["n"] in bad_calls:
+            return rec._replace(sse=rec.sse * float("nan"))
+        return rec
+
+    monkeypatch.setattr(train_mod, "reconstruction", poisoned)
+    bad_calls = {25}
+    with pytest.warns(UserWarning, match=r"non-finite loss by step 2\d: went back to step 2\d and halved the learning rate"):
+        result = sc.train(sample, sc.TrainConfig(**SMALL))
+    assert all(torch.isfinite(t).all() for t in result.model.weights().values())
+    assert len(result.metrics) == 3
+
+    calls["n"] = 0
+    bad_calls = {25, 45}
+    with pytest.warns(UserWarning), pytest.raises(sc.SparsecodeError, match="training diverged twice"):
+        sc.train(sample, sc.TrainConfig(**SMALL))
 
 
 def test_code_statistics_match_a_brute_force_count(sample):
