@@ -112,3 +112,34 @@ def test_resume_after_ctrl_c_sigterm_or_kill_9_gives_identical_weights(tmp_path)
         for name, tensor in reference.items():
             assert torch.equal(weights[name], tensor), (sig.name, name)
         assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "model.pt", "summary.json"]
+
+
+class Payload:
+    """Stands for any pickled object a foreign model.pt could smuggle in."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_model_with_a_pickled_object_is_refused(tmp_path, run_dir):
+    import torch
+
+    bad = tmp_path / "run"
+    bad.mkdir()
+    (bad / "config.json").write_text((run_dir / "config.json").read_text())
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    state["extra"] = Payload()
+    torch.save(state, bad / "model.pt")
+    with pytest.raises(sc.SparsecodeError, match="cannot load model weights safely"):
+        sc.encode(bad, SAMPLE, tmp_path / "codes.h5")
+    assert not (tmp_path / "pwned.txt").exists() and not (tmp_path / "codes.h5").exists()
+    assert not os.path.exists("pwned.txt")
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, sample):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"garbage")
+    cfg = sc.TrainConfig(hidden=50, k=4, epochs=1, device="cpu")
+    with pytest.raises(sc.SparsecodeError, match="cannot load the checkpoint safely"):
+        sc.train(sample, cfg, out_dir=out, resume=True)
