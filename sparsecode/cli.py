@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -19,12 +20,14 @@ from rich.table import Table
 
 from . import __version__
 from .config import TrainConfig
+from .convert import FORMATS
 from .errors import SparsecodeError
+from .export import EXPORT_FORMATS
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
@@ -114,6 +117,7 @@ def train(
     device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the metrics per epoch and the summary."),
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .atomic import check_output
@@ -132,6 +136,8 @@ def train(
             result = run_training(emb, cfg, out_dir=out_dir, force=force, progress=lambda p: bar.update(
                 p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
                 status=f"loss {p.loss:.4f}  FVU {p.fvu:.4f}  dead {100 * p.dead_fraction:.1f}%"))
+    if as_json:
+        return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 
     table = Table(title=f"trained {out_dir}")
     for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "seconds"):
@@ -263,6 +269,99 @@ def neighbors(
         for i, (n, c) in enumerate(nbrs, 1):
             table.add_row(str(i), n, f"{c:.3f}")
         out.print(table)
+
+
+# The formats as choices, so that --help lists them and the shell completes them.
+InputFormat = Enum("InputFormat", {f.replace("-", "_"): f for f in FORMATS}, type=str)
+ExportFormat = Enum("ExportFormat", {f.replace("-", "_"): f for f in EXPORT_FORMATS}, type=str)
+
+
+def _summary_table(title: str, summary: dict, keys: tuple[str, ...]) -> Table:
+    table = Table(title=title, show_header=False)
+    for key in keys:
+        value = summary[key]
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
+                      else str(value))
+    return table
+
+
+@app.command()
+def convert(
+    source: Path = typer.Argument(..., help="Embeddings: GloVe, word2vec or fastText text, word2vec binary, or .npy; "
+                                            "gzipped or not."),
+    out_file: Path = typer.Option(..., "--out", "-o", help="HDF5 file to write, with 'words' and 'vectors'."),
+    fmt: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format; auto tells it from the content."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help="The words of a .npy matrix, one per line."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words  \\[default: all]"),
+    lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase the words (a word that then repeats is dropped)."),
+    normalize: bool = typer.Option(False, "--normalize", help="Scale every vector to unit length."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Convert embeddings to sparsecode's HDF5, streaming; malformed lines are skipped and reported.
+
+    Example: sparsecode convert glove.6B.50d.txt.gz --out glove50d.h5 --limit 50000
+    """
+    from .convert import convert_embeddings
+
+    with user_errors(), LiveBar("reading (MB)", enabled=not quiet) as bar:
+        summary = convert_embeddings(
+            source, out_file, format=fmt.value, vocab=vocab, limit=limit, lowercase=lowercase, normalize=normalize,
+            force=force, progress=lambda done, size, words: bar.update(
+                done >> 20, max(1, size >> 20), status=f"{words:,} words"))
+    if as_json:
+        return _echo_json(summary)
+    out.print(_summary_table(f"wrote {out_file}", summary,
+                             ("format", "words", "dim", "malformed", "duplicates") + (("zero_vectors",) if normalize else ())))
+
+
+@app.command()
+def export(
+    codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
+    out_file: Path = typer.Option(..., "--out", "-o", help="File to write."),
+    fmt: ExportFormat = typer.Option(ExportFormat.auto, "--format",
+                                     help="word2vec (text, for gensim), npz (scipy CSR + words), dense-h5 "
+                                          "(words/vectors HDF5); auto goes by the name: .txt/.vec[.gz], .npz, .h5"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Write the codes in a format other tools read: gensim, scipy, numpy, any HDF5 reader.
+
+    Example: sparsecode export codes.h5 --out codes.npz
+    """
+    from .export import export_codes
+
+    with user_errors(), LiveBar("export", enabled=not quiet) as bar:
+        summary = export_codes(codes_file, out_file, format=fmt.value, force=force,
+                               progress=lambda done, total: bar.update(done, total))
+    if as_json:
+        return _echo_json(summary)
+    out.print(_summary_table(f"wrote {out_file}", summary, ("format", "words", "units", "nnz")))
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
+    codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode' with that run."),
+    out_file: Path = typer.Option(..., "--out", "-o", help="HTML file to write."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Write one self-contained HTML page: training curves, histograms, every unit with its top words.
+
+    Example: sparsecode report run codes.h5 --out report.html
+    """
+    from .html_report import write_report
+
+    with user_errors():
+        summary = write_report(run_dir, codes_file, out_file, force=force)
+    if as_json:
+        return _echo_json(summary)
+    out.print(f"wrote {out_file}: {summary['units']:,} units, {summary['epochs']} epochs"
+              f"{', with evaluation.json' if summary['evaluation'] else ''} ({summary['bytes'] / 1e6:.1f} MB)",
+              soft_wrap=True)
 
 
 def main() -> None:
