@@ -137,3 +137,10 @@ def test_colours_only_on_a_terminal_and_never_with_no_color(codes_path):
     assert "\x1b" not in output()
     assert colour_codes(output(FORCE_COLOR="1"))
     assert colour_codes(output(FORCE_COLOR="1", NO_COLOR="1")) == []
+
+
+def test_help_shows_defaults_that_are_not_values():
+    """'[default: ...]' in a help text is rich markup unless escaped; it must reach the user."""
+    train_help = " ".join(run("train", "--help").stdout.split())
+    assert "[default: no annealing]" in train_help and "[default: --k]" in train_help
+    assert "[default: all]" in " ".join(run("convert", "--help").stdout.split())
