@@ -392,6 +392,40 @@ def resolve_format(path: str | os.PathLike, fmt: str, vocab: str | os.PathLike |
     return wanted
 
 
+class _Blocks:
+    """Vectors gathered into one preallocated (rows, D) float32 block, normalised there when asked,
+    and appended to the file each time the block is full."""
+
+    def __init__(self, f: h5py.File, dim: int, rows: int, normalize: bool):
+        self.writer = EmbeddingWriter(f, dim)
+        self.dim = dim
+        self.buffer = np.empty((rows, dim), dtype=np.float32)
+        self.words: list[str] = []
+        self.normalize = normalize
+        self.zero_vectors = 0
+        """All-zero vectors met while normalising (they stay zero)."""
+
+    @property
+    def n(self) -> int:
+        """Words added so far."""
+        return self.writer.n + len(self.words)
+
+    def add(self, word: str, vector: np.ndarray) -> None:
+        self.buffer[len(self.words)] = vector
+        self.words.append(word)
+        if len(self.words) == len(self.buffer):
+            self.flush()
+
+    def flush(self) -> None:
+        vectors = self.buffer[: len(self.words)]
+        if self.normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            self.zero_vectors += int((norms == 0).sum())
+            np.divide(vectors, norms, out=vectors, where=norms > 0)
+        self.writer.append(self.words, vectors)
+        self.words = []
+
+
 def convert_embeddings(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -417,28 +451,15 @@ def convert_embeddings(
     check_output(out, force)
     kind = resolve_format(source, format, vocab)
     malformed: list[Malformed] = []
-    n_malformed = n_duplicates = n_zero = 0
+    n_malformed = n_duplicates = 0
     first_duplicate = ""
     seen: set[str] = set()
-    block_words: list[str] = []
-    block: list[np.ndarray] = []
-    writer: EmbeddingWriter | None = None
-
-    def flush() -> None:
-        nonlocal n_zero
-        vectors = np.stack(block)
-        if normalize:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            n_zero += int((norms == 0).sum())
-            vectors = np.divide(vectors, norms, out=vectors, where=norms > 0)
-        writer.append(block_words, vectors)
-        block_words.clear()
-        block.clear()
+    blocks: _Blocks | None = None
 
     with Source(source) as src, atomic_output(out, force=force) as tmp, h5py.File(tmp, "w") as f:
         for i, item in enumerate(read_entries(src, kind, vocab)):
             if progress is not None and i % 4096 == 0:
-                progress(src.position(), src.size, (writer.n if writer else 0) + len(block))
+                progress(src.position(), src.size, blocks.n if blocks else 0)
             if isinstance(item, Malformed):
                 n_malformed += 1
                 if len(malformed) < SHOWN_MALFORMED:
@@ -450,26 +471,22 @@ def convert_embeddings(
                 first_duplicate = first_duplicate or word
                 continue
             seen.add(word)
-            if writer is None:
-                writer = EmbeddingWriter(f, item.vector.shape[0])
-            block_words.append(word)
-            block.append(item.vector)
-            if len(block) == chunk_rows:
-                flush()
+            if blocks is None:
+                blocks = _Blocks(f, item.vector.shape[0], min(chunk_rows, limit or chunk_rows), normalize)
+            blocks.add(word, item.vector)
             if len(seen) == limit:
                 break
-        if writer is None:
+        if blocks is None:
             first = f", first: {malformed[0].where} ({malformed[0].problem})" if malformed else ""
             raise SparsecodeError(f"{src.path}: no valid vectors found ({n_malformed} malformed entries{first}); "
                                   f"check that it is {kind}, or pass another --format")
-        if block:
-            flush()
+        blocks.flush()
         f.attrs["source"] = os.path.abspath(source)
         f.attrs["source_format"] = kind
         f.attrs["lowercase"] = lowercase
         f.attrs["normalize"] = normalize
         if progress is not None:
-            progress(src.position(), src.size, writer.n)
+            progress(src.position(), src.size, blocks.n)
 
     if n_malformed:
         shown = ", ".join(f"{m.where} ({m.problem})" for m in malformed)
@@ -485,9 +502,9 @@ def convert_embeddings(
         "source": src.path,
         "format": kind,
         "gzip": src.gzipped,
-        "words": writer.n,
-        "dim": writer.dim,
+        "words": blocks.n,
+        "dim": blocks.dim,
         "malformed": n_malformed,
         "duplicates": n_duplicates,
-        "zero_vectors": n_zero,
+        "zero_vectors": blocks.zero_vectors,
     }
