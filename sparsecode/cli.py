@@ -276,13 +276,14 @@ InputFormat = Enum("InputFormat", {f.replace("-", "_"): f for f in FORMATS}, typ
 ExportFormat = Enum("ExportFormat", {f.replace("-", "_"): f for f in EXPORT_FORMATS}, type=str)
 
 
-def _summary_table(title: str, summary: dict, keys: tuple[str, ...]) -> Table:
-    table = Table(title=title, show_header=False)
+def _print_summary(out_file: Path, summary: dict, keys: tuple[str, ...]) -> None:
+    out.print(f"wrote {out_file}", soft_wrap=True)  # a line of its own: a long path in the title would wrap
+    table = Table(show_header=False)
     for key in keys:
         value = summary[key]
         table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
                       else str(value))
-    return table
+    out.print(table)
 
 
 @app.command()
@@ -312,8 +313,8 @@ def convert(
                 done >> 20, max(1, size >> 20), status=f"{words:,} words"))
     if as_json:
         return _echo_json(summary)
-    out.print(_summary_table(f"wrote {out_file}", summary,
-                             ("format", "words", "dim", "malformed", "duplicates") + (("zero_vectors",) if normalize else ())))
+    _print_summary(out_file, summary,
+                   ("format", "words", "dim", "malformed", "duplicates") + (("zero_vectors",) if normalize else ()))
 
 
 @app.command()
@@ -338,7 +339,7 @@ def export(
                                progress=lambda done, total: bar.update(done, total))
     if as_json:
         return _echo_json(summary)
-    out.print(_summary_table(f"wrote {out_file}", summary, ("format", "words", "units", "nnz")))
+    _print_summary(out_file, summary, ("format", "words", "units", "nnz"))
 
 
 @app.command()
