@@ -146,7 +146,9 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozens
 
 
 def _value(key: str, value) -> str:
-    """A figure as text: fractions as percentages, floats to 4 significant digits."""
+    """A figure as text: fractions as percentages, floats to 4 significant digits, None as a dash."""
+    if value is None:
+        return "—"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value))
     if key.endswith("_fraction"):

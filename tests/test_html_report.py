@@ -105,13 +105,15 @@ def test_report_has_every_section_and_every_unit(tmp_path, run_dir, codes_path, 
 
 def test_report_shows_evaluation_json(tmp_path, run_dir, codes_path):
     run = shutil.copytree(run_dir, tmp_path / "run")
-    evaluation = {"fvu": 0.123456, "word_similarity": {"EN-SIMLEX-999": {"spearman": 0.3141, "pairs": 998}},
+    evaluation = {"fvu": 0.123456, "word_similarity": {"EN-SIMLEX-999": {"spearman": 0.3141, "pairs": 998},
+                                                        "EN-RW-STANFORD": {"spearman": None}},
                   "dist_ratio": 1.0625}
     (run / "evaluation.json").write_text(json.dumps(evaluation))
     assert write_report(run, codes_path, tmp_path / "r.html")["evaluation"] is True
     text = Page((tmp_path / "r.html").read_text()).section_text["evaluation"]
     for expected in ("fvu0.1235", "word_similarity.EN-SIMLEX-999.spearman0.3141",
-                     "word_similarity.EN-SIMLEX-999.pairs998", "dist_ratio1.062"):
+                     "word_similarity.EN-SIMLEX-999.pairs998", "word_similarity.EN-RW-STANFORD.spearman—",
+                     "dist_ratio1.062"):
         assert expected in text
 
 
