@@ -8,20 +8,28 @@ The Python API mirrors the command line::
     sparsecode.encode("run", "sample_data/glove.6B.50d.5k.h5", out="codes.h5")
     codes = sparsecode.load_codes("codes.h5")
     sparsecode.neighbors(codes, "king")
+    sparsecode.export_codes(codes, "codes.npz")          # or .txt (word2vec), .h5 (dense)
+    sparsecode.write_report("run", codes, "report.html")
+
+``convert_embeddings`` turns GloVe, word2vec, fastText or .npy embeddings into the HDF5 input.
 """
 
 __version__ = "0.1.0"
 
 from .codes import Codes, UnknownWordError, load_codes
 from .config import TrainConfig
+from .convert import convert_embeddings
 from .embeddings import Embeddings, EmbeddingFile, load_embeddings
 from .encode import encode
 from .errors import SparsecodeError
+from .export import export_codes
+from .html_report import write_report
 from .model import SparseAutoencoder
 from .search import CodeIndex, neighbors
 from .train import TrainResult, load_run, train
 
 __all__ = [
     "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "SparseAutoencoder", "SparsecodeError", "TrainConfig",
-    "TrainResult", "UnknownWordError", "encode", "load_codes", "load_embeddings", "load_run", "neighbors", "train",
+    "TrainResult", "UnknownWordError", "convert_embeddings", "encode", "export_codes", "load_codes", "load_embeddings",
+    "load_run", "neighbors", "train", "write_report",
 ]

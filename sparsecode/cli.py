@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -22,12 +23,14 @@ from rich.table import Table
 from . import __version__
 from .atomic import OutputWriteError
 from .config import TrainConfig
+from .convert import FORMATS
 from .errors import SparsecodeError, TrainingInterrupted
+from .export import EXPORT_FORMATS
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
@@ -117,15 +120,16 @@ def train(
     epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the vocabulary."),
     batch_size: int = typer.Option(DEFAULTS.batch_size, help="Words per step."),
     lr: float = typer.Option(DEFAULTS.lr, help="Peak Adam learning rate (warm-up, then cosine decay)."),
-    k_anneal_from: Optional[int] = typer.Option(None, help="Anneal k from this value down to --k  [default: no annealing]"),
+    k_anneal_from: Optional[int] = typer.Option(None, help="Anneal k from this value down to --k  \\[default: no annealing]"),
     k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is annealed."),
-    encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk)  [default: --k]"),
+    encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk)  \\[default: --k]"),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
     device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or start-up line."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the metrics per epoch and the summary."),
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .atomic import check_output
@@ -146,6 +150,8 @@ def train(
             result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
                 p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
                 status=f"loss {p.loss:.4f}  FVU {p.fvu:.4f}  dead {100 * p.dead_fraction:.1f}%"))
+    if as_json:
+        return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 
     table = Table(title=f"trained {out_dir}")
     for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "seconds"):
@@ -356,6 +362,100 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
         wt.add_row("average (WS-353, SimLex, MEN, RW)", "", "", _fmt(ws.get("codes_average")),
                    _fmt(ws.get("dense_average")), style="bold")
         out.print(wt)
+
+
+# The formats as choices, so that --help lists them and the shell completes them.
+InputFormat = Enum("InputFormat", {f.replace("-", "_"): f for f in FORMATS}, type=str)
+ExportFormat = Enum("ExportFormat", {f.replace("-", "_"): f for f in EXPORT_FORMATS}, type=str)
+
+
+def _print_summary(out_file: Path, summary: dict, keys: tuple[str, ...]) -> None:
+    out.print(f"wrote {out_file}", soft_wrap=True)  # a line of its own: a long path in the title would wrap
+    table = Table(show_header=False)
+    for key in keys:
+        value = summary[key]
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
+                      else str(value))
+    out.print(table)
+
+
+@app.command()
+def convert(
+    source: Path = typer.Argument(..., help="Embeddings: GloVe, word2vec or fastText text, word2vec binary, or .npy; "
+                                            "gzipped or not."),
+    out_file: Path = typer.Option(..., "--out", "-o", help="HDF5 file to write, with 'words' and 'vectors'."),
+    fmt: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format; auto tells it from the content."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help="The words of a .npy matrix, one per line."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words  \\[default: all]"),
+    lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase the words (a word that then repeats is dropped)."),
+    normalize: bool = typer.Option(False, "--normalize", help="Scale every vector to unit length."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Convert embeddings to sparsecode's HDF5, streaming; malformed lines are skipped and reported.
+
+    Example: sparsecode convert glove.6B.50d.txt.gz --out glove50d.h5 --limit 50000
+    """
+    from .convert import convert_embeddings
+
+    with user_errors(), LiveBar("reading (MB)", enabled=not quiet) as bar:
+        summary = convert_embeddings(
+            source, out_file, format=fmt.value, vocab=vocab, limit=limit, lowercase=lowercase, normalize=normalize,
+            force=force, progress=lambda done, size, words: bar.update(
+                done >> 20, max(1, size >> 20), status=f"{words:,} words"))
+    if as_json:
+        return _echo_json(summary)
+    _print_summary(out_file, summary,
+                   ("format", "words", "dim", "malformed", "duplicates"))
+
+
+@app.command()
+def export(
+    codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
+    out_file: Path = typer.Option(..., "--out", "-o", help="File to write."),
+    fmt: ExportFormat = typer.Option(ExportFormat.auto, "--format",
+                                     help="word2vec (text, for gensim), npz (scipy CSR + words), dense-h5 "
+                                          "(words/vectors HDF5); auto goes by the name: .txt/.vec[.gz], .npz, .h5"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Write the codes in a format other tools read: gensim, scipy, numpy, any HDF5 reader.
+
+    Example: sparsecode export codes.h5 --out codes.npz
+    """
+    from .export import export_codes
+
+    with user_errors(), LiveBar("export", enabled=not quiet) as bar:
+        summary = export_codes(codes_file, out_file, format=fmt.value, force=force,
+                               progress=lambda done, total: bar.update(done, total))
+    if as_json:
+        return _echo_json(summary)
+    _print_summary(out_file, summary, ("format", "words", "units", "nnz"))
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
+    codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode' with that run."),
+    out_file: Path = typer.Option(..., "--out", "-o", help="HTML file to write."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Write one self-contained HTML page: training curves, histograms, every unit with its top words.
+
+    Example: sparsecode report run codes.h5 --out report.html
+    """
+    from .html_report import write_report
+
+    with user_errors():
+        summary = write_report(run_dir, codes_file, out_file, force=force)
+    if as_json:
+        return _echo_json(summary)
+    out.print(f"wrote {out_file}: {summary['units']:,} units, {summary['epochs']} epochs"
+              f"{', with evaluation.json' if summary['evaluation'] else ''} ({summary['bytes'] / 1e6:.1f} MB)",
+              soft_wrap=True)
 
 
 def main() -> None:

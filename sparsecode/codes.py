@@ -120,6 +120,14 @@ class Codes:
         """The (N, H) codes as a ``torch.sparse_csr_tensor``."""
         return csr_tensor(self.indptr, self.indices, self.data, self.shape, device)
 
+    def to_scipy(self):
+        """The (N, H) codes as a ``scipy.sparse.csr_matrix`` (scipy is not a dependency of sparsecode)."""
+        try:
+            import scipy.sparse
+        except ImportError:
+            raise SparsecodeError("Codes.to_scipy needs scipy, which is not installed; pip install scipy") from None
+        return scipy.sparse.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape)
+
     def dense(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Dense (n, H) float32 codes of ``rows`` (default: all rows; mind the memory)."""
         rows = np.arange(len(self.words)) if rows is None else np.asarray(rows)

@@ -248,11 +248,38 @@ def load_embeddings(path: str | os.PathLike) -> Embeddings:
         return ef.read_all()
 
 
+class EmbeddingWriter:
+    """Appends blocks of words and vectors to a new file in the embeddings layout.
+
+    Both datasets are resizable and grow on disk, so a file of any size is written with memory
+    bounded by the blocks given to :meth:`append`. The caller owns the open file (usually the
+    temporary of :func:`~sparsecode.atomic.atomic_output`) and validates what it appends.
+    """
+
+    def __init__(self, f: h5py.File, dim: int):
+        self.dim = dim
+        self.n = 0
+        self.words = f.create_dataset("words", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"),
+                                      chunks=(4096,))
+        # Chunks of about 1 MiB: large enough for fast sequential I/O, small enough to read a few rows.
+        self.vectors = f.create_dataset("vectors", shape=(0, dim), maxshape=(None, dim), dtype=np.float32,
+                                        chunks=(max(1, (1 << 18) // dim), dim))
+
+    def append(self, words: list[str], vectors: np.ndarray) -> None:
+        """Add ``len(words)`` rows; ``vectors`` is (len(words), D)."""
+        m = len(words)
+        if m == 0:
+            return
+        self.words.resize((self.n + m,))
+        self.vectors.resize((self.n + m, self.dim))
+        self.words[self.n :] = np.array(words, dtype=object)
+        self.vectors[self.n :] = np.asarray(vectors, dtype=np.float32)
+        self.n += m
+
+
 def write_embeddings(path: str | os.PathLike, words: list[str], vectors: np.ndarray) -> None:
     """Write a ``words``/``vectors`` file (used to build sample data and by tests)."""
     from .atomic import atomic_output
 
-    with atomic_output(path, force=True) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("words", data=np.array(words, dtype=object), dtype=h5py.string_dtype("utf-8"))
-            f.create_dataset("vectors", data=np.asarray(vectors, dtype=np.float32))
+    with atomic_output(path, force=True) as tmp, h5py.File(tmp, "w") as f:
+        EmbeddingWriter(f, vectors.shape[1]).append(words, vectors)

@@ -478,23 +478,67 @@ def write_run(out_dir: str | os.PathLike, result: TrainResult) -> Path:
 
 def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SparseAutoencoder, dict]:
     """Read a run directory: the model (weights only, safely) and its ``config.json``."""
+    run_dir = _run_directory(run_dir)
+    model = SparseAutoencoder.load(run_dir / "model.pt", device=device)
+    config = read_json(run_dir / "config.json")
+    model.eval()
+    return model, config
+
+
+@dataclass
+class RunLogs:
+    """What a run directory records besides the weights."""
+
+    config: dict
+    """``config.json``: the settings and what the run resolved."""
+    metrics: list[dict]
+    """``metrics.jsonl``: one dict per epoch."""
+    summary: dict
+    """``summary.json``: the final model over the whole vocabulary."""
+
+
+def read_logs(run_dir: str | os.PathLike) -> RunLogs:
+    """Read ``config.json``, ``metrics.jsonl`` and ``summary.json`` of a run directory (not the model)."""
+    run_dir = _run_directory(run_dir)
+    metrics_path = run_dir / "metrics.jsonl"
+    lines = _read_text(metrics_path).splitlines()
+    metrics = [_parse_json(line, f"{metrics_path}: line {i}") for i, line in enumerate(lines, 1) if line.strip()]
+    if not metrics or not all(isinstance(m, dict) for m in metrics):
+        raise SparsecodeError(f"{metrics_path}: expected one JSON object per epoch; the run directory is corrupt")
+    return RunLogs(read_json(run_dir / "config.json"), metrics, read_json(run_dir / "summary.json"))
+
+
+def _run_directory(run_dir: str | os.PathLike) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SparsecodeError(f"{run_dir}: not a run directory; give the --out folder of 'sparsecode train'")
     if not (run_dir / "model.pt").exists() and (run_dir / CHECKPOINT).exists():
         raise SparsecodeError(f"{run_dir}: training has not finished; continue it with 'sparsecode train ... --resume'")
-    model = SparseAutoencoder.load(run_dir / "model.pt", device=device)
-    config_path = run_dir / "config.json"
+    return run_dir
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a run directory's file, every failure one clear line."""
+    data = _parse_json(_read_text(path), str(path))
+    if not isinstance(data, dict):
+        raise SparsecodeError(f"{path}: expected a JSON object; the run directory is corrupt")
+    return data
+
+
+def _read_text(path: Path) -> str:
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SparsecodeError(f"{config_path}: missing; the run directory is incomplete") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SparsecodeError(f"{config_path}: not valid JSON ({exc}); the run directory is corrupt") from None
-    if not isinstance(config, dict):
-        raise SparsecodeError(f"{config_path}: expected a JSON object; the run directory is corrupt")
-    model.eval()
-    return model, config
+        raise SparsecodeError(f"{path}: missing; the run directory is incomplete") from None
+    except UnicodeDecodeError as exc:
+        raise SparsecodeError(f"{path}: not UTF-8 text ({exc.reason}); the run directory is corrupt") from None
+
+
+def _parse_json(text: str, where: str):
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SparsecodeError(f"{where}: not valid JSON ({exc}); the run directory is corrupt") from None
 
 
 def _version() -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sparsecode as sc
-from sparsecode.embeddings import DuplicateWordsWarning, EmbeddingFile
+from sparsecode.embeddings import DuplicateWordsWarning, EmbeddingFile, EmbeddingWriter, write_embeddings
 
 from .conftest import SAMPLE, sample_subset, write_h5
 
@@ -129,3 +129,18 @@ def test_integer_vectors_are_converted_with_a_warning(tmp_path):
         emb = sc.load_embeddings(path)
     assert emb.vectors.dtype == np.float32
     np.testing.assert_array_equal(emb.vectors, [[1, 2], [3, -4]])
+
+
+def test_writer_appends_blocks_that_read_back_exactly(tmp_path, sample):
+    words, vecs = sample_subset(sample, 1000)
+    with h5py.File(tmp_path / "blocks.h5", "w") as f:
+        writer = EmbeddingWriter(f, vecs.shape[1])
+        for start in range(0, 1000, 300):  # three blocks of 300 and one of 100
+            writer.append(words[start : start + 300], vecs[start : start + 300])
+        writer.append([], vecs[:0])
+        assert writer.n == 1000
+    write_embeddings(tmp_path / "once.h5", words + ["ünïcode"], np.vstack([vecs, vecs[:1]]).astype(np.float64))
+    for name, n in (("blocks.h5", 1000), ("once.h5", 1001)):
+        emb = sc.load_embeddings(tmp_path / name)
+        assert emb.words == (words + ["ünïcode"])[:n]
+        np.testing.assert_array_equal(emb.vectors, np.vstack([vecs, vecs[:1]])[:n])
