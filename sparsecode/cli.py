@@ -152,6 +152,8 @@ def encode(
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors' to encode."),
     out_file: Path = typer.Option(..., "--out", "-o", help="Codes file to write (HDF5)."),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word  [default: the run's encode k]"),
+    method: str = typer.Option("encoder", "--method", help="encoder (fast) or omp (orthogonal matching pursuit over the decoder: closer codes, slower)."),
+    nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
     top_words: int = typer.Option(10, help="Top words stored per unit."),
     batch_size: int = typer.Option(8192, help="Words encoded at a time."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -163,11 +165,13 @@ def encode(
 
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
         summary = run_encode(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
-                             batch_size=batch_size, progress=lambda done, total: bar.update(done, total))
+                             batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
+                             method=method, nonneg=nonneg)
     table = Table(title=f"wrote {out_file}", show_header=False)
-    for key in ("words", "units", "k", "nnz", "mean_l0", "zero_rows", "dead_units"):
+    for key in ("words", "units", "k", "method", "nnz", "mean_l0", "zero_rows", "dead_units"):
         value = summary[key]
-        table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else f"{value:,}")
+        text = f"{value:.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+        table.add_row(key.replace("_", " "), text)
     out.print(table)
 
 

@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import SparsecodeError
+
 if TYPE_CHECKING:
     from .model import SparseAutoencoder
 
@@ -59,6 +61,8 @@ GRAM_SLICE_BYTES = 1 << 20
 #: residual is a dense (D, H) product; the second takes over once |S| * BAG_RATIO reaches D. Measured
 #: on one CPU core at D=50, H=1000: |S| = 16 rows cost 0.66 us per row of the batch, the product 0.97.
 BAG_RATIO = 2
+#: How codes can be computed (``--method``): the model's encoder, or OMP over its decoder.
+METHODS = ("encoder", "omp")
 #: The number of blocks is a multiple of this: torch's CPU reductions over the rows of a (B, rows,
 #: n_blocks) array are vectorised for such widths (measured at H=1024: 32 or 64 blocks about 60 ns per row
 #: of the batch, 48 blocks 420 ns, 16 blocks 2,000 ns).
@@ -227,3 +231,19 @@ class PursuitCoder:
             return parts[0]
         return Pursuit(torch.cat([p.acts for p in parts]), torch.cat([p.indices for p in parts]))
 
+
+def check_method(method: str, nonneg: bool) -> None:
+    """Validate ``--method`` and ``--nonneg``."""
+    if method not in METHODS:
+        raise SparsecodeError(f"--method {method!r} is unknown; use one of {', '.join(METHODS)}")
+    if nonneg and method != "omp":
+        raise SparsecodeError("--nonneg applies to --method omp only; the encoder's codes are non-negative already")
+
+
+def make_coder(model: "SparseAutoencoder", method: str = "encoder", nonneg: bool = False):
+    """What computes the codes: the model itself (its encoder) or a :class:`PursuitCoder`.
+
+    Either has ``encode(x, k)`` returning ``acts`` and ``indices`` (B, k) for (B, D) vectors.
+    """
+    check_method(method, nonneg)
+    return PursuitCoder(model, nonneg) if method == "omp" else model
