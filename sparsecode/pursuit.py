@@ -8,8 +8,9 @@ unit-norm rows of ``W_dec``) and a target ``y`` (D,), OMP picks k atoms one at a
 2. refit all coefficients on the support S by least squares, so that the residual stays
    orthogonal to every chosen atom.
 
-:func:`omp` runs a whole batch at once (no loop over rows; one loop over the k steps), on CPU and
-CUDA alike, and never reads a value back to the host. Per row it keeps:
+:func:`omp` runs a whole batch at once (no loop over rows; one loop over the k steps) and never
+reads a value back to the host, so that it suits CUDA as well as CPUs (it has only been measured
+on CPUs). Per row it keeps:
 
 - ``alpha`` (H,): the correlations of the residual with every atom. Through the Gram matrix
   ``G = W W^T`` (computed once per model) they change by ``-G[S] · delta`` when the coefficients
