@@ -172,6 +172,8 @@ def encode(
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors' to encode."),
     out_file: Path = typer.Option(..., "--out", "-o", help="Codes file to write (HDF5)."),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word  [default: the run's encode k]"),
+    method: str = typer.Option("encoder", "--method", help="encoder (fast) or omp (orthogonal matching pursuit over the decoder: closer codes, slower)."),
+    nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
     top_words: int = typer.Option(10, help="Top words stored per unit."),
     batch_size: int = typer.Option(8192, help="Words encoded at a time."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -183,11 +185,13 @@ def encode(
 
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
         summary = run_encode(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
-                             batch_size=batch_size, progress=lambda done, total: bar.update(done, total))
+                             batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
+                             method=method, nonneg=nonneg)
     table = Table(title=f"wrote {out_file}", show_header=False)
-    for key in ("words", "units", "k", "nnz", "mean_l0", "zero_rows", "dead_units"):
+    for key in ("words", "units", "k", "method", "nnz", "mean_l0", "zero_rows", "dead_units"):
         value = summary[key]
-        table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else f"{value:,}")
+        text = f"{value:.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+        table.add_row(key.replace("_", " "), text)
     out.print(table)
 
 
@@ -292,6 +296,8 @@ def evaluate(
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings  [default: the run's training file]"),
     wordsim: Optional[Path] = typer.Option(None, "--wordsim", help="Folder of word-similarity files  [default: sample_data/word-sim]"),
     seed: int = typer.Option(0, help="Seed for DistRatio's intruders."),
+    compare_methods: bool = typer.Option(False, "--compare-methods",
+                                         help="Also encode with the encoder, OMP and non-negative OMP and compare them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
@@ -315,11 +321,35 @@ def evaluate(
             emb = load_embeddings(embeddings)
             vectors = align_vectors(codes, emb.words, emb.vectors, str(embeddings))
         result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed)
+        if compare_methods:
+            if model is None or vectors is None:
+                raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
+                                      "pass --model RUN_DIR and --embeddings EMB.h5")
+            from .evaluate import compare_methods as run_compare
+
+            k = int(codes.attrs.get("encode_k", config.get("k_encode", config.get("k"))))
+            result["methods"] = {"k": k, **run_compare(model, torch_tensor(vectors), k)}
         result["model"] = str(model_dir) if model_dir else None
         result["embeddings"] = str(embeddings) if embeddings else None
     if as_json:
         return _echo_json(result)
     _render_evaluation(result, vectors.shape[1] if vectors is not None else None)
+    if "methods" in result:
+        methods = dict(result["methods"])
+        k = methods.pop("k")
+        mt = Table(title=f"encoding methods at k={k}, whole vocabulary")
+        for col in ("method", "FVU", "cosine", "mean L0", "dead %", "zero rows %", "seconds"):
+            mt.add_column(col, justify="left" if col == "method" else "right")
+        for name, st in methods.items():
+            mt.add_row(name, f"{st['fvu']:.4f}", f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
+                       f"{100 * st['dead_fraction']:.1f}", f"{100 * st['zero_rows_fraction']:.2f}", f"{st['seconds']:.1f}")
+        out.print(mt)
+
+
+def torch_tensor(array):
+    import torch
+
+    return torch.from_numpy(array)
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -5,16 +5,21 @@ Layout (HDF5)::
     words                    (N,) UTF-8 strings
     codes/indptr             (N+1,) int64     row i's entries are indptr[i]:indptr[i+1]
     codes/indices            (nnz,) int32     unit ids, increasing within a row
-    codes/data               (nnz,) float32   activations (> 0)
+    codes/data               (nnz,) float32   activations (> 0; either sign for signed pursuit codes)
     codes.attrs["shape"]     (N, H)
     dimensions/top_words     (H, M) strings   each unit's M strongest words ("" pads)
     dimensions/top_values    (H, M) float32   their activations (0 pads)
     dimensions/frequency     (H,) int64       how many words use the unit
     attrs                    the training config (one attribute per setting, and ``config_json``)
-                             and the encode settings (``encode_k``, ``encode_method``)
+                             and the encode settings (``encode_k``, ``encode_method``, ``encode_nonneg``)
 
 A code ``z`` (row i as a dense H-vector) reconstructs the word's vector through the model:
 ``x ≈ (z @ W_dec + b_dec) * input_scale + input_mean``.
+
+Codes of ``encode --method omp`` without ``--nonneg`` have coefficients of either sign. They are
+reported by value, like the others: a unit's top words are its largest coefficients (its most
+positive users, so negative values appear only for a unit with fewer than M positive ones), a
+word's active units are listed largest first, and ``frequency`` counts the non-zero entries.
 """
 
 from __future__ import annotations

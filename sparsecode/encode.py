@@ -1,5 +1,9 @@
 """Embeddings -> sparse codes, in chunks, into a codes file (see :mod:`sparsecode.codes`).
 
+Two methods compute the codes: the model's encoder (``"encoder"``, top-k of its pre-activations)
+or orthogonal matching pursuit over its decoder (``"omp"``, :mod:`sparsecode.pursuit`), slower but
+much closer to the input for the same k; ``nonneg`` keeps pursuit's coefficients > 0.
+
 The embeddings file is read a chunk of rows at a time and encoded in batches on the device, so
 memory stays bounded by the chunk size and the output arrays (which grow on disk), however large
 the vocabulary. The output is written to a temporary file and renamed when complete.
@@ -21,6 +25,7 @@ from .config import resolve_device
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile
 from .errors import SparsecodeError
 from .model import SparseAutoencoder
+from .pursuit import check_method, make_coder
 from .report import UnitReport
 from .train import load_run
 
@@ -40,32 +45,35 @@ class CSRBatch(NamedTuple):
     indices: torch.Tensor
     """(nnz,) int64 unit ids, increasing within each row."""
     data: torch.Tensor
-    """(nnz,) float32 activations (> 0)."""
+    """(nnz,) float32 activations (> 0, except signed pursuit codes: non-zero)."""
 
 
 @torch.no_grad()
-def encode_batch(model: SparseAutoencoder, x: torch.Tensor, k: int) -> CSRBatch:
-    """Codes of (B, D) vectors (original scale) with ``k`` active units, as CSR entries.
+def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
+    """Codes of (B, D) vectors (original scale) with ``k`` active units at most, as CSR entries.
 
-    Uses the model as trained: no training noise, no annealing.
+    ``coder`` is a model (its encoder, as trained: no noise, no annealing) or a pursuit coder
+    (see :func:`sparsecode.pursuit.make_coder`). Zero coefficients are left out.
     """
-    enc = model.encode(x, k)
+    enc = coder.encode(x, k)
     units, order = enc.indices.sort(dim=1)
     acts = enc.acts.gather(1, order)
-    keep = acts > 0
+    keep = acts != 0
     rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1).expand_as(keep)
     return CSRBatch(keep.sum(1), rows[keep], units[keep], acts[keep])
 
 
 def iter_codes(
-    model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int = DEFAULT_BATCH
+    model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int = DEFAULT_BATCH,
+    method: str = "encoder", nonneg: bool = False,
 ) -> Iterator[tuple[int, CSRBatch]]:
     """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch."""
     device = model.W_enc.device
+    coder = make_coder(model, method, nonneg)
     for first, block in chunks:
         for start in range(0, block.shape[0], batch_size):
             x = torch.from_numpy(block[start : start + batch_size]).to(device)
-            yield first + start, encode_batch(model, x, k)
+            yield first + start, encode_batch(coder, x, k)
 
 
 def check_k(k: int, n_hidden: int, what: str = "--k") -> None:
@@ -84,12 +92,17 @@ def encode(
     batch_size: int = DEFAULT_BATCH,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int, int], None] | None = None,
+    method: str = "encoder",
+    nonneg: bool = False,
 ) -> dict:
     """Encode every word of ``embeddings_path`` with the model in ``run_dir`` into codes file ``out``.
 
-    ``k`` defaults to the run's encode k. ``progress(done, total)`` is called after each batch.
-    Returns a summary: words, units, k, nnz, mean L0, all-zero rows, dead units.
+    ``method`` is ``"encoder"`` or ``"omp"`` (orthogonal matching pursuit over the decoder;
+    ``nonneg`` keeps its coefficients > 0). ``k`` defaults to the run's encode k.
+    ``progress(done, total)`` is called after each batch.
+    Returns a summary: words, units, k, method, nnz, mean L0, all-zero rows, dead units.
     """
+    check_method(method, nonneg)
     if top_words < 0:
         raise SparsecodeError(f"--top-words must be 0 or more (got {top_words})")
     if batch_size < 1:
@@ -99,6 +112,10 @@ def encode(
     model, config = load_run(run_dir, device=dev)
     k = int(k if k is not None else config.get("k_encode", config.get("k", 32)))
     check_k(k, model.n_hidden)
+    if method == "omp" and k > model.d_in:
+        raise SparsecodeError(
+            f"--k {k} is larger than the {model.d_in} input dimensions; pursuit can use at most {model.d_in} atoms"
+        )
     H = model.n_hidden
 
     with EmbeddingFile(embeddings_path) as emb:
@@ -120,7 +137,7 @@ def encode(
             data = grp.create_dataset("data", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(1 << 16,))
             nnz = 0
             zero_rows = 0
-            for first, batch in iter_codes(model, emb.iter_chunks(chunk_rows), k, batch_size):
+            for first, batch in iter_codes(model, emb.iter_chunks(chunk_rows), k, batch_size, method, nonneg):
                 report.update(batch.rows + first, batch.indices, batch.data)
                 counts = batch.counts.cpu().numpy()
                 m = int(counts.sum())
@@ -146,13 +163,15 @@ def encode(
             for key, value in config_attrs(config).items():
                 f.attrs[key] = value
             f.attrs["encode_k"] = k
-            f.attrs["encode_method"] = "encoder"
+            f.attrs["encode_method"] = method
+            f.attrs["encode_nonneg"] = nonneg
             f.attrs["run_dir"] = os.path.abspath(run_dir)
     return {
         "out": str(Path(out)),
         "words": n,
         "units": H,
         "k": k,
+        "method": f"{method} (non-negative)" if nonneg else method,
         "nnz": nnz,
         "mean_l0": nnz / n,
         "zero_rows": zero_rows,

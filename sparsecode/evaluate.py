@@ -11,12 +11,15 @@
   dimension and the top 10% of another one; DistRatio = mean over dimensions of
   (mean distance from T to b) / (mean pairwise distance within T), Euclidean distances in the
   original embedding space. Higher is more interpretable. Seeded, so it is reproducible.
+- Codes come from the model's encoder or from pursuit over its decoder (``method``, see
+  :mod:`sparsecode.pursuit`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from torch import Tensor
 from .codes import Codes
 from .errors import SparsecodeError
 from .model import SparseAutoencoder
+from .pursuit import make_coder
 
 #: The word-similarity files shipped with the project (see sample_data/word-sim/README.md).
 DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "word-sim"
@@ -34,9 +38,13 @@ HEADLINE_WORDSIM = ("EN-WS-353-ALL", "EN-SIMLEX-999", "EN-MEN-TR-3k", "EN-RW-STA
 
 
 @torch.no_grad()
-def code_statistics(model: SparseAutoencoder, vectors: Tensor, k: int, batch_size: int = 8192) -> dict:
+def code_statistics(
+    model: SparseAutoencoder, vectors: Tensor, k: int, batch_size: int = 8192, method: str = "encoder",
+    nonneg: bool = False,
+) -> dict:
     """Encode every row of ``vectors`` (N, D, original scale, on the model's device) with ``k``
-    active units and report: ``fvu``, ``cosine`` (mean cosine of x and x_hat), ``mean_l0``,
+    active units, by the encoder or by pursuit (``method`` "encoder" or "omp", ``nonneg`` for
+    non-negative pursuit) and report: ``fvu``, ``cosine`` (mean cosine of x and x_hat), ``mean_l0``,
     ``dead_fraction`` (units no row uses), ``always_on_fraction`` (units used by more than half
     the rows) and ``zero_rows_fraction`` (rows whose code is all zeros)."""
     n, _ = vectors.shape
@@ -48,14 +56,15 @@ def code_statistics(model: SparseAutoencoder, vectors: Tensor, k: int, batch_siz
     l0 = torch.zeros_like(sse)
     zero_rows = torch.zeros_like(sse)
     usage = vectors.new_zeros(H)
+    coder = make_coder(model, method, nonneg)
     for start in range(0, n, batch_size):
         x = vectors[start : start + batch_size]
-        enc = model.encode(x, k)
+        enc = coder.encode(x, k)
         x_hat = model.decode(enc.acts, enc.indices)
         sse += (x - x_hat).double().pow(2).sum()
         ssd += (x - mean).double().pow(2).sum()
         cos_sum += torch.nn.functional.cosine_similarity(x, x_hat, dim=1).double().sum()
-        active = enc.acts > 0
+        active = enc.acts != 0
         row_l0 = active.sum(1)
         l0 += row_l0.sum()
         zero_rows += (row_l0 == 0).sum()
@@ -333,3 +342,21 @@ def evaluate(
     if vectors is not None:
         result["dist_ratio"] = {"codes": dist_ratio_codes(codes, vectors, seed), "dense": dist_ratio_dense(vectors, seed)}
     return result
+
+
+#: The codes :func:`compare_methods` measures: name -> (method, nonneg).
+COMPARED_METHODS = {"encoder": ("encoder", False), "omp": ("omp", False), "omp_nonneg": ("omp", True)}
+
+
+def compare_methods(model: SparseAutoencoder, vectors: Tensor, k: int, batch_size: int = 8192) -> dict[str, dict]:
+    """:func:`code_statistics` of the same vectors and k for the encoder, OMP and non-negative OMP,
+    side by side: ``{"encoder": {...}, "omp": {...}, "omp_nonneg": {...}}``, each with ``seconds``
+    (wall-clock time of encoding and measuring) added."""
+    results = {}
+    for name, (method, nonneg) in COMPARED_METHODS.items():
+        start = time.perf_counter()
+        stats = code_statistics(model, vectors, k, batch_size, method=method, nonneg=nonneg)
+        if vectors.device.type == "cuda":
+            torch.cuda.synchronize(vectors.device)
+        results[name] = {**stats, "seconds": time.perf_counter() - start}
+    return results

@@ -23,7 +23,7 @@ class UnitSummary(NamedTuple):
     top_values: np.ndarray
     """(H, M) float32 those activations; 0 pads."""
     frequency: np.ndarray
-    """(H,) int64 number of words whose code uses the unit (activation > 0)."""
+    """(H,) int64 number of words whose code uses the unit (a non-zero activation)."""
 
 
 class UnitReport:

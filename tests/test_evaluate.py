@@ -119,3 +119,18 @@ def test_evaluate_without_embeddings_reports_codes_only(codes):
 def test_evaluate_errors(tmp_path, codes):
     with pytest.raises(sc.SparsecodeError, match="no word-similarity files"):
         evaluate(codes, wordsim_dir=tmp_path)
+
+
+def test_evaluate_compare_methods(codes_path, run_dir):
+    res = CliRunner().invoke(app, ["evaluate", str(codes_path), "--model", str(run_dir), "--embeddings", str(SAMPLE),
+                                   "--compare-methods", "--json"])
+    assert res.exit_code == 0, res.output
+    methods = json.loads(res.stdout)["methods"]
+    assert methods["k"] == 8 and set(methods) == {"k", "encoder", "omp", "omp_nonneg"}
+    # Pursuit over the same dictionary reconstructs at least as well as the encoder's guess.
+    assert methods["omp"]["fvu"] <= methods["omp_nonneg"]["fvu"] <= methods["encoder"]["fvu"]
+    stored = json.loads(res.stdout)["reconstruction"]["fvu"]
+    assert methods["encoder"]["fvu"] == pytest.approx(stored, rel=1e-5)
+    table = CliRunner().invoke(app, ["evaluate", str(codes_path), "--model", str(run_dir), "--embeddings", str(SAMPLE),
+                                     "--compare-methods"])
+    assert table.exit_code == 0 and "omp_nonneg" in table.stdout
