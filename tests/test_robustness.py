@@ -68,11 +68,38 @@ def test_train_into_a_full_disk(tmp_path, skip_precheck):
 def test_output_folder_missing_or_read_only(tmp_path, run_dir):
     with pytest.raises(sc.SparsecodeError, match="folder .* does not exist; create it first"):
         sc.encode(run_dir, SAMPLE, tmp_path / "nope" / "codes.h5")
-    if os.geteuid() != 0:  # root writes anywhere
-        ro = tmp_path / "ro"
-        ro.mkdir(mode=0o500)
-        with pytest.raises(sc.SparsecodeError, match="is not writable"):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root may write anywhere: make the check see a read-only folder
+        import sparsecode.atomic
+
+        real_access = os.access
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(sparsecode.atomic.os, "access", lambda p, mode: False if str(p) == str(ro) else real_access(p, mode))
+    else:
+        monkey = None
+    try:
+        with pytest.raises(sc.SparsecodeError, match=r"folder .*ro is not writable; choose another output"):
             sc.encode(run_dir, SAMPLE, ro / "codes.h5")
+    finally:
+        if monkey is not None:
+            monkey.undo()
+    assert list(ro.iterdir()) == []
+
+
+def test_codes_file_whose_shape_disagrees(tmp_path, codes_path):
+    import h5py
+
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(codes_path.read_bytes())
+    with h5py.File(bad, "r+") as f:
+        f["codes"].attrs["shape"] = [4000, 200]
+    with pytest.raises(sc.SparsecodeError, match="inconsistent: 5000 words but shape says 4000 rows"):
+        sc.load_codes(bad)
+    with h5py.File(bad, "r+") as f:
+        f["codes"].attrs["shape"] = [5000, 100]
+    with pytest.raises(sc.SparsecodeError, match=r"inconsistent: unit ids outside 0\.\.99"):
+        sc.load_codes(bad)
 
 
 def _train_cmd(out, *extra):
