@@ -141,6 +141,7 @@ class Trainer:
         self.metrics: list[dict] = []
         # Words seen when each unit last fired; 0 at first, so every unit lives for dead_after words.
         self.last_fired = torch.zeros(cfg.hidden, dtype=torch.int64, device=self.device)
+        self.freq_ema = torch.full((cfg.hidden,), cfg.k / cfg.hidden, device=self.device)
         self._new_epoch_stats()
 
     def _new_epoch_stats(self) -> None:
@@ -191,7 +192,13 @@ class Trainer:
 
         with torch.no_grad():
             active = enc.acts > 0
-            fired = x.new_zeros(cfg.hidden).index_add_(0, enc.indices.reshape(-1), active.reshape(-1).to(x.dtype)) > 0
+            counts = x.new_zeros(cfg.hidden).index_add_(0, enc.indices.reshape(-1), active.reshape(-1).to(x.dtype))
+            fired = counts > 0
+            if cfg.homeostasis > 0:
+                # Load balancing without a loss (as DeepSeek-V3 routes experts): nudge each unit's
+                # encoder bias toward the frequency k/H, up when it fires too rarely, down when too often.
+                self.freq_ema.mul_(0.99).add_(counts / x.shape[0], alpha=0.01)
+                model.b_enc.add_(torch.sign(k / cfg.hidden - self.freq_ema), alpha=cfg.homeostasis)
             self.seen += x.shape[0]
             self.last_fired = torch.where(fired, self.seen, self.last_fired)
             self.fired_epoch |= fired
@@ -243,6 +250,7 @@ class Trainer:
                          "epoch_seconds": self.epoch_seconds},
             "perm": self.perm.clone(),
             "last_fired": clone(self.last_fired),
+            "freq_ema": clone(self.freq_ema),
             "acc": {k: clone(v) for k, v in self.acc.items()},
             "fired_epoch": clone(self.fired_epoch),
             "metrics": [dict(m) for m in self.metrics],
@@ -260,6 +268,7 @@ class Trainer:
         self.elapsed, self.epoch_seconds = pos["elapsed"], pos["epoch_seconds"]
         self.perm = state["perm"].clone()
         self.last_fired = state["last_fired"].to(dev)
+        self.freq_ema = state["freq_ema"].to(dev)
         self.acc = {k: v.to(dev) for k, v in state["acc"].items()}
         self.fired_epoch = state["fired_epoch"].to(dev)
         self.metrics = [dict(m) for m in state["metrics"]]

@@ -191,3 +191,18 @@ def test_code_statistics_match_a_brute_force_count(sample):
     assert stats["mean_l0"] == pytest.approx((z > 0).sum(1).double().mean().item())
     fvu = ((x - x_hat).double() ** 2).sum() / ((x.double() - x.double().mean(0)) ** 2).sum()
     assert stats["fvu"] == pytest.approx(fvu.item(), rel=1e-4)
+
+
+def test_homeostasis_balances_unit_frequencies(sample):
+    """The encoder-bias nudge spreads the words over the units more evenly than training without it."""
+    freqs = {}
+    for rate in (0.0, 1e-3):
+        model = sc.train(sample, sc.TrainConfig(**{**SMALL, "homeostasis": rate})).model
+        with torch.no_grad():
+            enc = model.encode(torch.from_numpy(sample.vectors), 8)
+        used = torch.zeros(200).index_add_(0, enc.indices.reshape(-1), (enc.acts > 0).reshape(-1).float())
+        freqs[rate] = used / 5000
+    assert freqs[1e-3].std() < freqs[0.0].std()
+    assert freqs[1e-3].max() < freqs[0.0].max()
+    with pytest.raises(sc.SparsecodeError, match="--homeostasis must be 0 or more"):
+        sc.TrainConfig(homeostasis=-1).validate()
