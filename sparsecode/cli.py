@@ -122,6 +122,8 @@ def train(
     lr: float = typer.Option(DEFAULTS.lr, help="Peak Adam learning rate (warm-up, then cosine decay)."),
     k_anneal_from: Optional[int] = typer.Option(None, help="Anneal k from this value down to --k  \\[default: no annealing]"),
     k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is annealed."),
+    aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss for dead units (Gao et al.: 1/32; 0: off)."),
+    aux_k: Optional[int] = typer.Option(None, help="Dead units per word in AuxK  \\[default: D/2]"),
     homeostasis: float = typer.Option(DEFAULTS.homeostasis, help="Per-step encoder-bias nudge toward equal unit frequencies (0: off)."),
     encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk)  \\[default: --k]"),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
@@ -138,7 +140,7 @@ def train(
     from .train import train as run_training
 
     cfg = TrainConfig(hidden=hidden, k=k, epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
-                      k_anneal_frac=k_anneal_frac, homeostasis=homeostasis,
+                      k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, aux_coef=aux_coef, aux_k=aux_k,
                       encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
     with user_errors():
         cfg.validate()

@@ -42,8 +42,10 @@ class TrainConfig:
     """k used when encoding (their αk); default ``k``."""
     aux_k: int | None = None
     """Dead units used per word by the AuxK loss; default D/2 (at least 1, at most H)."""
-    aux_coef: float = 1 / 32
-    """Weight of the AuxK loss."""
+    aux_coef: float = 0.0
+    """Weight of the AuxK loss (Gao et al. use 1/32); 0, the default, turns AuxK off. On GloVe 6B 50d
+    (H=1000, k=32) AuxK killed units instead of reviving them: 81% dead on 400k words with 1/32,
+    20% without; 0.5% and 0% on 50k words (benchmarks/ABLATION.md)."""
     homeostasis: float = 1e-4
     """Per-step nudge of each unit's encoder bias toward the frequency k/H (up when it fires less,
     down when more; 0: off). On GloVe 50k x 50d, H=1000, k=32 it cut dead units from 4.6% to 0.5%

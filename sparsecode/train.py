@@ -123,7 +123,7 @@ class Trainer:
         self.data_mean = self.x_all.mean(0)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
 
-        self.aux_k = cfg.aux_k_for(self.d_in)
+        self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 else 0  # no AuxK work when it is off
         self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.report_every = max(1, self.steps_per_epoch // REPORTS_PER_EPOCH)

@@ -60,7 +60,7 @@ def test_run_directory_contents(run_dir):
     config = json.loads((run_dir / "config.json").read_text())
     for key, value in SMALL.items():
         assert config[key] == value
-    assert config["n_words"] == 5000 and config["d_in"] == 50 and config["aux_k"] == 25
+    assert config["n_words"] == 5000 and config["d_in"] == 50 and config["aux_k"] == 0  # AuxK is off by default
     assert config["device"] == "cpu" and config["k_encode"] == 8
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2, 3]
@@ -206,3 +206,10 @@ def test_homeostasis_balances_unit_frequencies(sample):
     assert freqs[1e-3].max() < freqs[0.0].max()
     with pytest.raises(sc.SparsecodeError, match="--homeostasis must be 0 or more"):
         sc.TrainConfig(homeostasis=-1).validate()
+
+
+def test_auxk_can_be_turned_on(tmp_path, sample):
+    result = sc.train(sample, sc.TrainConfig(**{**SMALL, "epochs": 1, "aux_coef": 1 / 32}), out_dir=tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["aux_k"] == 25 and config["aux_coef"] == 1 / 32
+    assert all(torch.isfinite(t).all() for t in result.model.weights().values())
