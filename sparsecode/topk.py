@@ -163,7 +163,7 @@ def sparse_decode_wins(n_units: int, device: torch.device) -> bool:
 
     Measured with ``benchmarks/bench_topk.py`` on the 2-core development machines (batch 1024,
     D=50): the two are within 5% of each other up to H=200, and the sparse one wins from H=500 on
-    (1.41x the dense step at H=1000, 2.9x at D=300, H=3000). Not measured on CUDA here: there the
+    (1.57x the dense step at H=1000, 2.98x at D=300, H=3000). Not measured on CUDA here: there the
     sparse path is used since it does O(k) instead of O(H) work per row with cuSPARSE kernels.
     """
     if device.type == "cuda":
