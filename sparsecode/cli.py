@@ -190,12 +190,8 @@ def encode(
         summary = run_encode(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
                              batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
                              method=method, nonneg=nonneg)
-    table = Table(title=f"wrote {out_file}", show_header=False)
-    for key in ("words", "units", "k", "method", "nnz", "mean_l0", "zero_rows", "dead_units"):
-        value = summary[key]
-        text = f"{value:.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
-        table.add_row(key.replace("_", " "), text)
-    out.print(table)
+    summary = {**summary, "mean_l0": round(summary["mean_l0"], 2)}
+    _print_summary(out_file, summary, ("words", "units", "k", "method", "nnz", "mean_l0", "zero_rows", "dead_units"))
 
 
 def _load_codes(path: Path):
