@@ -46,10 +46,11 @@ class TrainConfig:
     """Weight of the AuxK loss (Gao et al. use 1/32); 0, the default, turns AuxK off. On GloVe 6B 50d
     (H=1000, k=32) AuxK killed units instead of reviving them: 81% dead on 400k words with 1/32,
     20% without; 0.5% and 0% on 50k words (benchmarks/ABLATION.md)."""
-    homeostasis: float = 1e-4
+    homeostasis: float = 3e-5
     """Per-step nudge of each unit's encoder bias toward the frequency k/H (up when it fires less,
-    down when more; 0: off). On GloVe 50k x 50d, H=1000, k=32 it cut dead units from 4.6% to 0.5%
-    for FVU 0.0155 instead of 0.0133 (benchmarks/ABLATION.md)."""
+    down when more; 0: off). On GloVe 6B 50d (H=1000, k=32, no AuxK) 3e-5 left 10.6% of the units
+    dead on 400k words where 0 left 35% (at lr 2e-3) and 1e-4 left 20%, and none on 50k words
+    (benchmarks/ABLATION.md)."""
     dead_window: float = 0.5
     """A unit is dead for AuxK if it has not fired in this many epochs' worth of words."""
     seed: int = 0

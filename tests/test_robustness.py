@@ -104,7 +104,7 @@ def test_codes_file_whose_shape_disagrees(tmp_path, codes_path):
 
 def _train_cmd(out, *extra):
     return [sys.executable, "-m", "sparsecode", "train", str(SAMPLE), "--out", str(out), "--hidden", "200", "--k", "8",
-            "--epochs", "12", "--checkpoint-every", "5", "--device", "cpu", "--quiet", *extra]
+            "--epochs", "30", "--checkpoint-every", "5", "--device", "cpu", "--quiet", *extra]
 
 
 def test_resume_after_ctrl_c_sigterm_or_kill_9_gives_identical_weights(tmp_path):
@@ -126,7 +126,7 @@ def test_resume_after_ctrl_c_sigterm_or_kill_9_gives_identical_weights(tmp_path)
         deadline = time.time() + 300
         while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.5))
+        time.sleep(rng.uniform(0, 0.3))  # well inside the run: 600 steps, the first checkpoint at step 5
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == code, stderr
