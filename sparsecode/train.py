@@ -300,11 +300,17 @@ class Trainer:
             self.epoch_seconds += now - t_last
             t_last = now
             at_epoch_end = self.batch == self.steps_per_epoch
-            if self.batch % self.report_every == 0 or at_epoch_end:
-                if not bool(torch.isfinite(self.acc["loss"])):
-                    good = self._recover(good, checkpoint)
-                    t_last = time.perf_counter()
-                    continue
+            report = self.batch % self.report_every == 0 or at_epoch_end
+            save = checkpoint is not None and (at_epoch_end or self.step % cfg.checkpoint_every == 0)
+            stop = stop_requested is not None and bool(stop_requested())
+            # The host reads the loss only here; nothing unverified is reported, kept or checkpointed.
+            if (report or save or stop) and not bool(torch.isfinite(self.acc["loss"])):
+                good = self._recover(good, checkpoint)
+                t_last = time.perf_counter()
+                if stop:
+                    raise KeyboardInterrupt
+                continue
+            if report:
                 if at_epoch_end:
                     line = self._end_epoch()
                     if progress is not None:
@@ -314,9 +320,9 @@ class Trainer:
                     progress(Progress(self.epoch, self.step, self.total_steps, float(self.acc["loss"]) / self.batch,
                                       float(self.acc["sse"] / self.acc["ssd"]), float(self.dead.double().mean())))
                 good = self.state_dict()
-            if checkpoint is not None and (at_epoch_end or self.step % cfg.checkpoint_every == 0):
+            if save:
                 checkpoint()
-            if stop_requested is not None and stop_requested():
+            if stop:
                 raise KeyboardInterrupt  # at a step boundary: the caller checkpoints
 
     def _recover(self, good: dict, checkpoint) -> dict:

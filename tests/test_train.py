@@ -213,3 +213,34 @@ def test_auxk_can_be_turned_on(tmp_path, sample):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["aux_k"] == 25 and config["aux_coef"] == 1 / 32
     assert all(torch.isfinite(t).all() for t in result.model.weights().values())
+
+
+def test_no_checkpoint_ever_holds_a_diverged_state(tmp_path, sample, monkeypatch):
+    """Checkpoints fall between report points too; each one is checked for a finite loss first."""
+    import sys
+
+    train_mod = sys.modules["sparsecode.train"]
+    real = train_mod.reconstruction
+    calls = {"n": 0}
+
+    def poisoned_from_25(x, x_hat, mean):
+        calls["n"] += 1
+        rec = real(x, x_hat, mean)
+        return rec._replace(sse=rec.sse * float("nan")) if calls["n"] >= 25 else rec
+
+    monkeypatch.setattr(train_mod, "reconstruction", poisoned_from_25)
+    saved = []  # (step, finite) of every checkpoint written: a kill -9 may come after any of them
+    real_save = torch.save
+
+    def recording_save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("format") == "sparsecode-checkpoint-1":
+            saved.append((obj["position"]["step"], all(torch.isfinite(t).all() for t in obj["model"].values())))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", recording_save)
+    cfg = sc.TrainConfig(**{**SMALL, "batch_size": 32, "checkpoint_every": 1})  # reports every 7 steps
+    with pytest.warns(UserWarning, match="non-finite loss"), pytest.raises(sc.SparsecodeError, match="diverged twice"):
+        sc.train(sample, cfg, out_dir=tmp_path / "run")
+    assert len(saved) > 20 and all(finite for _, finite in saved), saved
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["position"]["step"] < 25
