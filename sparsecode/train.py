@@ -52,6 +52,8 @@ REPORTS_PER_EPOCH = 20
 #: The files of a finished run directory (``--force`` replaces these and only these).
 RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
 CHECKPOINT = "checkpoint.pt"
+#: Words encoded at a time for the final statistics.
+FINAL_BATCH = 2048
 #: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start).
 CHECKPOINT_FORMAT = "sparsecode-checkpoint-2"
 
@@ -292,7 +294,9 @@ class Trainer:
         stats = CodeStatistics(self.model, self.cfg.k_encode, mean)
         rows, dist = self.data.rows, self.dist
         for start in range(dist.rank * CHUNK_ROWS, self.n, dist.world * CHUNK_ROWS):  # processes share the chunks
-            stats.update(torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, self.n))).to(self.device))
+            block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, self.n))).to(self.device)
+            for part in block.split(FINAL_BATCH):  # bounds the (batch, H) pre-activations
+                stats.update(part)
         dist.all_reduce(stats.sums, "the final statistics")
         return stats.result()
 
