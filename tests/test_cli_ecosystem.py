@@ -97,7 +97,10 @@ def complete(words: str) -> list[str]:
     return result.output.split()
 
 
-def test_shell_completion():
+def test_shell_completion(monkeypatch):
+    # Typer otherwise detects the user's shell from the parent processes, which a detached run
+    # (nohup, setsid, some CI runners) does not have: then it prints "Shell  not supported".
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     assert complete("sparsecode con") == ["convert"]
     assert complete("sparsecode convert x.txt --format word2") == ["word2vec", "word2vec-bin"]
     assert complete("sparsecode export c.h5 --format d") == ["dense-h5"]
