@@ -116,7 +116,13 @@ def train(
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory to create (model.pt, config.json, metrics.jsonl)."),
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
-    k: int = typer.Option(DEFAULTS.k, help="Active units per word."),
+    sparsity: str = typer.Option(DEFAULTS.sparsity, help="Sparsity objective: topk, batchtopk, kl, l1 or spine."),
+    k: int = typer.Option(DEFAULTS.k, help="Active units per word (topk; batchtopk: on average)."),
+    rho: Optional[float] = typer.Option(None, help="Target firing rate per unit (kl: 0.05, spine: 0.15)  \\[default: by objective]"),
+    beta: float = typer.Option(DEFAULTS.beta, help="Weight of the KL penalty (kl)."),
+    l1_coef: float = typer.Option(DEFAULTS.l1_coef, help="Weight of the L1 penalty (l1)."),
+    noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training only (inputs have unit variance)  \\[default: 0.2 for spine, else 0]"),
+    encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them."),
     epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the vocabulary."),
     batch_size: int = typer.Option(DEFAULTS.batch_size, help="Words per step."),
     lr: float = typer.Option(DEFAULTS.lr, help="Peak Adam learning rate (warm-up, then cosine decay)."),
@@ -139,16 +145,17 @@ def train(
     from .embeddings import load_embeddings
     from .train import train as run_training
 
-    cfg = TrainConfig(hidden=hidden, k=k, epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
-                      k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, aux_coef=aux_coef, aux_k=aux_k,
-                      encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
     with user_errors():
+        cfg = TrainConfig(hidden=hidden, sparsity=sparsity, k=k, rho=rho, beta=beta, l1_coef=l1_coef, noise=noise,
+                          encoder_layers=_widths(encoder_layers), epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
+                          k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, aux_coef=aux_coef, aux_k=aux_k,
+                          encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
         cfg.validate()
         if not resume:
             check_output(out_dir, force)
         emb = load_embeddings(embeddings)
         if not quiet:
-            err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, k={k}")
+            err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}")
         with LiveBar("train", enabled=not quiet) as bar:
             result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
                 p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
@@ -166,7 +173,26 @@ def train(
     table.add_row("final", "", f"{s['fvu']:.4f}", f"{s['mean_l0']:.1f}", f"{100 * s['dead_fraction']:.1f}",
                   f"{100 * s['zero_rows_fraction']:.2f}", f"{s['train_seconds']:.1f}", style="bold")
     out.print(table)
-    out.print(f"final: all {len(emb):,} words encoded with k={s['k']}; cosine(x, x̂) {s['cosine']:.3f}")
+    how = f"k={s['k']}" if s["k"] is not None else f"{cfg.sparsity} codes (mean L0 {s['mean_l0']:.1f})"
+    out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}")
+
+
+def _widths(text: str) -> list[int]:
+    """'80,40' -> [80, 40]; a bad list is one clear line."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise SparsecodeError(f"--encoder-layers must be comma-separated widths such as 80,40 (got {text!r})") from None
+
+
+def _objective(cfg: TrainConfig) -> str:
+    """How the start-up line names the objective."""
+    extra = {"topk": f"k={cfg.k}", "batchtopk": f"k={cfg.k} per word on average", "kl": f"rho={cfg.rho_value}, beta={cfg.beta}",
+             "l1": f"l1-coef={cfg.l1_coef}", "spine": f"rho*={cfg.rho_value}"}[cfg.sparsity]
+    layers = f", layers {','.join(map(str, cfg.encoder_layers))}" if cfg.encoder_layers else ""
+    noise = f", noise {cfg.noise_value}" if cfg.noise_value else ""
+    return f"{cfg.sparsity} ({extra}){layers}{noise}"
 
 
 @app.command()
@@ -324,9 +350,14 @@ def evaluate(
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
                                       "pass --model RUN_DIR and --embeddings EMB.h5")
+            from .encode import default_encode_k
             from .evaluate import compare_methods as run_compare
 
-            k = int(codes.attrs.get("encode_k", config.get("k_encode", config.get("k"))))
+            k = codes.attrs.get("encode_k", default_encode_k(config))
+            if k is None:
+                raise SparsecodeError(f"{codes_file}: --compare-methods needs a k, and these codes have none "
+                                      f"(--sparsity {config.get('sparsity')}); encode with --k to compare at that k")
+            k = int(k)
             result["methods"] = {"k": k, **run_compare(model, torch_tensor(vectors), k)}
         result["model"] = str(model_dir) if model_dir else None
         result["embeddings"] = str(embeddings) if embeddings else None

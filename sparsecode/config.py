@@ -7,7 +7,7 @@ as JSON, plus what the run resolved (device, data size, the sizes used).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import SparsecodeError
 
@@ -16,12 +16,26 @@ from .errors import SparsecodeError
 RESUMABLE_CHANGES = ("checkpoint_every", "device")
 
 
+#: The sparsity objectives (see :mod:`sparsecode.objectives`); the first is the default.
+SPARSITIES = ("topk", "batchtopk", "kl", "l1", "spine")
+#: Objectives with a training k (per row or per batch); k, AuxK, k annealing and homeostasis apply to these.
+TOPK_SPARSITIES = ("topk", "batchtopk")
+#: Default target firing rate per objective that has one (``--rho``).
+DEFAULT_RHO = {"kl": 0.05, "spine": 0.15}
+#: Default training input noise per objective (SPINE is a denoising autoencoder: the paper's 0.2).
+DEFAULT_NOISE = {"spine": 0.2}
+
+
 @dataclass
 class TrainConfig:
     hidden: int = 1000
     """H: number of hidden units (dimensions of the sparse code)."""
+    sparsity: str = "topk"
+    """The sparsity objective: ``topk`` (k units per word), ``batchtopk`` (k per word on average over
+    a batch; a learned threshold when encoding), ``kl`` (KL penalty toward a firing rate rho), ``l1``
+    (L1 penalty on the codes) or ``spine`` (SPINE's capped codes and losses)."""
     k: int = 32
-    """Active units per word after training (the top-k)."""
+    """Active units per word after training (topk), or on average over a batch (batchtopk)."""
     epochs: int = 10
     """Passes over the vocabulary."""
     batch_size: int = 256
@@ -51,6 +65,20 @@ class TrainConfig:
     down when more; 0: off). On GloVe 6B 50d (H=1000, k=32, no AuxK) 3e-5 left 10.6% of the units
     dead on 400k words where 0 left 35% (at lr 2e-3) and 1e-4 left 20%, and none on 50k words
     (benchmarks/ABLATION.md)."""
+    rho: float | None = None
+    """Target fraction of words each unit fires on: ``kl`` (default 0.05) and ``spine`` (its rho*,
+    default 0.15)."""
+    beta: float = 10.0
+    """Weight of the KL penalty (``kl``), on the KL divergence averaged over units."""
+    l1_coef: float = 0.1
+    """Weight of the L1 penalty (``l1``), on the codes' L1 norm relative to the inputs' norms."""
+    noise: float | None = None
+    """Standard deviation of Gaussian noise added to the (normalised, unit-variance) inputs during
+    training only, for any objective (a denoising autoencoder); never applied when encoding.
+    Default: 0.2 for ``spine`` (as the paper), 0 otherwise."""
+    encoder_layers: list[int] = field(default_factory=list)
+    """Widths of hidden layers before the code, e.g. [80, 40]; the decoder mirrors them. Empty: the
+    single-layer model (the only one whose decoder is a dictionary that pursuit can use)."""
     dead_window: float = 0.5
     """A unit is dead for AuxK if it has not fired in this many epochs' worth of words."""
     seed: int = 0
@@ -68,8 +96,24 @@ class TrainConfig:
                 raise SparsecodeError(msg)
 
         need(self.hidden >= 1, f"--hidden must be at least 1 (got {self.hidden})")
+        need(self.sparsity in SPARSITIES, f"--sparsity must be one of {', '.join(SPARSITIES)} (got {self.sparsity!r})")
+        topk = self.sparsity in TOPK_SPARSITIES
+        if self.rho is not None:
+            need(self.sparsity in DEFAULT_RHO, f"--rho applies to --sparsity kl or spine, not {self.sparsity}")
+            need(0 < self.rho < 1, f"--rho must be between 0 and 1, exclusive (got {self.rho})")
+        need(self.beta >= 0, f"--beta must be 0 or more (got {self.beta})")
+        need(self.l1_coef >= 0, f"--l1-coef must be 0 or more (got {self.l1_coef})")
+        need(self.noise is None or self.noise >= 0, f"--noise must be 0 or more (got {self.noise})")
+        need(all(isinstance(w, int) and w >= 1 for w in self.encoder_layers),
+             f"--encoder-layers must be positive widths such as 80,40 (got {self.encoder_layers})")
+        need(not self.encoder_layers or self.aux_coef == 0,
+             "--aux-coef (AuxK) needs the single-layer model: AuxK reconstructs the residual with the decoder's "
+             "rows alone; drop --encoder-layers or --aux-coef")
+        need(topk or self.aux_coef == 0, f"--aux-coef (AuxK) applies to --sparsity topk or batchtopk, not {self.sparsity}")
+        need(topk or self.k_anneal_from is None, f"--k-anneal-from applies to --sparsity topk or batchtopk, not {self.sparsity}")
         need(self.k >= 1, f"--k must be at least 1 (got {self.k})")
-        need(self.k <= self.hidden, f"--k {self.k} is larger than the hidden size {self.hidden}; lower --k or raise --hidden")
+        if self.sparsity in TOPK_SPARSITIES:
+            need(self.k <= self.hidden, f"--k {self.k} is larger than the hidden size {self.hidden}; lower --k or raise --hidden")
         need(self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})")
         need(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
         need(self.lr > 0, f"--lr must be positive (got {self.lr})")
@@ -94,8 +138,26 @@ class TrainConfig:
         return self.k_anneal_from if self.k_anneal_from is not None else self.k
 
     @property
-    def k_encode(self) -> int:
-        return self.encode_k if self.encode_k is not None else self.k
+    def k_encode(self) -> int | None:
+        """k when encoding: ``encode_k``, else k for topk; None (the objective's own code) otherwise."""
+        if self.encode_k is not None:
+            return self.encode_k
+        return self.k if self.sparsity == "topk" else None
+
+    @property
+    def uses_k(self) -> bool:
+        """Whether training selects k units (per row or per batch)."""
+        return self.sparsity in TOPK_SPARSITIES
+
+    @property
+    def noise_value(self) -> float:
+        """The training input noise in use (``noise`` or the objective's default)."""
+        return self.noise if self.noise is not None else DEFAULT_NOISE.get(self.sparsity, 0.0)
+
+    @property
+    def rho_value(self) -> float:
+        """The target firing rate in use (``rho`` or the objective's default)."""
+        return self.rho if self.rho is not None else DEFAULT_RHO.get(self.sparsity, 0.05)
 
     def aux_k_for(self, d_in: int) -> int:
         return self.aux_k if self.aux_k is not None else min(self.hidden, max(1, d_in // 2))

@@ -27,7 +27,7 @@ from .errors import SparsecodeError
 from .model import SparseAutoencoder
 from .pursuit import check_method, make_coder
 from .report import UnitReport
-from .train import load_run
+from .train import load_run, read_json
 
 #: Words encoded per batch on the device.
 DEFAULT_BATCH = 8192
@@ -76,6 +76,24 @@ def iter_codes(
             yield first + start, encode_batch(coder, x, k)
 
 
+def default_encode_k(config: dict) -> int | None:
+    """The k a run encodes with by default: its ``k_encode`` (None for objectives without a k:
+    their codes are the threshold's or the activation's non-zeros)."""
+    if "k_encode" in config:
+        return config["k_encode"]
+    return int(config.get("k", 32))
+
+
+def expected_l0(run_dir: str | os.PathLike, n_hidden: int) -> int:
+    """Non-zeros per word to reserve disk space for when codes have no k: twice the trained
+    model's mean L0 (from ``summary.json``), or every unit when that is unknown."""
+    try:
+        mean_l0 = float(read_json(Path(run_dir) / "summary.json")["mean_l0"])
+    except (SparsecodeError, KeyError, TypeError, ValueError):
+        return n_hidden
+    return min(n_hidden, max(1, int(2 * mean_l0) + 1))
+
+
 def check_k(k: int, n_hidden: int, what: str = "--k") -> None:
     if not 1 <= k <= n_hidden:
         raise SparsecodeError(f"{what} {k} is out of range: it must be between 1 and the hidden size {n_hidden}")
@@ -98,7 +116,8 @@ def encode(
     """Encode every word of ``embeddings_path`` with the model in ``run_dir`` into codes file ``out``.
 
     ``method`` is ``"encoder"`` or ``"omp"`` (orthogonal matching pursuit over the decoder;
-    ``nonneg`` keeps its coefficients > 0). ``k`` defaults to the run's encode k.
+    ``nonneg`` keeps its coefficients > 0). ``k`` defaults to the run's encode k (for objectives
+    without a k, none: every non-zero of the code; a given ``k`` caps the code at its k largest).
     ``progress(done, total)`` is called after each batch.
     Returns a summary: words, units, k, method, nnz, mean L0, all-zero rows, dead units.
     """
@@ -110,8 +129,14 @@ def encode(
     check_output(out, force)
     dev = resolve_device(device)
     model, config = load_run(run_dir, device=dev)
-    k = int(k if k is not None else config.get("k_encode", config.get("k", 32)))
-    check_k(k, model.n_hidden)
+    k = k if k is not None else default_encode_k(config)
+    if k is not None:
+        check_k(k, model.n_hidden)
+    if method == "omp" and k is None:
+        raise SparsecodeError(f"{run_dir}: --method omp needs --k for a model trained with --sparsity {model.sparsity}")
+    if method == "omp" and not model.is_linear:
+        raise SparsecodeError(f"{run_dir}: --method omp needs the single-layer model (its decoder is not a dictionary "
+                              "with --encoder-layers); encode with --method encoder")
     if method == "omp" and k > model.d_in:
         raise SparsecodeError(
             f"--k {k} is larger than the {model.d_in} input dimensions; pursuit can use at most {model.d_in} atoms"
@@ -126,7 +151,7 @@ def encode(
             )
         n = len(emb)
         # Upper bound: k entries (int32 + float32) per word, pointers, words, the unit report.
-        check_space(out, n * k * 8 + (n + 1) * 8 + sum(len(w) + 16 for w in emb.words) + H * top_words * 40 + 2**20)
+        check_space(out, n * (k or expected_l0(run_dir, H)) * 8 + (n + 1) * 8 + sum(len(w) + 16 for w in emb.words) + H * top_words * 40 + 2**20)
         report = UnitReport(H, top_words, device=dev)
         with atomic_output(out, force=force) as tmp, h5py.File(tmp, "w") as f:
             grp = f.create_group("codes")
@@ -162,7 +187,8 @@ def encode(
             f.create_dataset("words", data=word_arr, dtype=str_dt)
             for key, value in config_attrs(config).items():
                 f.attrs[key] = value
-            f.attrs["encode_k"] = k
+            if k is not None:  # absent: the objective's own code (threshold or activation)
+                f.attrs["encode_k"] = k
             f.attrs["encode_method"] = method
             f.attrs["encode_nonneg"] = nonneg
             f.attrs["run_dir"] = os.path.abspath(run_dir)

@@ -247,4 +247,6 @@ def make_coder(model: "SparseAutoencoder", method: str = "encoder", nonneg: bool
     Either has ``encode(x, k)`` returning ``acts`` and ``indices`` (B, k) for (B, D) vectors.
     """
     check_method(method, nonneg)
+    if method == "omp" and not model.is_linear:
+        raise SparsecodeError("pursuit needs the single-layer model: with --encoder-layers the decoder is not a dictionary")
     return PursuitCoder(model, nonneg) if method == "omp" else model

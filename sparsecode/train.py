@@ -2,8 +2,11 @@
 
 One step, all on the device and without reading anything back to the host:
 
-1. encode a batch with the current (annealed) k, plus AuxK's picks among dead units;
-2. loss = FVU of the reconstruction + ``aux_coef`` x AuxK loss;
+1. encode a batch (with ``noise`` added, if asked) by the sparsity objective (top-k with the
+   current, annealed k by default; see :mod:`sparsecode.objectives`), plus AuxK's picks among
+   dead units;
+2. loss = FVU of the reconstruction of the clean batch + the objective's penalty + ``aux_coef`` x
+   AuxK loss;
 3. backward; remove each decoder row's parallel gradient component; Adam step with the
    warm-up/cosine learning rate; rescale decoder rows to unit norm;
 4. record which units fired, counted in words seen (so "dead" means the same on any data size).
@@ -37,12 +40,12 @@ import numpy as np
 import torch
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
-from .config import RESUMABLE_CHANGES, TrainConfig, resolve_device
+from .config import DEFAULT_RHO, RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import code_statistics
 from .model import SparseAutoencoder
-from .objectives import auxk_loss, reconstruction
+from .objectives import auxk_loss, make_objective, reconstruction
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
@@ -117,13 +120,15 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.data = torch.from_numpy(np.ascontiguousarray(embeddings.vectors)).to(self.device)
-        self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device)
+        self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
+                                       encoder_layers=cfg.encoder_layers)
+        self.objective = make_objective(cfg)
         self.model.initialise(self.data, generator=self.gen)
         self.x_all = self.model.normalise(self.data)
         self.data_mean = self.x_all.mean(0)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
 
-        self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 else 0  # no AuxK work when it is off
+        self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 and cfg.uses_k else 0  # no AuxK work when it is off
         self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.report_every = max(1, self.steps_per_epoch // REPORTS_PER_EPOCH)
@@ -158,6 +163,9 @@ class Trainer:
             "d_in": self.d_in,
             "k_start": self.cfg.k_start,
             "k_encode": self.cfg.k_encode,
+            # The values in use where the setting defaults by objective.
+            "noise": self.cfg.noise_value,
+            **({"rho": self.cfg.rho_value} if self.cfg.sparsity in DEFAULT_RHO else {}),
             "aux_k": self.aux_k,
             "steps": self.total_steps,
         }
@@ -177,12 +185,13 @@ class Trainer:
             group["lr"] = cfg.lr * self.lr_scale * lr_factor(self.step, self.total_steps, cfg)
 
         dead = (self.seen - self.last_fired) >= self.dead_after
-        enc = model.encode_normalised(x, k, self.aux_k, dead)
-        x_hat = model.decode_normalised(enc.acts, enc.indices)
-        rec = reconstruction(x, x_hat, self.data_mean)
-        loss = rec.fvu
+        noise = cfg.noise_value
+        x_in = x + noise * torch.randn(x.shape, device=x.device) if noise > 0 else x
+        codes = self.objective.step(model, x_in, k, self.aux_k, dead, self.step)
+        rec = reconstruction(x, codes.x_hat, self.data_mean)
+        loss = rec.fvu + codes.penalty
         if self.aux_k > 0:
-            loss = loss + cfg.aux_coef * auxk_loss(x - x_hat, enc.aux_acts, enc.aux_indices, model.W_dec, dead.any())
+            loss = loss + cfg.aux_coef * auxk_loss(x - codes.x_hat, codes.aux_acts, codes.aux_indices, model.W_dec, dead.any())
 
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -191,10 +200,9 @@ class Trainer:
         model.normalise_decoder()
 
         with torch.no_grad():
-            active = enc.acts > 0
-            counts = x.new_zeros(cfg.hidden).index_add_(0, enc.indices.reshape(-1), active.reshape(-1).to(x.dtype))
+            counts = codes.counts
             fired = counts > 0
-            if cfg.homeostasis > 0:
+            if cfg.homeostasis > 0 and cfg.uses_k:
                 # Load balancing without a loss (as DeepSeek-V3 routes experts): nudge each unit's
                 # encoder bias toward the frequency k/H, up when it fires too rarely, down when too often.
                 self.freq_ema.mul_(0.99).add_(counts / x.shape[0], alpha=0.01)
@@ -202,7 +210,7 @@ class Trainer:
             self.seen += x.shape[0]
             self.last_fired = torch.where(fired, self.seen, self.last_fired)
             self.fired_epoch |= fired
-            row_l0 = active.sum(1)
+            row_l0 = codes.row_l0
             for name, value in (("loss", loss.detach()), ("sse", rec.sse.detach()), ("ssd", rec.ssd),
                                 ("l0", row_l0.sum()), ("zero_rows", (row_l0 == 0).sum())):
                 self.acc[name] += value
@@ -221,7 +229,7 @@ class Trainer:
             "mean_l0": float(acc["l0"]) / n,
             "dead_fraction": float((~self.fired_epoch).double().mean()),
             "zero_rows_fraction": float(acc["zero_rows"]) / n,
-            "k": k_at(self.step - 1, self.total_steps, self.cfg),
+            "k": k_at(self.step - 1, self.total_steps, self.cfg) if self.cfg.uses_k else None,
             "lr": self.opt.param_groups[0]["lr"],
             "seconds": self.epoch_seconds,
         }
@@ -494,8 +502,13 @@ def write_run(out_dir: str | os.PathLike, result: TrainResult) -> Path:
 def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SparseAutoencoder, dict]:
     """Read a run directory: the model (weights only, safely) and its ``config.json``."""
     run_dir = _run_directory(run_dir)
-    model = SparseAutoencoder.load(run_dir / "model.pt", device=device)
+    if not (run_dir / "model.pt").is_file():
+        SparseAutoencoder.load(run_dir / "model.pt")  # raises the one-line "weights not found" error
     config = read_json(run_dir / "config.json")
+    sparsity = config.get("sparsity", "topk")
+    if sparsity not in SPARSITIES:
+        raise SparsecodeError(f"{run_dir / 'config.json'}: unknown sparsity {sparsity!r}; the run is from a newer sparsecode")
+    model = SparseAutoencoder.load(run_dir / "model.pt", device=device, sparsity=sparsity)
     model.eval()
     return model, config
 
