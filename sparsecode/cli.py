@@ -117,10 +117,10 @@ def train(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory to create (model.pt, config.json, metrics.jsonl)."),
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
     sparsity: str = typer.Option(DEFAULTS.sparsity, help="Sparsity objective: topk, batchtopk, kl, l1 or spine."),
-    k: int = typer.Option(DEFAULTS.k, help="Active units per word (topk; batchtopk: on average)."),
+    k: Optional[int] = typer.Option(None, help="Active units per word (topk; batchtopk: on average)  \\[default: 32]"),
     rho: Optional[float] = typer.Option(None, help="Target firing rate per unit (kl: 0.05, spine: 0.15)  \\[default: by objective]"),
-    beta: float = typer.Option(DEFAULTS.beta, help="Weight of the KL penalty (kl)."),
-    l1_coef: float = typer.Option(DEFAULTS.l1_coef, help="Weight of the L1 penalty (l1)."),
+    beta: Optional[float] = typer.Option(None, help="Weight of the KL penalty (kl)  \\[default: 10]"),
+    l1_coef: Optional[float] = typer.Option(None, help="Weight of the L1 penalty (l1)  \\[default: 0.1]"),
     noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training only (inputs have unit variance)  \\[default: 0.2 for spine, else 0]"),
     encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them."),
     epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the vocabulary."),
@@ -130,8 +130,8 @@ def train(
     k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is annealed."),
     aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss for dead units (Gao et al.: 1/32; 0: off)."),
     aux_k: Optional[int] = typer.Option(None, help="Dead units per word in AuxK  \\[default: D/2]"),
-    homeostasis: float = typer.Option(DEFAULTS.homeostasis, help="Per-step encoder-bias nudge toward equal unit frequencies (0: off)."),
-    encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk)  \\[default: --k]"),
+    homeostasis: Optional[float] = typer.Option(None, help="Per-step encoder-bias nudge toward equal unit frequencies (topk, batchtopk; 0: off)  \\[default: 3e-05]"),
+    encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk); caps kl, l1, spine, batchtopk codes  \\[default: --k for topk, else none]"),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
     device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
@@ -188,8 +188,9 @@ def _widths(text: str) -> list[int]:
 
 def _objective(cfg: TrainConfig) -> str:
     """How the start-up line names the objective."""
-    extra = {"topk": f"k={cfg.k}", "batchtopk": f"k={cfg.k} per word on average", "kl": f"rho={cfg.rho_value}, beta={cfg.beta}",
-             "l1": f"l1-coef={cfg.l1_coef}", "spine": f"rho*={cfg.rho_value}"}[cfg.sparsity]
+    extra = {"topk": f"k={cfg.k_value}", "batchtopk": f"k={cfg.k_value} per word on average",
+             "kl": f"rho={cfg.rho_value}, beta={cfg.resolved('beta')}", "l1": f"l1-coef={cfg.resolved('l1_coef')}",
+             "spine": f"rho*={cfg.rho_value}"}[cfg.sparsity]
     layers = f", layers {','.join(map(str, cfg.encoder_layers))}" if cfg.encoder_layers else ""
     noise = f", noise {cfg.noise_value}" if cfg.noise_value else ""
     return f"{cfg.sparsity} ({extra}){layers}{noise}"

@@ -24,7 +24,8 @@ single-layer model has exactly ``W_enc`` (D, H), ``b_enc`` (H,), ``W_dec`` (H, D
 adds ``enc_layers.{i}.weight`` (E_{i+1}, E_i) and ``enc_layers.{i}.bias`` (E_{i+1},) with E0 = D,
 ``b_mid`` (EL,), and the mirrored ``dec_layers.{i}.weight`` (E_{L-i-1}, E_{L-i}) with
 ``dec_layers.{i}.bias`` for every decoder layer but the last (whose bias is ``b_dec``); ``W_enc`` is
-then (EL, H) and ``W_dec`` (H, EL), still unit-norm rows:
+then (EL, H) and ``W_dec`` (H, EL), still unit-norm rows, and every decoder layer's columns have
+unit norm too (so that no layer can undo the code's scale):
 
     h      = relu(... relu(enc_layers.0(x_norm - b_dec)) ...)            (D -> EL)
     pre    = h @ W_enc + b_enc
@@ -135,7 +136,8 @@ class SparseAutoencoder(nn.Module):
 
         Sets the normalisation from the data, the decoder bias to the mean of the normalised data,
         decoder rows to random unit vectors and the encoder to the decoder's transpose (tied init).
-        Hidden layers (if any) get He-uniform weights and zero biases from the same generator.
+        Hidden layers (if any) get He-uniform weights and zero biases from the same generator, the
+        decoder layers' columns then rescaled to unit norm.
         """
         norm = estimate_normalisation(data)
         self.input_mean.copy_(norm.mean)
@@ -151,6 +153,8 @@ class SparseAutoencoder(nn.Module):
             layer.weight.copy_(u.to(layer.weight.device))
             if layer.bias is not None:
                 layer.bias.zero_()
+        for layer in self.dec_layers:
+            layer.weight.div_(layer.weight.norm(dim=0, keepdim=True).clamp_min(1e-12))
         if self.encoder_layers:
             self.b_mid.zero_()
 
@@ -193,7 +197,7 @@ class SparseAutoencoder(nn.Module):
             return topk_encode(self.code_input(x_norm), self.W_enc, self.b_enc, k, aux_k, dead)
         pre = self.pre_acts(x_norm)
         z = self.activation(pre)
-        if self.sparsity == "batchtopk" and k is None:
+        if self.sparsity == "batchtopk":
             z = torch.where(pre > self.threshold, z, 0.0)
         width = k if k is not None else max(1, int((z > 0).sum(1).max()) if z.numel() else 1)
         acts, idx = z.topk(min(width, self.n_hidden), dim=1, sorted=False)
@@ -232,18 +236,26 @@ class SparseAutoencoder(nn.Module):
         return self.decode(enc.acts, enc.indices)
 
     # -- unit-norm decoder ------------------------------------------------------------------------
+    def _unit_norm_weights(self) -> list[tuple[Tensor, int]]:
+        """The decoder's weights kept at unit norm and the dimension the norm is taken over:
+        the rows of ``W_dec`` (one per code unit) and, with hidden layers, the columns of every
+        decoder layer (one per input unit). Without the latter a deeper decoder could undo any
+        scale of the code (relu(c y) = c relu(y)), and a penalty on the codes would be dodged by
+        shrinking them."""
+        return [(self.W_dec, 1)] + [(layer.weight, 0) for layer in self.dec_layers]
+
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:
-        """Project out the gradient component parallel to each (unit-norm) decoder row."""
-        if self.W_dec.grad is None:
-            return
-        w, g = self.W_dec, self.W_dec.grad
-        g.sub_((g * w).sum(1, keepdim=True) * w)
+        """Project out the gradient component parallel to each unit-norm decoder vector."""
+        for w, dim in self._unit_norm_weights():
+            if w.grad is not None:
+                w.grad.sub_((w.grad * w).sum(dim, keepdim=True) * w)
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:
-        """Rescale every decoder row to unit norm."""
-        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        """Rescale every decoder row (and, with hidden layers, every decoder layer column) to unit norm."""
+        for w, dim in self._unit_norm_weights():
+            w.div_(w.norm(dim=dim, keepdim=True).clamp_min(1e-12))
 
     # -- the weights file -------------------------------------------------------------------------
     def weights(self) -> dict[str, Tensor]:

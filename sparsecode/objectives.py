@@ -201,7 +201,7 @@ class KL(Objective):
 
     def step(self, model, x, k=0, aux_k=0, dead=None, t=0) -> StepCodes:
         z = torch.relu(model.pre_acts(x))
-        penalty = self.cfg.beta * kl_divergence(self.cfg.rho_value, firing_rate(z)).mean()
+        penalty = self.cfg.resolved("beta") * kl_divergence(self.cfg.rho_value, firing_rate(z)).mean()
         return _dense_codes(model, z, penalty)
 
 
@@ -217,7 +217,7 @@ class L1(Objective):
 
     def step(self, model, x, k=0, aux_k=0, dead=None, t=0) -> StepCodes:
         z = torch.relu(model.pre_acts(x))
-        return _dense_codes(model, z, self.cfg.l1_coef * z.sum() / (x.shape[0] * x.shape[1] ** 0.5))
+        return _dense_codes(model, z, self.cfg.resolved("l1_coef") * z.sum() / (x.shape[0] * x.shape[1] ** 0.5))
 
 
 class Spine(Objective):

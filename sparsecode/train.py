@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
-from .config import DEFAULT_RHO, RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
+from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import code_statistics
@@ -96,11 +96,11 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def k_at(step: int, total: int, cfg: TrainConfig) -> int:
-    """The annealed k at 0-based ``step``: linear from ``k_start`` to ``k``."""
+    """The annealed k at 0-based ``step``: linear from ``k_start`` to ``k`` (None without a k)."""
     steps = int(cfg.k_anneal_frac * total)
-    if step >= steps:
-        return cfg.k
-    return round(cfg.k_start + (cfg.k - cfg.k_start) * step / steps)
+    if step >= steps or cfg.k_anneal_from is None:
+        return cfg.k_value
+    return round(cfg.k_start + (cfg.k_value - cfg.k_start) * step / steps)
 
 
 def data_fingerprint(vectors: np.ndarray) -> list[float]:
@@ -118,6 +118,8 @@ class Trainer:
         self.n, self.d_in = embeddings.vectors.shape
         self.fingerprint = data_fingerprint(embeddings.vectors)
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        # Training noise draws from its own generator on the device, checkpointed with the rest.
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         torch.manual_seed(cfg.seed)
         self.data = torch.from_numpy(np.ascontiguousarray(embeddings.vectors)).to(self.device)
         self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
@@ -146,7 +148,7 @@ class Trainer:
         self.metrics: list[dict] = []
         # Words seen when each unit last fired; 0 at first, so every unit lives for dead_after words.
         self.last_fired = torch.zeros(cfg.hidden, dtype=torch.int64, device=self.device)
-        self.freq_ema = torch.full((cfg.hidden,), cfg.k / cfg.hidden, device=self.device)
+        self.freq_ema = torch.full((cfg.hidden,), (cfg.k_value or 0) / cfg.hidden, device=self.device)
         self._new_epoch_stats()
 
     def _new_epoch_stats(self) -> None:
@@ -163,9 +165,8 @@ class Trainer:
             "d_in": self.d_in,
             "k_start": self.cfg.k_start,
             "k_encode": self.cfg.k_encode,
-            # The values in use where the setting defaults by objective.
-            "noise": self.cfg.noise_value,
-            **({"rho": self.cfg.rho_value} if self.cfg.sparsity in DEFAULT_RHO else {}),
+            # The values in use of the settings that default by objective (config.json: the run's settings).
+            **self.cfg.resolved_settings(),
             "aux_k": self.aux_k,
             "steps": self.total_steps,
         }
@@ -186,7 +187,7 @@ class Trainer:
 
         dead = (self.seen - self.last_fired) >= self.dead_after
         noise = cfg.noise_value
-        x_in = x + noise * torch.randn(x.shape, device=x.device) if noise > 0 else x
+        x_in = x + noise * torch.randn(x.shape, device=x.device, generator=self.noise_gen) if noise > 0 else x
         codes = self.objective.step(model, x_in, k, self.aux_k, dead, self.step)
         rec = reconstruction(x, codes.x_hat, self.data_mean)
         loss = rec.fvu + codes.penalty
@@ -202,11 +203,11 @@ class Trainer:
         with torch.no_grad():
             counts = codes.counts
             fired = counts > 0
-            if cfg.homeostasis > 0 and cfg.uses_k:
+            if cfg.homeostasis_value > 0:
                 # Load balancing without a loss (as DeepSeek-V3 routes experts): nudge each unit's
                 # encoder bias toward the frequency k/H, up when it fires too rarely, down when too often.
                 self.freq_ema.mul_(0.99).add_(counts / x.shape[0], alpha=0.01)
-                model.b_enc.add_(torch.sign(k / cfg.hidden - self.freq_ema), alpha=cfg.homeostasis)
+                model.b_enc.add_(torch.sign(k / cfg.hidden - self.freq_ema), alpha=cfg.homeostasis_value)
             self.seen += x.shape[0]
             self.last_fired = torch.where(fired, self.seen, self.last_fired)
             self.fired_epoch |= fired
@@ -229,7 +230,7 @@ class Trainer:
             "mean_l0": float(acc["l0"]) / n,
             "dead_fraction": float((~self.fired_epoch).double().mean()),
             "zero_rows_fraction": float(acc["zero_rows"]) / n,
-            "k": k_at(self.step - 1, self.total_steps, self.cfg) if self.cfg.uses_k else None,
+            "k": k_at(self.step - 1, self.total_steps, self.cfg),
             "lr": self.opt.param_groups[0]["lr"],
             "seconds": self.epoch_seconds,
         }
@@ -252,6 +253,7 @@ class Trainer:
             "model": {k: clone(v) for k, v in self.model.state_dict().items()},
             "optimizer": _to_cpu(self.opt.state_dict()),
             "generator": self.gen.get_state(),
+            "noise_generator": self.noise_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "position": {"step": self.step, "seen": self.seen, "epoch": self.epoch, "batch": self.batch,
                          "lr_scale": self.lr_scale, "diverged": self.diverged, "elapsed": self.elapsed,
@@ -269,6 +271,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generator"])
+        if "noise_generator" in state:
+            self.noise_gen.set_state(state["noise_generator"])
         torch.set_rng_state(state["torch_rng"])
         pos = state["position"]
         self.step, self.seen, self.epoch, self.batch = pos["step"], pos["seen"], pos["epoch"], pos["batch"]
@@ -406,7 +410,9 @@ def train(
     if run_dir is not None:
         _prepare_run_dir(run_dir, force, resume)
         # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
-        check_space(run_dir / CHECKPOINT, 3 * 4 * (2 * d_in * cfg.hidden + cfg.hidden + 2 * d_in + 1) + 4 * n + 2**20)
+        shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity, encoder_layers=cfg.encoder_layers)
+        n_values = sum(t.numel() for t in shape.state_dict().values())
+        check_space(run_dir / CHECKPOINT, 3 * 4 * n_values + 4 * n + 2**20)
 
     trainer = Trainer(embeddings, cfg)
     created = False

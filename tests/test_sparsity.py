@@ -72,10 +72,49 @@ def test_noise_is_for_training_only(sample):
     result = sc.train(sample, sc.TrainConfig(hidden=100, k=8, epochs=2, noise=0.5, device="cpu"))
     clean = sc.train(sample, sc.TrainConfig(hidden=100, k=8, epochs=2, noise=0.0, device="cpu"))
     assert not torch.equal(result.model.W_enc, clean.model.W_enc)  # the noise was used in training
-    x = torch.from_numpy(sample.vectors[:500])
+    model = result.model
+    x = torch.from_numpy(sample.vectors)
     with torch.no_grad():
-        first, second = result.model.encode(x, 8), result.model.encode(x, 8)
-    assert torch.equal(first.acts, second.acts) and torch.equal(first.indices, second.indices)  # no noise
+        enc = model.encode(x, 8)
+        # Encoding is the plain, noiseless map from the weights.
+        pre = (model.normalise(x) - model.b_dec) @ model.W_enc + model.b_enc
+        top = pre.topk(8, dim=1)
+        z = torch.zeros(len(x), 100).scatter(1, enc.indices, enc.acts)
+        torch.testing.assert_close(z, torch.zeros(len(x), 100).scatter(1, top.indices, top.values.clamp_min(0)))
+        # And so are the final statistics: their FVU is that of these codes.
+        x_hat = model.decode(enc.acts, enc.indices).double()
+        fvu = (x - x_hat).pow(2).sum() / (x.double() - x.double().mean(0)).pow(2).sum()
+    assert result.summary["fvu"] == pytest.approx(float(fvu), rel=1e-5)
+
+
+def test_batchtopk_encode_k_caps_above_the_threshold(sample):
+    result, _ = train_codes(sample, sparsity="batchtopk", k=8, hidden=100, epochs=3)
+    model = result.model
+    with torch.no_grad():
+        capped = model.encode(torch.from_numpy(sample.vectors), 4)
+    kept = capped.acts[capped.acts > 0]
+    assert capped.acts.shape[1] == 4 and float(kept.min()) > float(model.threshold)
+
+
+def test_deeper_decoders_cannot_undo_the_codes_scale(sample):
+    """relu(c y) = c relu(y): a decoder layer scaled by 1/c would undo codes shrunk by c, and an L1, KL or
+    SPINE penalty would be dodged. The unit-norm projection that follows every step takes that away."""
+    model = SparseAutoencoder(50, 100, sparsity="l1", encoder_layers=[40])
+    x = torch.from_numpy(sample.vectors[:200])
+    model.initialise(x, generator=torch.Generator().manual_seed(0))
+    c = 0.01
+    with torch.no_grad():
+        before = model(x)
+        model.W_enc.mul_(c)
+        model.b_enc.mul_(c)
+        model.b_mid.mul_(c)
+        model.dec_layers[0].weight.div_(c)
+        torch.testing.assert_close(model(x), before, atol=1e-4, rtol=1e-4)  # the dodge, before projection
+        model.normalise_decoder()  # what training does after every step
+        for layer in model.dec_layers:
+            torch.testing.assert_close(layer.weight.norm(dim=0), torch.ones(layer.weight.shape[1]))
+        shrunk = model.normalise(model(x)) - model.b_dec
+        assert float(shrunk.norm(dim=1).mean()) < 0.05 * float((model.normalise(before) - model.b_dec).norm(dim=1).mean())
 
 
 def test_deeper_encoder_trains_saves_and_reloads(tmp_path, sample):
@@ -112,7 +151,11 @@ def test_deeper_encoder_trains_saves_and_reloads(tmp_path, sample):
 
 def test_settings_that_do_not_apply_are_refused():
     for settings, needle in (
-        (dict(sparsity="l1", rho=0.1), "--rho applies to --sparsity kl or spine"),
+        (dict(sparsity="l1", rho=0.1), "--rho applies to --sparsity kl or spine, not l1"),
+        (dict(sparsity="kl", k=16), "--k applies to --sparsity topk or batchtopk, not kl; cap the codes at encode time"),
+        (dict(sparsity="l1", beta=1.0), "--beta applies to --sparsity kl, not l1"),
+        (dict(sparsity="kl", l1_coef=0.2), "--l1-coef applies to --sparsity l1, not kl"),
+        (dict(sparsity="spine", homeostasis=1e-3), "--homeostasis applies to --sparsity topk or batchtopk, not spine"),
         (dict(sparsity="kl", aux_coef=0.03), "--aux-coef (AuxK) applies to --sparsity topk or batchtopk"),
         (dict(sparsity="kl", rho=1.5), "--rho must be between 0 and 1"),
         (dict(sparsity="nope"), "--sparsity must be one of topk, batchtopk, kl, l1, spine"),
@@ -123,11 +166,12 @@ def test_settings_that_do_not_apply_are_refused():
             sc.TrainConfig(**settings).validate()
 
 
-@pytest.mark.parametrize("sparsity", SPARSITIES)
-def test_every_objective_through_the_cli(tmp_path, sparsity):
+@pytest.mark.parametrize("sparsity,layers", [(s, "") for s in SPARSITIES] + [("topk", "60"), ("spine", "60")])
+def test_every_objective_through_the_cli(tmp_path, sparsity, layers):
     run_dir, codes = tmp_path / "run", tmp_path / "codes.h5"
+    k = ["--k", "8"] if sparsity in ("topk", "batchtopk") else []
     res = runner.invoke(app, ["train", str(SAMPLE), "--out", str(run_dir), "--sparsity", sparsity, "--hidden", "150",
-                              "--k", "8", "--epochs", "3", "--device", "cpu", "--quiet"])
+                              *k, "--epochs", "3", "--encoder-layers", layers, "--device", "cpu", "--quiet"])
     assert res.exit_code == 0, res.output
     config = json.loads((run_dir / "config.json").read_text())
     assert config["sparsity"] == sparsity
@@ -138,7 +182,7 @@ def test_every_objective_through_the_cli(tmp_path, sparsity):
     assert np.all(loaded.data != 0)  # exact zeros are left out of the CSR arrays
     if sparsity == "topk":
         assert loaded.attrs["encode_k"] == 8 and np.diff(loaded.indptr).max() <= 8
-    elif sparsity in ("kl", "l1", "spine"):
+    else:
         assert "encode_k" not in loaded.attrs and np.diff(loaded.indptr).max() > 8  # the activation's own zeros
     if sparsity == "spine":
         assert loaded.data.max() <= 1.0
