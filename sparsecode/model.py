@@ -130,7 +130,7 @@ class SparseAutoencoder(nn.Module):
         if self.W_dec.grad is None:
             return
         w, g = self.W_dec, self.W_dec.grad
-        g.sub_((g * w).sum(1, keepdim=True) * w)
+        g.addcmul_(torch.linalg.vecdot(g, w, dim=1).unsqueeze(1), w, value=-1)  # in place: no (H, D) temporaries
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:
