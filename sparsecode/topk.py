@@ -22,8 +22,8 @@ on shape and device: see :func:`decode` and ``benchmarks/bench_topk.py``.
 
 from __future__ import annotations
 
+import functools
 import warnings
-from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -80,7 +80,7 @@ def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
     return torch.sparse.sampled_addmm(pattern, left, table.t(), beta=0.0).values().view(B, m)
 
 
-@lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def _block_size(n: int, k: int) -> int:
     """Block size S for :func:`topk_select` over rows of ``n`` values, or 0 for plain ``torch.topk``.
 
@@ -137,6 +137,20 @@ def topk_select(pre_acts: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return cand.gather(1, pos), blocks.gather(1, block_of) * size + (pos - block_of * size)
 
 
+def _without_autocast(backward):
+    """Run a backward in its tensors' own precision. A CPU backward runs in the caller's thread, so
+    an autocast around ``loss.backward()`` would cast the sparse products to bfloat16, which their
+    kernels do not have; the codes are in the input's precision already (see :class:`TopKEncode`)."""
+
+    @functools.wraps(backward)
+    def run(ctx, *grads):
+        device = next((g.device.type for g in grads if g is not None), "cpu")
+        with torch.autocast(device, enabled=False):
+            return backward(ctx, *grads)
+
+    return run
+
+
 class TopKEncode(torch.autograd.Function):
     """``relu(topk(x @ W_enc + b_enc, k))`` with a sparse backward.
 
@@ -163,6 +177,7 @@ class TopKEncode(torch.autograd.Function):
         return acts, top_idx, aux_acts, aux_idx
 
     @staticmethod
+    @_without_autocast
     def backward(ctx, grad_acts, _grad_idx, grad_aux, _grad_aux_idx):
         x, W_enc, acts, top_idx, aux_acts, aux_idx = ctx.saved_tensors
         H = W_enc.shape[1]
@@ -194,6 +209,7 @@ class SparseDecode(torch.autograd.Function):
         return F.embedding_bag(indices, W_dec, per_sample_weights=acts, mode="sum") + b_dec
 
     @staticmethod
+    @_without_autocast
     def backward(ctx, grad_out: Tensor):
         acts, indices, W_dec = ctx.saved_tensors
         grad_acts = grad_W = grad_b = None
