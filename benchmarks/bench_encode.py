@@ -37,6 +37,13 @@ from sparsecode.encode import DEFAULT_BATCH, encode, iter_codes
 from sparsecode.model import SparseAutoencoder
 from sparsecode.search import CodeIndex
 
+try:
+    from sparsecode.runtime import keep_freed_memory
+except ImportError:  # measuring a sparsecode from before it had one
+
+    def keep_freed_memory() -> bool:
+        return False
+
 
 def write_embeddings(path: Path, n: int, d: int, seed: int = 0) -> None:
     """Word-vector-like synthetic data (a few strong directions plus noise), written in chunks."""
@@ -85,6 +92,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dir", default=None, help="folder for the temporary files (default: the system's)")
     args = ap.parse_args()
+    keep_freed_memory()  # as the command line does
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_encode_", dir=args.dir))

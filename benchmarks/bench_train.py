@@ -39,6 +39,13 @@ from sparsecode.embeddings import Embeddings
 from sparsecode.topk import sparse_decode_wins
 from sparsecode.train import Trainer
 
+try:
+    from sparsecode.runtime import keep_freed_memory
+except ImportError:  # measuring a sparsecode from before it had one
+
+    def keep_freed_memory() -> bool:
+        return False
+
 SHAPES = "300,3000,32,1024;300,4096,32,4096;50,1000,32,1024"
 
 
@@ -134,6 +141,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--profile", action="store_true", help="also print the top operators of the step")
     args = ap.parse_args()
+    keep_freed_memory()  # as the command line does
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
