@@ -65,7 +65,11 @@ def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int)
     crow = torch.zeros(n_units + 1, dtype=torch.int64, device=flat.device)
     crow[1:] = torch.bincount(flat, minlength=n_units).cumsum(0)
     example = torch.arange(B, device=flat.device).repeat_interleave(m)[order]
-    return _csr(crow, example, grads.reshape(-1)[order], (n_units, B)) @ rows
+    pattern = _csr(crow, example, grads.reshape(-1)[order], (n_units, B))
+    # ``pattern @ rows`` would zero-fill an (n_units, D) input and copy it into the result, two passes
+    # that cost more than the product on a CPU; with beta=0 the input is ignored, so the output is it.
+    out = rows.new_empty(n_units, rows.shape[1])
+    return torch.addmm(out, pattern, rows, beta=0.0, out=out)
 
 
 def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
