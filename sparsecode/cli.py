@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .convert import FORMATS
 from .errors import SparsecodeError, TrainingInterrupted
 from .export import EXPORT_FORMATS
+from .runtime import keep_freed_memory
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
@@ -522,6 +523,7 @@ def report(
 def main() -> None:
     """The console script. After a failed write HDF5 may be unable to close the file and crash
     at interpreter exit; in that case the process ends at once, with the exit code already set."""
+    keep_freed_memory()  # no page-fault churn on the training step's temporaries (sparsecode.runtime)
     try:
         app()
     except SystemExit as exc:

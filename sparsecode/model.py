@@ -248,8 +248,8 @@ class SparseAutoencoder(nn.Module):
     def remove_parallel_decoder_grad(self) -> None:
         """Project out the gradient component parallel to each unit-norm decoder vector."""
         for w, dim in self._unit_norm_weights():
-            if w.grad is not None:
-                w.grad.sub_((w.grad * w).sum(dim, keepdim=True) * w)
+            if w.grad is not None:  # in place: no (H, D) temporaries
+                w.grad.addcmul_(torch.linalg.vecdot(w.grad, w, dim=dim).unsqueeze(dim), w, value=-1)
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:

@@ -103,6 +103,16 @@ def k_at(step: int, total: int, cfg: TrainConfig) -> int:
     return round(cfg.k_start + (cfg.k_value - cfg.k_start) * step / steps)
 
 
+def make_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam, fused into one kernel per tensor where this torch has that (CUDA, and the CPU from torch
+    2.4): on the 2-core CPUs it takes a third of the time of the default for-loop form, which reads
+    and writes each (H, D) tensor about ten times. Same update rule; results differ in the last bit."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # torch < 2.4 on the CPU: no fused kernel
+        return torch.optim.Adam(params, lr=lr)
+
+
 def data_fingerprint(vectors: np.ndarray) -> list[float]:
     """A cheap summary of the training data, to refuse resuming on different data."""
     v = vectors.astype(np.float64)
@@ -128,7 +138,7 @@ class Trainer:
         self.model.initialise(self.data, generator=self.gen)
         self.x_all = self.model.normalise(self.data)
         self.data_mean = self.x_all.mean(0)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.opt = make_adam(list(self.model.parameters()), cfg.lr)
 
         self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 and cfg.uses_k else 0  # no AuxK work when it is off
         self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)
