@@ -88,7 +88,9 @@ def main() -> None:
 
     model, config = sc.load_run(args.run_dir)
     model.requires_grad_(False)
-    k = args.k or config.get("k_encode", config["k"])
+    k = args.k or config.get("k_encode") or config.get("k")
+    if not k:
+        raise SystemExit(f"{args.run_dir}: a --sparsity {config.get('sparsity')} run has no k: pass --k")
     x_all = torch.from_numpy(sc.load_embeddings(args.embeddings).vectors)
     x_sub = x_all[: args.sklearn_words]
     sklearn_part = f"; scikit-learn ({args.sklearn_dtype}) on the first {x_sub.shape[0]:,} words" if orthogonal_mp_gram else ""

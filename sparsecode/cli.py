@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .convert import FORMATS
 from .errors import SparsecodeError, TrainingInterrupted
 from .export import EXPORT_FORMATS
+from .runtime import keep_freed_memory
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
@@ -126,7 +127,13 @@ def train(
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory to create (model.pt, config.json, metrics.jsonl)."),
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
-    k: int = typer.Option(DEFAULTS.k, help="Active units per word."),
+    sparsity: str = typer.Option(DEFAULTS.sparsity, help="Sparsity objective: topk, batchtopk, kl, l1 or spine."),
+    k: Optional[int] = typer.Option(None, help="Active units per word (topk; batchtopk: on average)  \\[default: 32]"),
+    rho: Optional[float] = typer.Option(None, help="Target firing rate per unit (kl: 0.05, spine: 0.15)  \\[default: by objective]"),
+    beta: Optional[float] = typer.Option(None, help="Weight of the KL penalty (kl)  \\[default: 10]"),
+    l1_coef: Optional[float] = typer.Option(None, help="Weight of the L1 penalty (l1)  \\[default: 0.1]"),
+    noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training only (inputs have unit variance)  \\[default: 0.2 for spine, else 0]"),
+    encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them."),
     epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the vocabulary."),
     batch_size: int = typer.Option(DEFAULTS.batch_size, help="Words per step."),
     lr: float = typer.Option(DEFAULTS.lr, help="Peak Adam learning rate (warm-up, then cosine decay)."),
@@ -134,8 +141,8 @@ def train(
     k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is annealed."),
     aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss for dead units (Gao et al.: 1/32; 0: off)."),
     aux_k: Optional[int] = typer.Option(None, help="Dead units per word in AuxK  \\[default: D/2]"),
-    homeostasis: float = typer.Option(DEFAULTS.homeostasis, help="Per-step encoder-bias nudge toward equal unit frequencies (0: off)."),
-    encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk)  \\[default: --k]"),
+    homeostasis: Optional[float] = typer.Option(None, help="Per-step encoder-bias nudge toward equal unit frequencies (topk, batchtopk; 0: off)  \\[default: 3e-05]"),
+    encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk); caps kl, l1, spine, batchtopk codes  \\[default: --k for topk, else none]"),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
     device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
@@ -149,12 +156,15 @@ def train(
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .atomic import check_output
     from .data import open_training_data
-    from .distributed import launch, session
+    from .distributed import current_rank, launch, session
     from .train import train as run_training
 
-    cfg = TrainConfig(hidden=hidden, k=k, epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
-                      k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, aux_coef=aux_coef, aux_k=aux_k,
-                      encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
+    _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
+    with user_errors():
+        cfg = TrainConfig(hidden=hidden, sparsity=sparsity, k=k, rho=rho, beta=beta, l1_coef=l1_coef, noise=noise,
+                          encoder_layers=_widths(encoder_layers), epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
+                          k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, aux_coef=aux_coef, aux_k=aux_k,
+                          encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
     if nproc != 1:
         with user_errors():
             if nproc < 1:
@@ -164,14 +174,13 @@ def train(
             cfg.validate()
         raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
     with user_errors(), session(device) as dist:  # a torchrun job's processes, or just this one
-        _state["rank"] = dist.rank
         cfg.validate()
         if not resume:
             dist.from_main(lambda: check_output(out_dir, force), "checking the output")
         # Validated in one streamed pass, not loaded; every process, and all agree on an error.
         with dist.agree(lambda: open_training_data(embeddings), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
-                err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, k={k}"
+                err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
                           + (f", {dist.world} processes" if dist.active else ""))
             with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
                 result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
@@ -192,7 +201,27 @@ def train(
     table.add_row("final", "", f"{s['fvu']:.4f}", f"{s['mean_l0']:.1f}", f"{100 * s['dead_fraction']:.1f}",
                   f"{100 * s['zero_rows_fraction']:.2f}", f"{s['train_seconds']:.1f}", style="bold")
     out.print(table)
-    out.print(f"final: all {len(emb):,} words encoded with k={s['k']}; cosine(x, x̂) {s['cosine']:.3f}")
+    how = f"k={s['k']}" if s["k"] is not None else f"{cfg.sparsity} codes (mean L0 {s['mean_l0']:.1f})"
+    out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}")
+
+
+def _widths(text: str) -> list[int]:
+    """'80,40' -> [80, 40]; a bad list is one clear line."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise SparsecodeError(f"--encoder-layers must be comma-separated widths such as 80,40 (got {text!r})") from None
+
+
+def _objective(cfg: TrainConfig) -> str:
+    """How the start-up line names the objective."""
+    extra = {"topk": f"k={cfg.k_value}", "batchtopk": f"k={cfg.k_value} per word on average",
+             "kl": f"rho={cfg.rho_value}, beta={cfg.resolved('beta')}", "l1": f"l1-coef={cfg.resolved('l1_coef')}",
+             "spine": f"rho*={cfg.rho_value}"}[cfg.sparsity]
+    layers = f", layers {','.join(map(str, cfg.encoder_layers))}" if cfg.encoder_layers else ""
+    noise = f", noise {cfg.noise_value}" if cfg.noise_value else ""
+    return f"{cfg.sparsity} ({extra}){layers}{noise}"
 
 
 @app.command()
@@ -363,9 +392,14 @@ def evaluate(
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
                                       "pass --model RUN_DIR and --embeddings EMB.h5")
+            from .encode import default_encode_k
             from .evaluate import compare_methods as run_compare
 
-            k = int(codes.attrs.get("encode_k", config.get("k_encode", config.get("k"))))
+            k = codes.attrs.get("encode_k", default_encode_k(config))
+            if k is None:
+                raise SparsecodeError(f"{codes_file}: --compare-methods needs a k, and these codes have none "
+                                      f"(--sparsity {config.get('sparsity')}); encode with --k to compare at that k")
+            k = int(k)
             result["methods"] = {"k": k, **run_compare(model, torch_tensor(vectors), k)}
         result["model"] = str(model_dir) if model_dir else None
         result["embeddings"] = str(embeddings) if embeddings else None
@@ -529,6 +563,7 @@ def report(
 def main() -> None:
     """The console script. After a failed write HDF5 may be unable to close the file and crash
     at interpreter exit; in that case the process ends at once, with the exit code already set."""
+    keep_freed_memory()  # no page-fault churn on the training step's temporaries (sparsecode.runtime)
     try:
         app()
     except SystemExit as exc:

@@ -14,7 +14,8 @@ Layout (HDF5)::
                              and the encode settings (``encode_k``, ``encode_method``, ``encode_nonneg``)
 
 A code ``z`` (row i as a dense H-vector) reconstructs the word's vector through the model:
-``x ≈ (z @ W_dec + b_dec) * input_scale + input_mean``.
+``x ≈ (z @ W_dec + b_dec) * input_scale + input_mean`` for a single-layer model (see
+:mod:`sparsecode.model` for models with hidden layers).
 
 Codes of ``encode --method omp`` without ``--nonneg`` have coefficients of either sign. They are
 reported by value, like the others: a unit's top words are its largest coefficients (its most

@@ -7,7 +7,7 @@ as JSON, plus what the run resolved (device, data size, the sizes used).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import SparsecodeError
 
@@ -16,12 +16,35 @@ from .errors import SparsecodeError
 RESUMABLE_CHANGES = ("checkpoint_every", "device")
 
 
+#: The sparsity objectives (see :mod:`sparsecode.objectives`); the first is the default.
+SPARSITIES = ("topk", "batchtopk", "kl", "l1", "spine")
+#: Objectives with a training k (per row or per batch); k, AuxK, k annealing and homeostasis apply to these.
+TOPK_SPARSITIES = ("topk", "batchtopk")
+#: Settings that belong to some objectives only: their default for each objective they apply to.
+#: Left unset (None) they take that default; set for an objective they do not apply to, they are
+#: refused (never silently ignored). ``noise`` applies to every objective (default 0).
+OBJECTIVE_DEFAULTS = {
+    "k": {"topk": 32, "batchtopk": 32},
+    "homeostasis": {"topk": 3e-5, "batchtopk": 3e-5},
+    "rho": {"kl": 0.05, "spine": 0.15},
+    "beta": {"kl": 10.0},
+    "l1_coef": {"l1": 0.1},
+    # SPINE is a denoising autoencoder: the paper's noise level.
+    "noise": {"topk": 0.0, "batchtopk": 0.0, "kl": 0.0, "l1": 0.0, "spine": 0.2},
+}
+
+
 @dataclass
 class TrainConfig:
     hidden: int = 1000
     """H: number of hidden units (dimensions of the sparse code)."""
-    k: int = 32
-    """Active units per word after training (the top-k)."""
+    sparsity: str = "topk"
+    """The sparsity objective: ``topk`` (k units per word), ``batchtopk`` (k per word on average over
+    a batch; a learned threshold when encoding), ``kl`` (KL penalty toward a firing rate rho), ``l1``
+    (L1 penalty on the codes) or ``spine`` (SPINE's capped codes and losses)."""
+    k: int | None = None
+    """Active units per word after training (topk), or on average over a batch (batchtopk);
+    default 32. Only for these two (cap other objectives' codes with ``encode_k``)."""
     epochs: int = 10
     """Passes over the vocabulary."""
     batch_size: int = 256
@@ -39,18 +62,33 @@ class TrainConfig:
     k_anneal_frac: float = 0.3
     """Fraction of all steps over which k is annealed, when ``k_anneal_from`` is set."""
     encode_k: int | None = None
-    """k used when encoding (their αk); default ``k``."""
+    """k used when encoding (their αk); default ``k`` for topk, none otherwise (the objective's own
+    code: threshold or activation), which a given ``encode_k`` caps at its k largest per word."""
     aux_k: int | None = None
     """Dead units used per word by the AuxK loss; default D/2 (at least 1, at most H)."""
     aux_coef: float = 0.0
     """Weight of the AuxK loss (Gao et al. use 1/32); 0, the default, turns AuxK off. On GloVe 6B 50d
     (H=1000, k=32) AuxK killed units instead of reviving them: 81% dead on 400k words with 1/32,
     20% without; 0.5% and 0% on 50k words (benchmarks/ABLATION.md)."""
-    homeostasis: float = 3e-5
-    """Per-step nudge of each unit's encoder bias toward the frequency k/H (up when it fires less,
+    homeostasis: float | None = None
+    """topk and batchtopk, default 3e-5: per-step nudge of each unit's encoder bias toward the frequency k/H (up when it fires less,
     down when more; 0: off). On GloVe 6B 50d (H=1000, k=32, no AuxK) 3e-5 left 10.6% of the units
     dead on 400k words where 0 left 35% (at lr 2e-3) and 1e-4 left 20%, and none on 50k words
     (benchmarks/ABLATION.md)."""
+    rho: float | None = None
+    """Target fraction of words each unit fires on: ``kl`` (default 0.05) and ``spine`` (its rho*,
+    default 0.15)."""
+    beta: float | None = None
+    """Weight of the KL penalty (``kl``, default 10), on the KL divergence averaged over units."""
+    l1_coef: float | None = None
+    """Weight of the L1 penalty (``l1``, default 0.1), on the codes' L1 norm relative to the inputs' norms."""
+    noise: float | None = None
+    """Standard deviation of Gaussian noise added to the (normalised, unit-variance) inputs during
+    training only, for any objective (a denoising autoencoder); never applied when encoding.
+    Default: 0.2 for ``spine`` (as the paper), 0 otherwise."""
+    encoder_layers: list[int] = field(default_factory=list)
+    """Widths of hidden layers before the code, e.g. [80, 40]; the decoder mirrors them. Empty: the
+    single-layer model (the only one whose decoder is a dictionary that pursuit can use)."""
     dead_window: float = 0.5
     """A unit is dead for AuxK if it has not fired in this many epochs' worth of words."""
     seed: int = 0
@@ -68,34 +106,90 @@ class TrainConfig:
                 raise SparsecodeError(msg)
 
         need(self.hidden >= 1, f"--hidden must be at least 1 (got {self.hidden})")
-        need(self.k >= 1, f"--k must be at least 1 (got {self.k})")
-        need(self.k <= self.hidden, f"--k {self.k} is larger than the hidden size {self.hidden}; lower --k or raise --hidden")
+        need(self.sparsity in SPARSITIES, f"--sparsity must be one of {', '.join(SPARSITIES)} (got {self.sparsity!r})")
+        for name, defaults in OBJECTIVE_DEFAULTS.items():
+            if getattr(self, name) is not None and self.sparsity not in defaults:
+                hint = "; cap the codes at encode time with --encode-k instead" if name == "k" else ""
+                need(False, f"--{name.replace('_', '-')} applies to --sparsity {' or '.join(defaults)}, not {self.sparsity}{hint}")
+        topk = self.sparsity in TOPK_SPARSITIES
+        if self.rho is not None:
+            need(0 < self.rho < 1, f"--rho must be between 0 and 1, exclusive (got {self.rho})")
+        need(self.beta is None or self.beta >= 0, f"--beta must be 0 or more (got {self.beta})")
+        need(self.l1_coef is None or self.l1_coef >= 0, f"--l1-coef must be 0 or more (got {self.l1_coef})")
+        need(self.noise is None or self.noise >= 0, f"--noise must be 0 or more (got {self.noise})")
+        need(all(isinstance(w, int) and w >= 1 for w in self.encoder_layers),
+             f"--encoder-layers must be positive widths such as 80,40 (got {self.encoder_layers})")
+        need(not self.encoder_layers or self.aux_coef == 0,
+             "--aux-coef (AuxK) needs the single-layer model: AuxK reconstructs the residual with the decoder's "
+             "rows alone; drop --encoder-layers or --aux-coef")
+        need(topk or self.aux_coef == 0, f"--aux-coef (AuxK) applies to --sparsity topk or batchtopk, not {self.sparsity}")
+        need(topk or self.k_anneal_from is None, f"--k-anneal-from applies to --sparsity topk or batchtopk, not {self.sparsity}")
+        if topk:
+            need(self.k_value >= 1, f"--k must be at least 1 (got {self.k_value})")
+            need(self.k_value <= self.hidden, f"--k {self.k_value} is larger than the hidden size {self.hidden}; lower --k or raise --hidden")
         need(self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})")
         need(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
         need(self.lr > 0, f"--lr must be positive (got {self.lr})")
         need(0 <= self.warmup_frac < 1, f"warmup_frac must be in [0, 1) (got {self.warmup_frac})")
         need(0 <= self.k_anneal_frac <= 1, f"--k-anneal-frac must be in [0, 1] (got {self.k_anneal_frac})")
         if self.k_anneal_from is not None:
-            need(self.k <= self.k_anneal_from <= self.hidden,
-                 f"--k-anneal-from must be between k={self.k} and the hidden size {self.hidden} (got {self.k_anneal_from})")
+            need(self.k_value <= self.k_anneal_from <= self.hidden,
+                 f"--k-anneal-from must be between k={self.k_value} and the hidden size {self.hidden} (got {self.k_anneal_from})")
         if self.encode_k is not None:
             need(1 <= self.encode_k <= self.hidden,
                  f"--encode-k must be between 1 and the hidden size {self.hidden} (got {self.encode_k})")
         if self.aux_k is not None:
             need(0 <= self.aux_k <= self.hidden, f"--aux-k must be between 0 and the hidden size {self.hidden} (got {self.aux_k})")
         need(self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1 (got {self.checkpoint_every})")
-        need(self.homeostasis >= 0, f"--homeostasis must be 0 or more (got {self.homeostasis})")
+        need(self.homeostasis is None or self.homeostasis >= 0, f"--homeostasis must be 0 or more (got {self.homeostasis})")
         need(self.dead_window > 0, f"dead_window must be positive (got {self.dead_window})")
         need(self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {self.device!r})")
 
     # Resolved values ------------------------------------------------------------------------------
-    @property
-    def k_start(self) -> int:
-        return self.k_anneal_from if self.k_anneal_from is not None else self.k
+    def resolved(self, name: str):
+        """The value in use of a per-objective setting (see :data:`OBJECTIVE_DEFAULTS`): as set, else
+        the objective's default; None where it does not apply."""
+        value = getattr(self, name)
+        return value if value is not None else OBJECTIVE_DEFAULTS[name].get(self.sparsity)
+
+    def resolved_settings(self) -> dict:
+        """The per-objective settings that apply to this objective, with the values in use."""
+        return {name: self.resolved(name) for name, defaults in OBJECTIVE_DEFAULTS.items() if self.sparsity in defaults}
 
     @property
-    def k_encode(self) -> int:
-        return self.encode_k if self.encode_k is not None else self.k
+    def k_value(self) -> int | None:
+        """The training k (None for objectives without one)."""
+        return self.resolved("k")
+
+    @property
+    def homeostasis_value(self) -> float:
+        return self.resolved("homeostasis") or 0.0
+
+    @property
+    def noise_value(self) -> float:
+        """The training input noise in use."""
+        return self.resolved("noise")
+
+    @property
+    def rho_value(self) -> float | None:
+        """The target firing rate in use (kl, spine)."""
+        return self.resolved("rho")
+
+    @property
+    def k_start(self) -> int | None:
+        return self.k_anneal_from if self.k_anneal_from is not None else self.k_value
+
+    @property
+    def k_encode(self) -> int | None:
+        """k when encoding: ``encode_k``, else k for topk; None (the objective's own code) otherwise."""
+        if self.encode_k is not None:
+            return self.encode_k
+        return self.k_value if self.sparsity == "topk" else None
+
+    @property
+    def uses_k(self) -> bool:
+        """Whether training selects k units (per row or per batch)."""
+        return self.sparsity in TOPK_SPARSITIES
 
     def aux_k_for(self, d_in: int) -> int:
         return self.aux_k if self.aux_k is not None else min(self.hidden, max(1, d_in // 2))

@@ -27,7 +27,7 @@ from .errors import SparsecodeError
 from .model import SparseAutoencoder
 from .pursuit import check_method, make_coder
 from .report import UnitReport
-from .train import load_run
+from .train import load_run, read_json
 
 #: Words encoded per batch on the device.
 DEFAULT_BATCH = 8192
@@ -56,8 +56,10 @@ def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
     (see :func:`sparsecode.pursuit.make_coder`). Zero coefficients are left out.
     """
     enc = coder.encode(x, k)
-    units, order = enc.indices.sort(dim=1)
-    acts = enc.acts.gather(1, order)
+    units, acts = enc.indices, enc.acts
+    if units.shape[1] > 1 and not bool((units[:, 1:] > units[:, :-1]).all()):  # the CPU top-k gives them sorted
+        units, order = units.sort(dim=1)
+        acts = acts.gather(1, order)
     keep = acts != 0
     rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1).expand_as(keep)
     return CSRBatch(keep.sum(1), rows[keep], units[keep], acts[keep])
@@ -74,6 +76,24 @@ def iter_codes(
         for start in range(0, block.shape[0], batch_size):
             x = torch.from_numpy(block[start : start + batch_size]).to(device)
             yield first + start, encode_batch(coder, x, k)
+
+
+def default_encode_k(config: dict) -> int | None:
+    """The k a run encodes with by default: its ``k_encode`` (None for objectives without a k:
+    their codes are the threshold's or the activation's non-zeros)."""
+    if "k_encode" in config:
+        return config["k_encode"]
+    return int(config.get("k", 32))
+
+
+def expected_l0(run_dir: str | os.PathLike, n_hidden: int) -> int:
+    """Non-zeros per word to reserve disk space for when codes have no k: twice the trained
+    model's mean L0 (from ``summary.json``), or every unit when that is unknown."""
+    try:
+        mean_l0 = float(read_json(Path(run_dir) / "summary.json")["mean_l0"])
+    except (SparsecodeError, KeyError, TypeError, ValueError):
+        return n_hidden
+    return min(n_hidden, max(1, int(2 * mean_l0) + 1))
 
 
 def check_k(k: int, n_hidden: int, what: str = "--k") -> None:
@@ -98,7 +118,8 @@ def encode(
     """Encode every word of ``embeddings_path`` with the model in ``run_dir`` into codes file ``out``.
 
     ``method`` is ``"encoder"`` or ``"omp"`` (orthogonal matching pursuit over the decoder;
-    ``nonneg`` keeps its coefficients > 0). ``k`` defaults to the run's encode k.
+    ``nonneg`` keeps its coefficients > 0). ``k`` defaults to the run's encode k (for objectives
+    without a k, none: every non-zero of the code; a given ``k`` caps the code at its k largest).
     ``progress(done, total)`` is called after each batch.
     Returns a summary: words, units, k, method, nnz, mean L0, all-zero rows, dead units.
     """
@@ -110,8 +131,14 @@ def encode(
     check_output(out, force)
     dev = resolve_device(device)
     model, config = load_run(run_dir, device=dev)
-    k = int(k if k is not None else config.get("k_encode", config.get("k", 32)))
-    check_k(k, model.n_hidden)
+    k = k if k is not None else default_encode_k(config)
+    if k is not None:
+        check_k(k, model.n_hidden)
+    if method == "omp" and k is None:
+        raise SparsecodeError(f"{run_dir}: --method omp needs --k for a model trained with --sparsity {model.sparsity}")
+    if method == "omp" and not model.is_linear:
+        raise SparsecodeError(f"{run_dir}: --method omp needs the single-layer model (its decoder is not a dictionary "
+                              "with --encoder-layers); encode with --method encoder")
     if method == "omp" and k > model.d_in:
         raise SparsecodeError(
             f"--k {k} is larger than the {model.d_in} input dimensions; pursuit can use at most {model.d_in} atoms"
@@ -126,7 +153,7 @@ def encode(
             )
         n = len(emb)
         # Upper bound: k entries (int32 + float32) per word, pointers, words, the unit report.
-        check_space(out, n * k * 8 + (n + 1) * 8 + sum(len(w) + 16 for w in emb.words) + H * top_words * 40 + 2**20)
+        check_space(out, n * (k or expected_l0(run_dir, H)) * 8 + (n + 1) * 8 + sum(len(w) + 16 for w in emb.words) + H * top_words * 40 + 2**20)
         report = UnitReport(H, top_words, device=dev)
         with atomic_output(out, force=force) as tmp, h5py.File(tmp, "w") as f:
             grp = f.create_group("codes")
@@ -162,7 +189,8 @@ def encode(
             f.create_dataset("words", data=word_arr, dtype=str_dt)
             for key, value in config_attrs(config).items():
                 f.attrs[key] = value
-            f.attrs["encode_k"] = k
+            if k is not None:  # absent: the objective's own code (threshold or activation)
+                f.attrs["encode_k"] = k
             f.attrs["encode_method"] = method
             f.attrs["encode_nonneg"] = nonneg
             f.attrs["run_dir"] = os.path.abspath(run_dir)

@@ -96,7 +96,8 @@ class CodeStatistics:
 @torch.no_grad()
 def reconstruction_of_codes(codes: Codes, model: SparseAutoencoder, vectors: np.ndarray, batch_size: int = 8192) -> dict:
     """FVU and mean cosine of the vectors (N, D) reconstructed from the stored codes through the
-    ``model.pt`` contract, ``x_hat = (z @ W_dec + b_dec) * input_scale + input_mean``."""
+    ``model.pt`` contract (``x_hat = (z @ W_dec + b_dec) * input_scale + input_mean`` for a
+    single-layer model; through the hidden decoder layers otherwise)."""
     n = len(codes.words)
     x_all = torch.from_numpy(vectors)
     mean = x_all.double().mean(0)
@@ -104,7 +105,7 @@ def reconstruction_of_codes(codes: Codes, model: SparseAutoencoder, vectors: np.
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         z = torch.from_numpy(codes.dense(rows))
-        x_hat = model.denormalise(z @ model.W_dec.cpu() + model.b_dec.cpu()).double()
+        x_hat = model.denormalise(model.decode_dense_normalised(z.to(model.W_dec.device))).cpu().double()
         x = x_all[start : start + len(rows)].double()
         sse += float((x - x_hat).pow(2).sum())
         ssd += float((x - mean).pow(2).sum())

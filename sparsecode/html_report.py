@@ -113,7 +113,7 @@ def render_report(logs: RunLogs, codes: Codes, evaluation: dict | None, title: s
     cfg = logs.config
     n, h = codes.shape
     head = (f"{n:,} words" + (f" × {cfg['d_in']} dimensions" if "d_in" in cfg else "")
-            + f" → {h:,} units, k = {codes.attrs.get('encode_k', cfg.get('k', '?'))} at encode time")
+            + f" → {h:,} units, k = {codes.attrs.get('encode_k', cfg.get('k', '?') if cfg.get('sparsity', 'topk') == 'topk' else 'none (' + cfg['sparsity'] + ')')} at encode time")
     body = [
         f"<h1>sparsecode report: {escape(title)}</h1>",
         f'<p class="sub">{escape(head)}. Codes: {escape(codes.path or "(in memory)")}. sparsecode {__version__}.</p>',

@@ -1,29 +1,51 @@
-"""The k-sparse autoencoder and its weights file (``model.pt``).
+"""The sparse autoencoder and its weights file (``model.pt``).
 
 The model keeps its own input normalisation, so a user hands it vectors on their original scale:
 
     x_norm = (x - input_mean) / input_scale
     pre    = (x_norm - b_dec) @ W_enc + b_enc          (D -> H)
-    z      = relu(topk(pre, k))                        k non-zeros per row at most
+    z      = code(pre)                                 exact zeros: a sparse code
     x_hat  = (z @ W_dec + b_dec) * input_scale + input_mean
 
-``model.pt`` is a plain state dict (``torch.load(path, weights_only=True)`` reads it) with exactly
-``W_enc`` (D, H), ``b_enc`` (H,), ``W_dec`` (H, D), ``b_dec`` (D,), ``input_mean`` (D,) and
-``input_scale`` (), float32 on the CPU. Decoder rows have unit norm.
+``code`` depends on the sparsity objective the model was trained with (``sparsity``, recorded in
+the run's ``config.json``; see :mod:`sparsecode.objectives`):
+
+- ``topk``: ``relu(topk(pre, k))``, k non-zeros per row at most;
+- ``batchtopk``: ``relu(pre)`` where ``pre > threshold`` (a scalar learned during training);
+- ``kl``, ``l1``: ``relu(pre)``;
+- ``spine``: ``clamp(pre, 0, 1)``.
+
+Any of them can be capped at k units per row when encoding (the k largest are kept).
+
+``model.pt`` is a plain state dict (``torch.load(path, weights_only=True)`` reads it). A
+single-layer model has exactly ``W_enc`` (D, H), ``b_enc`` (H,), ``W_dec`` (H, D), ``b_dec`` (D,),
+``input_mean`` (D,) and ``input_scale`` (), float32 on the CPU; decoder rows have unit norm. A
+``batchtopk`` model adds ``threshold`` (). A model with hidden layers (``encoder_layers`` E1..EL)
+adds ``enc_layers.{i}.weight`` (E_{i+1}, E_i) and ``enc_layers.{i}.bias`` (E_{i+1},) with E0 = D,
+``b_mid`` (EL,), and the mirrored ``dec_layers.{i}.weight`` (E_{L-i-1}, E_{L-i}) with
+``dec_layers.{i}.bias`` for every decoder layer but the last (whose bias is ``b_dec``); ``W_enc`` is
+then (EL, H) and ``W_dec`` (H, EL), still unit-norm rows, and every decoder layer's columns have
+unit norm too (so that no layer can undo the code's scale):
+
+    h      = relu(... relu(enc_layers.0(x_norm - b_dec)) ...)            (D -> EL)
+    pre    = h @ W_enc + b_enc
+    y      = z @ W_dec + b_mid, then relu and dec_layers.i in turn       (EL -> D)
+    x_hat  = (y + b_dec) * input_scale + input_mean
 """
 
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .config import SPARSITIES
 from .errors import SparsecodeError
 from .topk import Encoded, decode, topk_encode
 
-#: The tensors of ``model.pt`` and their shapes in terms of D (input) and H (hidden units).
+#: The tensors of a single-layer ``model.pt`` and their shapes in terms of D (input) and H (hidden units).
 STATE_SHAPES = {
     "W_enc": ("D", "H"),
     "b_enc": ("H",),
@@ -54,27 +76,58 @@ def estimate_normalisation(x: Tensor) -> Normalisation:
     return Normalisation(mean.to(x.dtype), scale.to(x.dtype))
 
 
-class SparseAutoencoder(nn.Module):
-    """A top-k sparse autoencoder over D-dimensional inputs with H hidden units."""
+def check_sparsity(sparsity: str) -> None:
+    if sparsity not in SPARSITIES:
+        raise SparsecodeError(f"--sparsity must be one of {', '.join(SPARSITIES)} (got {sparsity!r})")
 
-    def __init__(self, d_in: int, n_hidden: int, device: torch.device | str = "cpu"):
+
+class SparseAutoencoder(nn.Module):
+    """A sparse autoencoder over D-dimensional inputs with H hidden units (the code).
+
+    ``sparsity`` names the objective it was trained with, which decides how codes are computed
+    (see the module docstring); ``encoder_layers`` are the widths of hidden layers before the code
+    (the decoder mirrors them); empty for the usual single-layer model.
+    """
+
+    def __init__(self, d_in: int, n_hidden: int, device: torch.device | str = "cpu", sparsity: str = "topk",
+                 encoder_layers: Sequence[int] = ()):
         super().__init__()
-        self.W_enc = nn.Parameter(torch.empty(d_in, n_hidden, device=device))
+        check_sparsity(sparsity)
+        self.sparsity = sparsity
+        self.encoder_layers = tuple(int(w) for w in encoder_layers)
+        widths = (d_in, *self.encoder_layers)
+        code_in = widths[-1]
+        self.enc_layers = nn.ModuleList(nn.Linear(a, b, device=device) for a, b in zip(widths[:-1], widths[1:]))
+        self.W_enc = nn.Parameter(torch.empty(code_in, n_hidden, device=device))
         self.b_enc = nn.Parameter(torch.zeros(n_hidden, device=device))
-        self.W_dec = nn.Parameter(torch.empty(n_hidden, d_in, device=device))
+        self.W_dec = nn.Parameter(torch.empty(n_hidden, code_in, device=device))
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device))
+        back = widths[::-1]
+        self.dec_layers = nn.ModuleList(
+            nn.Linear(a, b, bias=i < len(back) - 2, device=device) for i, (a, b) in enumerate(zip(back[:-1], back[1:]))
+        )
+        if self.encoder_layers:
+            self.b_mid = nn.Parameter(torch.zeros(code_in, device=device))
         self.register_buffer("input_mean", torch.zeros(d_in, device=device))
         self.register_buffer("input_scale", torch.ones((), device=device))
+        if sparsity == "batchtopk":
+            #: The encode-time threshold of BatchTopK (a running mean of the smallest kept activation).
+            self.register_buffer("threshold", torch.zeros((), device=device))
         #: "auto", "sparse" or "dense": how codes are decoded (see :func:`sparsecode.topk.decode`).
         self.decode_impl = "auto"
 
     @property
     def d_in(self) -> int:
-        return self.W_enc.shape[0]
+        return self.input_mean.shape[0]
 
     @property
     def n_hidden(self) -> int:
         return self.W_enc.shape[1]
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the decoder is the single linear map ``z @ W_dec + b_dec`` (no hidden layers)."""
+        return not self.encoder_layers
 
     # -- initialisation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -83,6 +136,8 @@ class SparseAutoencoder(nn.Module):
 
         Sets the normalisation from the data, the decoder bias to the mean of the normalised data,
         decoder rows to random unit vectors and the encoder to the decoder's transpose (tied init).
+        Hidden layers (if any) get He-uniform weights and zero biases from the same generator, the
+        decoder layers' columns then rescaled to unit norm.
         """
         norm = estimate_normalisation(data)
         self.input_mean.copy_(norm.mean)
@@ -101,6 +156,16 @@ class SparseAutoencoder(nn.Module):
         self.W_dec.copy_(w / w.norm(dim=1, keepdim=True))
         self.W_enc.copy_(self.W_dec.t())
         self.b_enc.zero_()
+        for layer in (*self.enc_layers, *self.dec_layers):
+            bound = (6.0 / layer.in_features) ** 0.5
+            u = torch.rand(layer.weight.shape, generator=generator, device="cpu") * (2 * bound) - bound
+            layer.weight.copy_(u.to(layer.weight.device))
+            if layer.bias is not None:
+                layer.bias.zero_()
+        for layer in self.dec_layers:
+            layer.weight.div_(layer.weight.norm(dim=0, keepdim=True).clamp_min(1e-12))
+        if self.encoder_layers:
+            self.b_mid.zero_()
 
     # -- the maps ---------------------------------------------------------------------------------
     def normalise(self, x: Tensor) -> Tensor:
@@ -111,73 +176,144 @@ class SparseAutoencoder(nn.Module):
         """(B, D) normalised -> (B, D) original scale."""
         return x_norm * self.input_scale + self.input_mean
 
-    def encode_normalised(self, x_norm: Tensor, k: int, aux_k: int = 0, dead: Tensor | None = None) -> Encoded:
-        """Top-k codes of normalised inputs (B, D); see :class:`sparsecode.topk.Encoded`."""
-        return topk_encode(x_norm - self.b_dec, self.W_enc, self.b_enc, k, aux_k, dead)
+    def code_input(self, x_norm: Tensor) -> Tensor:
+        """(B, D) normalised -> (B, EL) what the code layer reads (``x_norm - b_dec`` for one layer)."""
+        h = x_norm - self.b_dec
+        for layer in self.enc_layers:
+            h = torch.relu(layer(h))
+        return h
+
+    def pre_acts(self, x_norm: Tensor) -> Tensor:
+        """(B, D) normalised -> (B, H) pre-activations of the code units (one dense product)."""
+        return torch.addmm(self.b_enc, self.code_input(x_norm), self.W_enc)
+
+    def activation(self, pre: Tensor) -> Tensor:
+        """The code's non-linearity (before any top-k or threshold): ReLU, or capped at 1 for SPINE."""
+        return pre.clamp(0, 1) if self.sparsity == "spine" else torch.relu(pre)
+
+    def encode_normalised(self, x_norm: Tensor, k: int | None = None, aux_k: int = 0, dead: Tensor | None = None) -> Encoded:
+        """Codes of normalised inputs (B, D) as (B, m) activations at (B, m) unit ids (see
+        :class:`sparsecode.topk.Encoded`; zeros may pad a row).
+
+        ``topk`` models need ``k`` and support AuxK (``aux_k``, ``dead``), through the custom autograd
+        function. Other objectives give their own code (threshold or activation), capped at the
+        ``k`` largest per row when ``k`` is given; m is then the largest row's number of active units
+        (read back to the host: for encoding, not for training steps).
+        """
+        if self.sparsity == "topk":
+            if k is None:
+                raise SparsecodeError("a top-k model needs k to encode")
+            return topk_encode(self.code_input(x_norm), self.W_enc, self.b_enc, k, aux_k, dead)
+        pre = self.pre_acts(x_norm)
+        z = self.activation(pre)
+        if self.sparsity == "batchtopk":
+            z = torch.where(pre > self.threshold, z, 0.0)
+        width = k if k is not None else max(1, int((z > 0).sum(1).max()) if z.numel() else 1)
+        acts, idx = z.topk(min(width, self.n_hidden), dim=1, sorted=False)
+        empty = idx.new_zeros(z.shape[0], 0)
+        return Encoded(acts, idx, acts.new_zeros(z.shape[0], 0), empty)
+
+    def _decode_tail(self, y: Tensor) -> Tensor:
+        """(B, EL) code-space decode (bias included) -> (B, D) normalised, through the hidden layers."""
+        for layer in self.dec_layers:
+            y = layer(torch.relu(y))
+        return y + self.b_dec
 
     def decode_normalised(self, acts: Tensor, indices: Tensor) -> Tensor:
         """(B, k) codes at (B, k) unit ids -> (B, D) normalised reconstruction."""
-        return decode(acts, indices, self.W_dec, self.b_dec, self.decode_impl)
+        if self.is_linear:
+            return decode(acts, indices, self.W_dec, self.b_dec, self.decode_impl)
+        return self._decode_tail(decode(acts, indices, self.W_dec, self.b_mid, self.decode_impl))
 
-    def encode(self, x: Tensor, k: int) -> Encoded:
-        """Codes of (B, D) vectors on the original scale: ``acts`` (B, k) at ``indices`` (B, k)."""
+    def decode_dense_normalised(self, z: Tensor) -> Tensor:
+        """(B, H) dense codes (zeros included) -> (B, D) normalised reconstruction."""
+        if self.is_linear:
+            return torch.addmm(self.b_dec, z, self.W_dec)
+        return self._decode_tail(torch.addmm(self.b_mid, z, self.W_dec))
+
+    def encode(self, x: Tensor, k: int | None = None) -> Encoded:
+        """Codes of (B, D) vectors on the original scale (see :meth:`encode_normalised`)."""
         return self.encode_normalised(self.normalise(x), k)
 
     def decode(self, acts: Tensor, indices: Tensor) -> Tensor:
         """Reconstruct (B, D) vectors on the original scale from codes."""
         return self.denormalise(self.decode_normalised(acts, indices))
 
-    def forward(self, x: Tensor, k: int) -> Tensor:
+    def forward(self, x: Tensor, k: int | None = None) -> Tensor:
         """Reconstruction (B, D) of (B, D) inputs, both on the original scale."""
         enc = self.encode(x, k)
         return self.decode(enc.acts, enc.indices)
 
     # -- unit-norm decoder ------------------------------------------------------------------------
+    def _unit_norm_weights(self) -> list[tuple[Tensor, int]]:
+        """The decoder's weights kept at unit norm and the dimension the norm is taken over:
+        the rows of ``W_dec`` (one per code unit) and, with hidden layers, the columns of every
+        decoder layer (one per input unit). Without the latter a deeper decoder could undo any
+        scale of the code (relu(c y) = c relu(y)), and a penalty on the codes would be dodged by
+        shrinking them."""
+        return [(self.W_dec, 1)] + [(layer.weight, 0) for layer in self.dec_layers]
+
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:
-        """Project out the gradient component parallel to each (unit-norm) decoder row."""
-        if self.W_dec.grad is None:
-            return
-        w, g = self.W_dec, self.W_dec.grad
-        g.sub_((g * w).sum(1, keepdim=True) * w)
+        """Project out the gradient component parallel to each unit-norm decoder vector."""
+        for w, dim in self._unit_norm_weights():
+            if w.grad is not None:  # in place: no (H, D) temporaries
+                w.grad.addcmul_(torch.linalg.vecdot(w.grad, w, dim=dim).unsqueeze(dim), w, value=-1)
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:
-        """Rescale every decoder row to unit norm."""
-        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        """Rescale every decoder row (and, with hidden layers, every decoder layer column) to unit norm."""
+        for w, dim in self._unit_norm_weights():
+            w.div_(w.norm(dim=dim, keepdim=True).clamp_min(1e-12))
 
     # -- the weights file -------------------------------------------------------------------------
     def weights(self) -> dict[str, Tensor]:
         """The ``model.pt`` state dict: float32 CPU tensors, contiguous, in the documented layout."""
-        return {name: getattr(self, name).detach().float().cpu().contiguous().clone() for name in STATE_SHAPES}
+        return {name: t.detach().float().cpu().contiguous().clone() for name, t in self.state_dict().items()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``model.pt`` (``path`` is the file, written as is: callers make it atomic)."""
         torch.save(self.weights(), path)
 
     @classmethod
-    def from_weights(cls, state: dict[str, Tensor], device: torch.device | str = "cpu", source: str = "model.pt") -> "SparseAutoencoder":
-        """Build a model from a ``model.pt`` state dict, checking names and shapes."""
+    def from_weights(cls, state: dict[str, Tensor], device: torch.device | str = "cpu", source: str = "model.pt",
+                     sparsity: str = "topk") -> "SparseAutoencoder":
+        """Build a model from a ``model.pt`` state dict, checking names and shapes.
+
+        ``sparsity`` is the objective it was trained with (the run's ``config.json`` says which);
+        hidden layers are read from the tensor names.
+        """
         missing = [n for n in STATE_SHAPES if n not in state]
         if missing:
             raise SparsecodeError(f"{source}: missing tensor(s) {', '.join(missing)}; not a sparsecode model")
-        d_in, n_hidden = state["W_enc"].shape if state["W_enc"].dim() == 2 else (-1, -1)
-        sizes = {"D": d_in, "H": n_hidden}
-        for name, dims in STATE_SHAPES.items():
-            want = tuple(sizes[s] for s in dims)
-            if tuple(state[name].shape) != want:
+        if sparsity == "batchtopk" and "threshold" not in state:
+            raise SparsecodeError(f"{source}: a batchtopk model needs a 'threshold' tensor; the file is from another run")
+        widths = []
+        while f"enc_layers.{len(widths)}.weight" in state and state[f"enc_layers.{len(widths)}.weight"].dim() == 2:
+            widths.append(int(state[f"enc_layers.{len(widths)}.weight"].shape[0]))
+        d_in = int(state["input_mean"].shape[0]) if state["input_mean"].dim() == 1 else -1
+        n_hidden = int(state["W_enc"].shape[1]) if state["W_enc"].dim() == 2 else -1
+        try:
+            model = cls(d_in, n_hidden, device=device, sparsity=sparsity, encoder_layers=widths)
+        except (RuntimeError, ValueError):
+            raise SparsecodeError(f"{source}: tensors of impossible shapes; the file is corrupt or from another tool") from None
+        expected = model.state_dict()
+        unknown = sorted(set(state) - set(expected))
+        if unknown:
+            raise SparsecodeError(f"{source}: unexpected tensor(s) {', '.join(unknown[:5])}; the file is from another tool or version")
+        for name, target in expected.items():
+            if name not in state:
+                raise SparsecodeError(f"{source}: missing tensor {name}; not a complete sparsecode model")
+            if tuple(state[name].shape) != tuple(target.shape):
                 raise SparsecodeError(
-                    f"{source}: tensor {name} has shape {tuple(state[name].shape)}, expected {want}; "
+                    f"{source}: tensor {name} has shape {tuple(state[name].shape)}, expected {tuple(target.shape)}; "
                     "the file is corrupt or from another tool"
                 )
-        model = cls(d_in, n_hidden, device=device)
-        with torch.no_grad():
-            for name in STATE_SHAPES:
-                getattr(model, name).copy_(state[name])
+        model.load_state_dict({name: state[name] for name in expected})
         return model
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "SparseAutoencoder":
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", sparsity: str = "topk") -> "SparseAutoencoder":
         """Read ``model.pt`` safely (``weights_only=True``: no pickled code is ever run)."""
         path = os.fspath(path)
         if not os.path.isfile(path):
@@ -189,4 +325,4 @@ class SparseAutoencoder(nn.Module):
             raise SparsecodeError(f"{path}: cannot load model weights safely ({first[:160]})") from None
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
             raise SparsecodeError(f"{path}: not a sparsecode weights file (expected a dict of tensors)")
-        return cls.from_weights(state, device=device, source=path)
+        return cls.from_weights(state, device=device, source=path, sparsity=sparsity)

@@ -213,7 +213,7 @@ class PursuitCoder:
     """OMP codes of vectors on the original scale over a model's decoder, in the encoder's scale.
 
     :meth:`encode` is a drop-in for ``SparseAutoencoder.encode``: it returns ``acts`` and
-    ``indices`` (B, k), and the model's reconstruction contract holds for them,
+    ``indices`` (B, k), and the (single-layer) model's reconstruction contract holds for them,
     ``x ≈ (z @ W_dec + b_dec) * input_scale + input_mean``, because pursuit codes the normalised
     target ``(x - input_mean) / input_scale - b_dec`` over the rows of ``W_dec``.
     """
@@ -247,4 +247,6 @@ def make_coder(model: "SparseAutoencoder", method: str = "encoder", nonneg: bool
     Either has ``encode(x, k)`` returning ``acts`` and ``indices`` (B, k) for (B, D) vectors.
     """
     check_method(method, nonneg)
+    if method == "omp" and not model.is_linear:
+        raise SparsecodeError("pursuit needs the single-layer model: with --encoder-layers the decoder is not a dictionary")
     return PursuitCoder(model, nonneg) if method == "omp" else model

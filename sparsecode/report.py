@@ -45,6 +45,10 @@ class UnitReport:
         self.frequency += torch.bincount(units, minlength=self.n_units)
         if self.top_m == 0:
             return
+        # Only entries above their unit's current M-th best can enter (on a tie the earlier row stays):
+        # after the first batches that is a small fraction, which spares sorting all of them.
+        enter = values.to(self.values.dtype) > self.values[:, -1][units]
+        rows, units, values = rows[enter], units[enter], values[enter]
         cand_units = torch.cat([self._slot_units, units])
         cand_values = torch.cat([self.values.reshape(-1), values.to(self.values.dtype)])
         cand_rows = torch.cat([self.rows.reshape(-1), rows])

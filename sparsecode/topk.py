@@ -12,17 +12,21 @@ here exploit that:
   gathered dot products for the activations.
 
 Both run batched (no Python loop over rows or units) and unchanged on CPU and CUDA; neither reads a
-value back to the host. :func:`dense_encode` and :func:`dense_decode` are the plain references
-they are checked against (``tests/test_topk.py`` runs ``torch.autograd.gradcheck`` on both).
-Whether the sparse decode beats the dense one depends on shape and device: see
-:func:`decode` and ``benchmarks/bench_topk.py``.
+value back to the host. On the CPU the top-k selection itself goes through :func:`topk_select`
+(block maxima, then numpy's vectorised partition over a few candidates per row), which costs less
+than half of ``torch.topk`` there; on CUDA it is ``torch.topk``. :func:`dense_encode` and
+:func:`dense_decode` are the plain references they are checked against (``tests/test_topk.py``
+runs ``torch.autograd.gradcheck`` on both). Whether the sparse decode beats the dense one depends
+on shape and device: see :func:`decode` and ``benchmarks/bench_topk.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -61,7 +65,11 @@ def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int)
     crow = torch.zeros(n_units + 1, dtype=torch.int64, device=flat.device)
     crow[1:] = torch.bincount(flat, minlength=n_units).cumsum(0)
     example = torch.arange(B, device=flat.device).repeat_interleave(m)[order]
-    return _csr(crow, example, grads.reshape(-1)[order], (n_units, B)) @ rows
+    pattern = _csr(crow, example, grads.reshape(-1)[order], (n_units, B))
+    # ``pattern @ rows`` would zero-fill an (n_units, D) input and copy it into the result, two passes
+    # that cost more than the product on a CPU; with beta=0 the input is ignored, so the output is it.
+    out = rows.new_empty(n_units, rows.shape[1])
+    return torch.addmm(out, pattern, rows, beta=0.0, out=out)
 
 
 def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
@@ -76,6 +84,77 @@ def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
     return torch.sparse.sampled_addmm(pattern, left, table.t(), beta=0.0).values().view(B, m)
 
 
+@functools.lru_cache(maxsize=None)
+def _block_size(n: int, k: int) -> int:
+    """Block size S for :func:`topk_select` over rows of ``n`` values, or 0 for plain ``torch.topk``.
+
+    S divides n and leaves at least k blocks; it minimises the values partitioned per row, n/S block
+    maxima plus k·S candidates, and is used only when that is at most half of n.
+    """
+    best_cost, best = n // 2 + 1, 0
+    for size in range(2, n // max(k, 1) + 1):
+        if n % size == 0 and n // size + k * size < best_cost:
+            best_cost, best = n // size + k * size, size
+    return best
+
+
+def _top_columns(a: Tensor, k: int) -> Tensor:
+    """(B, n) CPU float -> (B, k) int64 column ids of each row's k largest values (NaN counts as largest).
+
+    numpy's partition finds each row's k-th largest value (vectorised selection, several times faster
+    than ``torch.topk`` on a CPU); the columns at or above it are read off in increasing order. Ties
+    at the k-th value (more than k columns qualify) and NaN (which ``>=`` does not count) fall back
+    to numpy's argpartition.
+    """
+    n = a.shape[1]
+    values = a.numpy()
+    kth = torch.from_numpy(np.partition(values, n - k, axis=1)[:, n - k : n - k + 1])
+    hits = (a >= kth).nonzero()  # (row, column) pairs, row-major
+    rows = torch.arange(a.shape[0]).repeat_interleave(k)
+    if hits.shape[0] == rows.shape[0] and torch.equal(hits[:, 0], rows):  # exactly k in every row
+        return hits[:, 1].view(-1, k)
+    return torch.from_numpy(np.argpartition(values, n - k, axis=1)[:, n - k :])
+
+
+def topk_select(pre_acts: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest values of each row of (B, H) ``pre_acts`` and their column ids, both (B, k).
+
+    The same selection as ``pre_acts.topk(k, dim=1, sorted=False)`` (ties may pick other columns of
+    equal value; the order within a row is unspecified), which it is on CUDA. On the CPU ``torch.topk``
+    costs about half of the encoder's matrix product, so rows are cut into H/S blocks of S values:
+    the k blocks with the largest maxima hold the k largest values (any other block's values are at
+    most the smallest of those k maxima, k distinct values), so only the block maxima and the k·S
+    values of those blocks are partitioned.
+    """
+    B, H = pre_acts.shape
+    size = _block_size(H, k) if pre_acts.device.type == "cpu" else 0
+    if size == 0 or B == 0 or pre_acts.dtype not in (torch.float32, torch.float64):
+        return pre_acts.topk(k, dim=1, sorted=False)
+    pre_acts = pre_acts.detach().contiguous()
+    n_blocks = H // size
+    block_max = F.max_pool1d(pre_acts.unsqueeze(1), size).squeeze(1)  # (B, H/S)
+    blocks = _top_columns(block_max, k)  # (B, k) block ids
+    rows = torch.arange(0, B * n_blocks, n_blocks).unsqueeze(1)
+    cand = F.embedding((rows + blocks).view(-1), pre_acts.view(B * n_blocks, size)).view(B, k * size)
+    pos = _top_columns(cand, k)  # (B, k) positions among the candidates
+    block_of = torch.arange(k * size).div_(size, rounding_mode="floor")[pos]
+    return cand.gather(1, pos), blocks.gather(1, block_of) * size + (pos - block_of * size)
+
+
+def _without_autocast(backward):
+    """Run a backward in its tensors' own precision. A CPU backward runs in the caller's thread, so
+    an autocast around ``loss.backward()`` would cast the sparse products to bfloat16, which their
+    kernels do not have; the codes are in the input's precision already (see :class:`TopKEncode`)."""
+
+    @functools.wraps(backward)
+    def run(ctx, *grads):
+        device = next((g.device.type for g in grads if g is not None), "cpu")
+        with torch.autocast(device, enabled=False):
+            return backward(ctx, *grads)
+
+    return run
+
+
 class TopKEncode(torch.autograd.Function):
     """``relu(topk(x @ W_enc + b_enc, k))`` with a sparse backward.
 
@@ -86,14 +165,14 @@ class TopKEncode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int, dead: Tensor | None):
-        pre_acts = torch.addmm(b_enc, x, W_enc)
-        top_vals, top_idx = pre_acts.topk(k, dim=1, sorted=False)
-        acts = top_vals.clamp_min(0)
+        pre_acts = torch.addmm(b_enc, x, W_enc)  # under autocast: in its lower precision
+        top_vals, top_idx = topk_select(pre_acts, k)
+        acts = top_vals.clamp_min(0).to(x.dtype)  # the codes and everything after them: x's precision
         if aux_k > 0:
             masked = pre_acts.masked_fill(~dead, float("-inf"))
-            aux_vals, aux_idx = masked.topk(aux_k, dim=1, sorted=False)
+            _, aux_idx = topk_select(masked, aux_k)
             # Units that are not dead get picked only when fewer than aux_k are dead: zero them.
-            aux_acts = torch.where(dead[aux_idx], pre_acts.gather(1, aux_idx).clamp_min(0), 0.0)
+            aux_acts = torch.where(dead[aux_idx], pre_acts.gather(1, aux_idx).clamp_min(0), 0.0).to(x.dtype)
         else:
             aux_idx = top_idx.new_zeros(x.shape[0], 0)
             aux_acts = acts.new_zeros(x.shape[0], 0)
@@ -102,6 +181,7 @@ class TopKEncode(torch.autograd.Function):
         return acts, top_idx, aux_acts, aux_idx
 
     @staticmethod
+    @_without_autocast
     def backward(ctx, grad_acts, _grad_idx, grad_aux, _grad_aux_idx):
         x, W_enc, acts, top_idx, aux_acts, aux_idx = ctx.saved_tensors
         H = W_enc.shape[1]
@@ -133,6 +213,7 @@ class SparseDecode(torch.autograd.Function):
         return F.embedding_bag(indices, W_dec, per_sample_weights=acts, mode="sum") + b_dec
 
     @staticmethod
+    @_without_autocast
     def backward(ctx, grad_out: Tensor):
         acts, indices, W_dec = ctx.saved_tensors
         grad_acts = grad_W = grad_b = None

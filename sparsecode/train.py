@@ -2,8 +2,11 @@
 
 One step, all on the device and without reading anything back to the host:
 
-1. encode a batch with the current (annealed) k, plus AuxK's picks among dead units;
-2. loss = FVU of the reconstruction + ``aux_coef`` x AuxK loss;
+1. encode a batch (with ``noise`` added, if asked) by the sparsity objective (top-k with the
+   current, annealed k by default; see :mod:`sparsecode.objectives`), plus AuxK's picks among
+   dead units;
+2. loss = FVU of the reconstruction of the clean batch + the objective's penalty + ``aux_coef`` x
+   AuxK loss;
 3. backward; remove each decoder row's parallel gradient component; Adam step with the
    warm-up/cosine learning rate; rescale decoder rows to unit norm;
 4. record which units fired, counted in words seen (so "dead" means the same on any data size).
@@ -38,14 +41,14 @@ import torch
 from torch import nn
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
-from .config import RESUMABLE_CHANGES, TrainConfig, resolve_device
+from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
 from .data import CHUNK_ROWS, BatchSource, TrainingData, open_training_data
 from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import CodeStatistics
 from .model import Normalisation, SparseAutoencoder
-from .objectives import Reconstruction, auxk_loss, reconstruction
+from .objectives import Objective, Reconstruction, auxk_loss, make_objective, reconstruction
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
@@ -100,23 +103,33 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def k_at(step: int, total: int, cfg: TrainConfig) -> int:
-    """The annealed k at 0-based ``step``: linear from ``k_start`` to ``k``."""
+    """The annealed k at 0-based ``step``: linear from ``k_start`` to ``k`` (None without a k)."""
     steps = int(cfg.k_anneal_frac * total)
-    if step >= steps:
-        return cfg.k
-    return round(cfg.k_start + (cfg.k - cfg.k_start) * step / steps)
+    if step >= steps or cfg.k_anneal_from is None:
+        return cfg.k_value
+    return round(cfg.k_start + (cfg.k_value - cfg.k_start) * step / steps)
 
 
-class _EncodeDecode(nn.Module):
-    """A training step's forward pass as a module, so that DistributedDataParallel can wrap it."""
+def make_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam, fused into one kernel per tensor where this torch has that (CUDA, and the CPU from torch
+    2.4): on the 2-core CPUs it takes a third of the time of the default for-loop form, which reads
+    and writes each (H, D) tensor about ten times. Same update rule; results differ in the last bit."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # torch < 2.4 on the CPU: no fused kernel
+        return torch.optim.Adam(params, lr=lr)
 
-    def __init__(self, model: SparseAutoencoder):
+
+class _Step(nn.Module):
+    """A training step's forward pass (the objective's ``step``) as a module, so that
+    DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: SparseAutoencoder, objective: Objective):
         super().__init__()
-        self.model = model
+        self.model, self.objective = model, objective
 
-    def forward(self, x: torch.Tensor, k: int, aux_k: int, dead: torch.Tensor):
-        enc = self.model.encode_normalised(x, k, aux_k, dead)
-        return enc, self.model.decode_normalised(enc.acts, enc.indices)
+    def forward(self, x: torch.Tensor, k: int, aux_k: int, dead: torch.Tensor, t: int):
+        return self.objective.step(self.model, x, k, aux_k, dead, t)
 
 
 class Trainer:
@@ -126,17 +139,21 @@ class Trainer:
     trains on its slice of every global batch and all of them keep the same state.
     """
 
-    def __init__(self, data: TrainingData, cfg: TrainConfig, dist: Distributed | None = None):
+    def __init__(self, data: TrainingData | Embeddings, cfg: TrainConfig, dist: Distributed | None = None):
         self.cfg = cfg
         self.dist = dist or Distributed(None)
         self.device = self.dist.device or resolve_device(cfg.device)
-        self.data = data
+        self.data = data = open_training_data(data)
         stats = data.stats
         self.n, self.d_in = stats.n, stats.dim
         self.fingerprint = stats.fingerprint
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        # Training noise draws from its own generator on the device, checkpointed with the rest.
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         torch.manual_seed(cfg.seed)
-        self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device)
+        self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
+                                       encoder_layers=cfg.encoder_layers)
+        self.objective = make_objective(cfg)
         # Normalisation as estimate_normalisation gives it, from the streamed statistics; the mean of
         # the normalised data is then (mean - input_mean) / input_scale.
         norm = Normalisation(torch.from_numpy(stats.mean).float(), torch.tensor(stats.scale, dtype=torch.float32))
@@ -144,12 +161,12 @@ class Trainer:
         self.model.initialise_with(Normalisation(norm.mean.to(self.device), norm.scale.to(self.device)),
                                    normalised_mean.to(self.device), generator=self.gen)
         self.data_mean = normalised_mean.to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.opt = make_adam(list(self.model.parameters()), cfg.lr)
         self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world)
-        self.forward = self.dist.wrap(_EncodeDecode(self.model))
+        self.forward = self.dist.wrap(_Step(self.model, self.objective))
         self.stop_asked = self.stop_agreed = False  # SIGINT/SIGTERM, as the processes agree on it
 
-        self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 else 0  # no AuxK work when it is off
+        self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 and cfg.uses_k else 0  # no AuxK work when it is off
         self.steps_per_epoch = self.source.steps_per_epoch
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.report_every = max(1, self.steps_per_epoch // REPORTS_PER_EPOCH)
@@ -168,7 +185,7 @@ class Trainer:
         self.metrics: list[dict] = []
         # Words seen when each unit last fired; 0 at first, so every unit lives for dead_after words.
         self.last_fired = torch.zeros(cfg.hidden, dtype=torch.int64, device=self.device)
-        self.freq_ema = torch.full((cfg.hidden,), cfg.k / cfg.hidden, device=self.device)
+        self.freq_ema = torch.full((cfg.hidden,), (cfg.k_value or 0) / cfg.hidden, device=self.device)
         self._new_epoch_stats()
 
     @torch.no_grad()
@@ -194,6 +211,8 @@ class Trainer:
             "d_in": self.d_in,
             "k_start": self.cfg.k_start,
             "k_encode": self.cfg.k_encode,
+            # The values in use of the settings that default by objective (config.json: the run's settings).
+            **self.cfg.resolved_settings(),
             "aux_k": self.aux_k,
             "steps": self.total_steps,
         }
@@ -214,21 +233,23 @@ class Trainer:
             group["lr"] = cfg.lr * self.lr_scale * lr_factor(self.step, self.total_steps, cfg)
 
         dead = (self.seen - self.last_fired) >= self.dead_after
-        enc, x_hat = self.forward(x, k, self.aux_k, dead)
-        rec = reconstruction(x, x_hat, self.data_mean)
-        active = enc.acts.detach() > 0
-        counts = x.new_zeros(cfg.hidden).index_add_(0, enc.indices.reshape(-1), active.reshape(-1).to(x.dtype))
-        aux_var = None
+        noise = cfg.noise_value
+        x_in = x + noise * torch.randn(x.shape, device=x.device, generator=self.noise_gen) if noise > 0 else x
+        codes = self.forward(x_in, k, self.aux_k, dead, self.step)
+        rec = reconstruction(x, codes.x_hat, self.data_mean)
+        penalty, aux_var = codes.penalty, None
         if self.dist.active:  # denominators of the global batch; x W because DDP averages the W gradients
-            glob = self.dist.reduce_batch(x.shape[0], rec.ssd, rec.sse, active.sum(1), counts,
-                                          (x - x_hat).detach() if self.aux_k > 0 else None, self.stop_asked)
+            glob = self.dist.reduce_batch(x.shape[0], rec.ssd, rec.sse, codes.row_l0, codes.counts,
+                                          (x - codes.x_hat).detach() if self.aux_k > 0 else None, self.stop_asked)
             world = self.dist.world
             rec = Reconstruction(rec.sse * world, glob.ssd)
+            # A penalty that is a mean over rows: this slice's share of the global batch's.
+            penalty = penalty * (world * x.shape[0] / glob.rows) if x.shape[0] else penalty.new_zeros(())
             aux_var = glob.residual_var.clamp_min(1e-12) / world if self.aux_k > 0 else None
-        loss = rec.fvu
+        loss = rec.fvu + penalty
         if self.aux_k > 0:
-            loss = loss + cfg.aux_coef * auxk_loss(x - x_hat, enc.aux_acts, enc.aux_indices, model.W_dec, dead.any(),
-                                                   aux_var)
+            loss = loss + cfg.aux_coef * auxk_loss(x - codes.x_hat, codes.aux_acts, codes.aux_indices, model.W_dec,
+                                                   dead.any(), aux_var)
 
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -237,22 +258,19 @@ class Trainer:
         model.normalise_decoder()
 
         with torch.no_grad():
-            rows = x.shape[0]
-            row_l0 = active.sum(1)
+            rows, counts, row_l0 = x.shape[0], codes.counts, codes.row_l0
             batch_stats = (("loss", loss.detach()), ("sse", rec.sse.detach()), ("ssd", rec.ssd),
                            ("l0", row_l0.sum()), ("zero_rows", (row_l0 == 0).sum()))
             if self.dist.active:  # the whole batch's figures, the same in every process
                 rows, counts, self.stop_agreed = glob.rows, glob.counts, glob.stop
-                batch_loss = (self.dist.all_reduce(loss.detach() / world) if self.aux_k > 0
-                              else glob.sse / glob.ssd.clamp_min(1e-12))
-                batch_stats = (("loss", batch_loss), ("sse", glob.sse), ("ssd", glob.ssd), ("l0", glob.l0),
-                               ("zero_rows", glob.zero_rows))
+                batch_stats = (("loss", self.dist.all_reduce(loss.detach() / world)), ("sse", glob.sse),
+                               ("ssd", glob.ssd), ("l0", glob.l0), ("zero_rows", glob.zero_rows))
             fired = counts > 0
-            if cfg.homeostasis > 0:
+            if cfg.homeostasis_value > 0:
                 # Load balancing without a loss (as DeepSeek-V3 routes experts): nudge each unit's
                 # encoder bias toward the frequency k/H, up when it fires too rarely, down when too often.
                 self.freq_ema.mul_(0.99).add_(counts / rows, alpha=0.01)
-                model.b_enc.add_(torch.sign(k / cfg.hidden - self.freq_ema), alpha=cfg.homeostasis)
+                model.b_enc.add_(torch.sign(k / cfg.hidden - self.freq_ema), alpha=cfg.homeostasis_value)
             self.seen += rows
             self.last_fired = torch.where(fired, self.seen, self.last_fired)
             self.fired_epoch |= fired
@@ -311,6 +329,7 @@ class Trainer:
             "model": {k: clone(v) for k, v in self.model.state_dict().items()},
             "optimizer": _to_cpu(self.opt.state_dict()),
             "epoch_rng": self.epoch_rng.clone(),
+            "noise_generator": self.noise_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "position": {"step": self.step, "seen": self.seen, "epoch": self.epoch, "batch": self.batch,
                          "lr_scale": self.lr_scale, "diverged": self.diverged, "elapsed": self.elapsed,
@@ -326,6 +345,7 @@ class Trainer:
         dev = self.device
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        self.noise_gen.set_state(state["noise_generator"])
         torch.set_rng_state(state["torch_rng"])
         pos = state["position"]
         self.step, self.seen, self.epoch, self.batch = pos["step"], pos["seen"], pos["epoch"], pos["batch"]
@@ -488,7 +508,10 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
         def prepare() -> dict | None:
             _prepare_run_dir(run_dir, force, resume)
             # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
-            check_space(run_dir / CHECKPOINT, 3 * 4 * (2 * d_in * cfg.hidden + cfg.hidden + 2 * d_in + 1) + 2**20)
+            shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity,
+                                      encoder_layers=cfg.encoder_layers)
+            n_values = sum(t.numel() for t in shape.state_dict().values())
+            check_space(run_dir / CHECKPOINT, 3 * 4 * n_values + 2**20)
             if resume and (run_dir / CHECKPOINT).is_file():
                 return _load_checkpoint(run_dir / CHECKPOINT)
             if resume:
@@ -598,8 +621,13 @@ def write_run(out_dir: str | os.PathLike, result: TrainResult) -> Path:
 def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SparseAutoencoder, dict]:
     """Read a run directory: the model (weights only, safely) and its ``config.json``."""
     run_dir = _run_directory(run_dir)
-    model = SparseAutoencoder.load(run_dir / "model.pt", device=device)
+    if not (run_dir / "model.pt").is_file():
+        SparseAutoencoder.load(run_dir / "model.pt")  # raises the one-line "weights not found" error
     config = read_json(run_dir / "config.json")
+    sparsity = config.get("sparsity", "topk")
+    if sparsity not in SPARSITIES:
+        raise SparsecodeError(f"{run_dir / 'config.json'}: unknown sparsity {sparsity!r}; the run is from a newer sparsecode")
+    model = SparseAutoencoder.load(run_dir / "model.pt", device=device, sparsity=sparsity)
     model.eval()
     return model, config
 

@@ -100,3 +100,25 @@ def test_encode_uses_encode_k_from_the_run(tmp_path, sample):
     summary = sc.encode(run, SAMPLE, tmp_path / "c.h5")
     assert summary["k"] == 12
     assert SparseAutoencoder.load(run / "model.pt").n_hidden == 100
+
+
+def test_unit_report_equals_brute_force_over_batches_with_ties():
+    from sparsecode.report import UnitReport
+
+    g = torch.Generator().manual_seed(0)
+    H, M, rows_per_batch = 12, 3, 50
+    report = UnitReport(H, M)
+    entries = []
+    for first in range(0, 200, rows_per_batch):
+        rows = torch.arange(first, first + rows_per_batch).repeat_interleave(2)
+        units = torch.randint(0, H - 1, (rows.numel(),), generator=g)  # unit H-1 stays unused
+        values = torch.randint(1, 6, (rows.numel(),), generator=g).float()  # few values: many ties
+        report.update(rows, units, values)
+        entries += list(zip(rows.tolist(), units.tolist(), values.tolist()))
+    got = report.result()
+    for unit in range(H):
+        mine = sorted(((-v, r) for r, u, v in entries if u == unit))[:M]  # largest first, earlier row on ties
+        want_rows = [r for _, r in mine] + [-1] * (M - len(mine))
+        assert got.top_rows[unit].tolist() == want_rows, unit
+        assert got.top_values[unit].tolist() == [-v for v, _ in mine] + [0.0] * (M - len(mine))
+        assert got.frequency[unit] == sum(u == unit for _, u, _ in entries)

@@ -126,6 +126,25 @@ def test_resume_gives_identical_weights(tmp_path, sample, run_dir):
     assert not (out / "checkpoint.pt").exists()
 
 
+@pytest.mark.parametrize("settings", [dict(sparsity="batchtopk", noise=0.3), dict(sparsity="spine")])
+def test_resume_is_exact_with_noise_and_the_batchtopk_threshold(tmp_path, sample, settings):
+    cfg = sc.TrainConfig(hidden=100, epochs=2, seed=0, device="cpu", checkpoint_every=5, **settings)
+
+    def interrupt(progress):
+        if progress.step >= 11:
+            raise KeyboardInterrupt
+
+    out, ref = tmp_path / "resumed", tmp_path / "straight"
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(sample, cfg, out_dir=out, progress=interrupt)
+    sc.train(sample, cfg, out_dir=out, resume=True)
+    sc.train(sample, cfg, out_dir=ref)
+    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (out, ref))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
 def test_resume_refuses_other_settings_and_finished_runs(tmp_path, sample, run_dir):
     def interrupt(progress):
         raise KeyboardInterrupt
