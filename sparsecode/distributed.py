@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 import re
 import signal
@@ -181,7 +182,12 @@ class Distributed:
                            total[-counts.shape[0]:].float(), residual_var, bool(total[1] > 0))
 
     def close(self) -> None:
+        """Leave the job once every process is done (a barrier), after DDP's reducers are gone
+        (collected first: one freed after its process group makes the process abort)."""
         if self.active and dist.is_initialized():
+            gc.collect()
+            with contextlib.suppress(RuntimeError):  # a peer already gone: nothing to wait for
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -212,11 +218,9 @@ def session(device: str) -> Iterator[Distributed]:
     joined it). Signals are held off while joining, so that a stop cannot split the job."""
     joined = dist.is_available() and dist.is_initialized()
     d = from_environment(device)
-    try:
-        yield d
-    finally:
-        if not joined:
-            d.close()
+    yield d  # on an error the process group is left as it is: the others may be anywhere (or gone),
+    if not joined:  # and tearing it down could hang or abort before the error is reported
+        d.close()
 
 
 def current_rank() -> int:

@@ -95,13 +95,14 @@ def test_a_killed_process_stops_the_job_cleanly_and_its_checkpoint_resumes(tmp_p
     """kill -9 one of two processes: the other ends with one error line and exit 1; the last
     checkpoint resumes on one process and ends at the model of an uninterrupted run."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "sparsecode", "train", str(emb_path), "--out", str(out), *ARGS, "--epochs", "12",
+    cmd = [sys.executable, "-m", "sparsecode", "train", str(emb_path), "--out", str(out), *ARGS, "--epochs", "30",
            "--checkpoint-every", "5", "--quiet"]
     launcher = subprocess.Popen([*cmd, "--nproc", "2"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
+    rank1 = _child_with_rank(launcher.pid, 1, deadline)  # found first, so that the kill follows the checkpoint
     while not (out / "checkpoint.pt").exists() and launcher.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(_child_with_rank(launcher.pid, 1, deadline), signal.SIGKILL)
+        time.sleep(0.005)
+    os.kill(rank1, signal.SIGKILL)
     _, stderr = launcher.communicate(timeout=120)
     assert launcher.returncode == 1, stderr
     lines = stderr.strip().splitlines()
@@ -112,5 +113,5 @@ def test_a_killed_process_stops_the_job_cleanly_and_its_checkpoint_resumes(tmp_p
 
     resumed = subprocess.run([*cmd, "--resume"], env=ENV, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    reference = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=12)).model.weights()
+    reference = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=30)).model.weights()
     assert_close_weights(torch.load(out / "model.pt", weights_only=True), reference)
