@@ -153,7 +153,8 @@ def train_epoch(data: Embeddings, args, device: torch.device, mode: str) -> dict
         sync(device)
         seconds = time.perf_counter() - t
     n_eval = min(len(data), 200_000)
-    stats = code_statistics(trainer.model, trainer.data[:n_eval], args.k)  # float32, no autocast
+    x_eval = torch.from_numpy(data.vectors[:n_eval]).to(device)
+    stats = code_statistics(trainer.model, x_eval, args.k)  # float32, no autocast
     return {"seconds": seconds, "steps": trainer.steps_per_epoch, "fvu": stats["fvu"], "dead": stats["dead_fraction"]}
 
 

@@ -143,7 +143,7 @@ def train(
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .atomic import check_output
-    from .embeddings import load_embeddings
+    from .data import open_training_data
     from .train import train as run_training
 
     with user_errors():
@@ -154,13 +154,13 @@ def train(
         cfg.validate()
         if not resume:
             check_output(out_dir, force)
-        emb = load_embeddings(embeddings)
-        if not quiet:
-            err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}")
-        with LiveBar("train", enabled=not quiet) as bar:
-            result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
-                p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
-                status=f"loss {p.loss:.4f}  FVU {p.fvu:.4f}  dead {100 * p.dead_fraction:.1f}%"))
+        with open_training_data(embeddings) as emb:  # validated in one streamed pass, not loaded
+            if not quiet:
+                err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}")
+            with LiveBar("train", enabled=not quiet) as bar:
+                result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
+                    p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
+                    status=f"loss {p.loss:.4f}  FVU {p.fvu:.4f}  dead {100 * p.dead_fraction:.1f}%"))
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 

@@ -225,6 +225,27 @@ class EmbeddingFile:
             "remove them: a zero vector has no direction to encode"
         )
 
+    def read_rows(self, rows: np.ndarray, span: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+        """(K, D) float32 vectors of the kept words at ``rows`` (K,), sorted increasing.
+
+        Read in contiguous runs of at most ``span`` file rows, keeping only the rows asked for, so
+        memory holds the result and one run. Unlike :meth:`iter_chunks` this does not check the
+        rows for NaN/Inf: it serves callers that have already streamed the file through it.
+        """
+        file_rows = np.asarray(rows, dtype=np.int64)
+        if self._keep is not None:
+            file_rows = self._keep[file_rows]
+        out = np.empty((len(file_rows), self.dim), dtype=np.float32)
+        i = 0
+        while i < len(file_rows):
+            start = int(file_rows[i])
+            j = int(np.searchsorted(file_rows, start + span, side="left"))
+            stop = int(file_rows[j - 1]) + 1
+            block = self._read_rows(start, stop)
+            out[i:j] = block if j - i == stop - start else block[file_rows[i:j] - start]
+            i = j
+        return out
+
     def read_all(self) -> Embeddings:
         """Read every kept row into memory (validated)."""
         out = np.empty((len(self.words), self.dim), dtype=np.float32)

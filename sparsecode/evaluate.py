@@ -47,36 +47,49 @@ def code_statistics(
     non-negative pursuit) and report: ``fvu``, ``cosine`` (mean cosine of x and x_hat), ``mean_l0``,
     ``dead_fraction`` (units no row uses), ``always_on_fraction`` (units used by more than half
     the rows) and ``zero_rows_fraction`` (rows whose code is all zeros)."""
-    n, _ = vectors.shape
-    mean = vectors.double().mean(0).to(vectors.dtype)
-    H = model.n_hidden
-    sse = vectors.new_zeros((), dtype=torch.float64)
-    ssd = torch.zeros_like(sse)
-    cos_sum = torch.zeros_like(sse)
-    l0 = torch.zeros_like(sse)
-    zero_rows = torch.zeros_like(sse)
-    usage = vectors.new_zeros(H)
-    coder = make_coder(model, method, nonneg)
-    for start in range(0, n, batch_size):
-        x = vectors[start : start + batch_size]
-        enc = coder.encode(x, k)
-        x_hat = model.decode(enc.acts, enc.indices)
-        sse += (x - x_hat).double().pow(2).sum()
-        ssd += (x - mean).double().pow(2).sum()
-        cos_sum += torch.nn.functional.cosine_similarity(x, x_hat, dim=1).double().sum()
+    stats = CodeStatistics(model, k, vectors.double().mean(0).to(vectors.dtype), method, nonneg)
+    for start in range(0, vectors.shape[0], batch_size):
+        stats.update(vectors[start : start + batch_size])
+    return stats.result()
+
+
+class CodeStatistics:
+    """:func:`code_statistics` accumulated batch by batch, for data streamed from disk or split over
+    processes: ``mean`` (D,) is the data mean; :attr:`sums` add up across parts."""
+
+    def __init__(self, model: SparseAutoencoder, k: int, mean: Tensor, method: str = "encoder", nonneg: bool = False):
+        self.model, self.k, self.mean = model, k, mean
+        self.coder = make_coder(model, method, nonneg)
+        # n, sse, ssd, sum of cosines, L0, zero rows, then per unit: rows using it (float64: exact counts).
+        self.sums = torch.zeros(6 + model.n_hidden, dtype=torch.float64, device=mean.device)
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        """Add the rows of ``x`` (B, D), original scale, on the model's device."""
+        enc = self.coder.encode(x, self.k)
+        x_hat = self.model.decode(enc.acts, enc.indices)
         active = enc.acts != 0
         row_l0 = active.sum(1)
-        l0 += row_l0.sum()
-        zero_rows += (row_l0 == 0).sum()
-        usage.index_add_(0, enc.indices.reshape(-1), active.reshape(-1).to(usage.dtype))
-    return {
-        "fvu": float(sse / ssd.clamp_min(1e-300)),
-        "cosine": float(cos_sum / n),
-        "mean_l0": float(l0 / n),
-        "dead_fraction": float((usage == 0).double().mean()),
-        "always_on_fraction": float((usage > n / 2).double().mean()),
-        "zero_rows_fraction": float(zero_rows / n),
-    }
+        s = self.sums
+        s[0] += x.shape[0]
+        s[1] += (x - x_hat).double().pow(2).sum()
+        s[2] += (x - self.mean).double().pow(2).sum()
+        s[3] += torch.nn.functional.cosine_similarity(x, x_hat, dim=1).double().sum()
+        s[4] += row_l0.sum()
+        s[5] += (row_l0 == 0).sum()
+        s[6:].index_add_(0, enc.indices.reshape(-1), active.reshape(-1).double())
+
+    def result(self) -> dict:
+        n, sse, ssd, cos_sum, l0, zero_rows = (float(v) for v in self.sums[:6])
+        usage = self.sums[6:]
+        return {
+            "fvu": sse / max(ssd, 1e-300),
+            "cosine": cos_sum / n,
+            "mean_l0": l0 / n,
+            "dead_fraction": float((usage == 0).double().mean()),
+            "always_on_fraction": float((usage > n / 2).double().mean()),
+            "zero_rows_fraction": zero_rows / n,
+        }
 
 
 # -- reconstruction and sparsity of stored codes -------------------------------------------------

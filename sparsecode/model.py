@@ -142,7 +142,16 @@ class SparseAutoencoder(nn.Module):
         norm = estimate_normalisation(data)
         self.input_mean.copy_(norm.mean)
         self.input_scale.copy_(norm.scale)
-        self.b_dec.copy_(self.normalise(data).mean(0))
+        self.initialise_with(norm, self.normalise(data).mean(0), generator)
+
+    @torch.no_grad()
+    def initialise_with(self, norm: Normalisation, normalised_mean: Tensor, generator: torch.Generator | None = None) -> None:
+        """:meth:`initialise` from statistics instead of a sample (for data streamed from disk):
+        ``norm`` as :func:`estimate_normalisation` gives it, ``normalised_mean`` (D,) the mean of
+        the normalised data."""
+        self.input_mean.copy_(norm.mean)
+        self.input_scale.copy_(norm.scale)
+        self.b_dec.copy_(normalised_mean)
         w = torch.randn(self.W_dec.shape, generator=generator, device="cpu").to(self.W_dec.device)
         self.W_dec.copy_(w / w.norm(dim=1, keepdim=True))
         self.W_enc.copy_(self.W_dec.t())

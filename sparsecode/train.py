@@ -41,10 +41,11 @@ import torch
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
+from .data import CHUNK_ROWS, BatchSource, TrainingData, open_training_data
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
-from .evaluate import code_statistics
-from .model import SparseAutoencoder
+from .evaluate import CodeStatistics
+from .model import Normalisation, SparseAutoencoder
 from .objectives import auxk_loss, make_objective, reconstruction
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
@@ -52,6 +53,8 @@ REPORTS_PER_EPOCH = 20
 #: The files of a finished run directory (``--force`` replaces these and only these).
 RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
 CHECKPOINT = "checkpoint.pt"
+#: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start).
+CHECKPOINT_FORMAT = "sparsecode-checkpoint-2"
 
 
 @dataclass
@@ -113,45 +116,48 @@ def make_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr)
 
 
-def data_fingerprint(vectors: np.ndarray) -> list[float]:
-    """A cheap summary of the training data, to refuse resuming on different data."""
-    v = vectors.astype(np.float64)
-    return [float(v.shape[0]), float(v.shape[1]), float(v.sum()), float((v * v).sum()), float(v[:, 0] @ np.arange(len(v)))]
-
-
 class Trainer:
     """The state of one training run and the loop that advances it."""
 
-    def __init__(self, embeddings: Embeddings, cfg: TrainConfig):
+    def __init__(self, data: TrainingData | Embeddings, cfg: TrainConfig):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.n, self.d_in = embeddings.vectors.shape
-        self.fingerprint = data_fingerprint(embeddings.vectors)
+        if isinstance(data, Embeddings):  # in memory (the benchmarks build their data so)
+            data = open_training_data(data)
+        self.data = data
+        stats = data.stats
+        self.n, self.d_in = stats.n, stats.dim
+        self.fingerprint = stats.fingerprint
         self.gen = torch.Generator().manual_seed(cfg.seed)
         # Training noise draws from its own generator on the device, checkpointed with the rest.
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         torch.manual_seed(cfg.seed)
-        self.data = torch.from_numpy(np.ascontiguousarray(embeddings.vectors)).to(self.device)
         self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
                                        encoder_layers=cfg.encoder_layers)
         self.objective = make_objective(cfg)
-        self.model.initialise(self.data, generator=self.gen)
-        self.x_all = self.model.normalise(self.data)
-        self.data_mean = self.x_all.mean(0)
+        # Normalisation as estimate_normalisation gives it, from the streamed statistics; the mean of
+        # the normalised data is then (mean - input_mean) / input_scale.
+        norm = Normalisation(torch.from_numpy(stats.mean).float(), torch.tensor(stats.scale, dtype=torch.float32))
+        normalised_mean = ((torch.from_numpy(stats.mean) - norm.mean.double()) / norm.scale.double()).float()
+        self.model.initialise_with(Normalisation(norm.mean.to(self.device), norm.scale.to(self.device)),
+                                   normalised_mean.to(self.device), generator=self.gen)
+        self.data_mean = normalised_mean.to(self.device)
         self.opt = make_adam(list(self.model.parameters()), cfg.lr)
+        self.source = BatchSource(data.rows, cfg.batch_size, self._prepare)
 
         self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 and cfg.uses_k else 0  # no AuxK work when it is off
-        self.steps_per_epoch = math.ceil(self.n / cfg.batch_size)
+        self.steps_per_epoch = self.source.steps_per_epoch
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.report_every = max(1, self.steps_per_epoch // REPORTS_PER_EPOCH)
         self.dead_after = max(1, int(cfg.dead_window * self.n))
 
-        # Position: the next step is batch `batch` of epoch `epoch` (1-based), in order `perm`.
+        # Position: the next step is batch `batch` of epoch `epoch` (1-based), whose order was drawn
+        # from the generator in state `epoch_rng` (see sparsecode.data).
         self.step = 0
         self.seen = 0
         self.epoch = 1
         self.batch = 0
-        self.perm = torch.randperm(self.n, generator=self.gen)
+        self._start_epoch()
         self.lr_scale = 1.0
         self.diverged = 0
         self.elapsed = 0.0
@@ -160,6 +166,15 @@ class Trainer:
         self.last_fired = torch.zeros(cfg.hidden, dtype=torch.int64, device=self.device)
         self.freq_ema = torch.full((cfg.hidden,), (cfg.k_value or 0) / cfg.hidden, device=self.device)
         self._new_epoch_stats()
+
+    @torch.no_grad()
+    def _prepare(self, rows: np.ndarray) -> torch.Tensor:
+        """(K, D) rows read from the data -> normalised, on the device."""
+        return self.model.normalise(torch.from_numpy(rows).to(self.device))
+
+    def _start_epoch(self) -> None:
+        self.epoch_rng = self.gen.get_state()
+        self.source.start_epoch(self.gen)
 
     def _new_epoch_stats(self) -> None:
         z = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -188,9 +203,7 @@ class Trainer:
     # -- the step ---------------------------------------------------------------------------------
     def train_step(self) -> None:
         cfg, model = self.cfg, self.model
-        start = self.batch * cfg.batch_size
-        idx = self.perm[start : start + cfg.batch_size].to(self.device)
-        x = self.x_all[idx]
+        x = self.source.batch(self.batch)
         k = k_at(self.step, self.total_steps, cfg)
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.lr_scale * lr_factor(self.step, self.total_steps, cfg)
@@ -247,28 +260,39 @@ class Trainer:
         self.metrics.append(line)
         self.epoch += 1
         self.batch = 0
+        self.source.finish_epoch()
         if not self.finished:
-            self.perm = torch.randperm(self.n, generator=self.gen)
+            self._start_epoch()
         self._new_epoch_stats()
         return line
+
+    @torch.no_grad()
+    def final_statistics(self) -> dict:
+        """:func:`~sparsecode.evaluate.code_statistics` of the model over every row at the encode
+        k, read a chunk at a time."""
+        mean = torch.from_numpy(self.data.stats.mean).float().to(self.device)
+        stats = CodeStatistics(self.model, self.cfg.k_encode, mean)
+        rows = self.data.rows
+        for start in range(0, self.n, CHUNK_ROWS):
+            stats.update(torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, self.n))).to(self.device))
+        return stats.result()
 
     # -- the whole state --------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue exactly (tensors and plain values: ``weights_only`` loads it)."""
         clone = lambda t: t.detach().cpu().clone()  # noqa: E731
         return {
-            "format": "sparsecode-checkpoint-1",
+            "format": CHECKPOINT_FORMAT,
             "config": self.cfg.to_dict(),
             "fingerprint": self.fingerprint,
             "model": {k: clone(v) for k, v in self.model.state_dict().items()},
             "optimizer": _to_cpu(self.opt.state_dict()),
-            "generator": self.gen.get_state(),
+            "epoch_rng": self.epoch_rng.clone(),
             "noise_generator": self.noise_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "position": {"step": self.step, "seen": self.seen, "epoch": self.epoch, "batch": self.batch,
                          "lr_scale": self.lr_scale, "diverged": self.diverged, "elapsed": self.elapsed,
                          "epoch_seconds": self.epoch_seconds},
-            "perm": self.perm.clone(),
             "last_fired": clone(self.last_fired),
             "freq_ema": clone(self.freq_ema),
             "acc": {k: clone(v) for k, v in self.acc.items()},
@@ -280,7 +304,6 @@ class Trainer:
         dev = self.device
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["generator"])
         if "noise_generator" in state:
             self.noise_gen.set_state(state["noise_generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -288,7 +311,9 @@ class Trainer:
         self.step, self.seen, self.epoch, self.batch = pos["step"], pos["seen"], pos["epoch"], pos["batch"]
         self.lr_scale, self.diverged = pos["lr_scale"], pos["diverged"]
         self.elapsed, self.epoch_seconds = pos["elapsed"], pos["epoch_seconds"]
-        self.perm = state["perm"].clone()
+        if not self.finished:  # redraw the epoch's order; batch `self.batch` comes next
+            self.gen.set_state(state["epoch_rng"])
+            self._start_epoch()
         self.last_fired = state["last_fired"].to(dev)
         self.freq_ema = state["freq_ema"].to(dev)
         self.acc = {k: v.to(dev) for k, v in state["acc"].items()}
@@ -296,8 +321,8 @@ class Trainer:
         self.metrics = [dict(m) for m in state["metrics"]]
 
     def check_resumable(self, state: dict, source: str) -> None:
-        if state.get("format") != "sparsecode-checkpoint-1":
-            raise SparsecodeError(f"{source}: not a sparsecode checkpoint")
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise SparsecodeError(f"{source}: not a checkpoint of this version of sparsecode; start again with --force")
         old = TrainConfig.from_dict(state["config"]).to_dict()
         new = self.cfg.to_dict()
         changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES]
@@ -399,7 +424,7 @@ class _StopSignals:
 
 
 def train(
-    embeddings: Embeddings,
+    embeddings: Embeddings | TrainingData | str | os.PathLike,
     config: TrainConfig | None = None,
     out_dir: str | os.PathLike | None = None,
     force: bool = False,
@@ -408,23 +433,35 @@ def train(
 ) -> TrainResult:
     """Train a k-sparse autoencoder on ``embeddings``; write ``out_dir`` when given.
 
-    With ``out_dir`` the run is checkpointed and can be resumed (``resume=True``) after an
-    interruption. SIGINT/SIGTERM then write a checkpoint and raise :class:`TrainingInterrupted`.
+    ``embeddings`` are in memory (:class:`Embeddings`) or the path of an embeddings file, which is
+    then read in chunks as training goes (see :mod:`sparsecode.data`): memory does not grow with
+    the number of words. With ``out_dir`` the run is checkpointed and can be resumed
+    (``resume=True``) after an interruption. SIGINT/SIGTERM then write a checkpoint and raise
+    :class:`TrainingInterrupted`.
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    n, d_in = embeddings.vectors.shape
+    data = open_training_data(embeddings)
+    try:
+        return _train(data, cfg, out_dir, force, resume, progress)
+    finally:
+        if data is not embeddings:
+            data.close()
+
+
+def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: bool, progress) -> TrainResult:
+    n, d_in = data.n, data.dim
     if n < 2:
-        raise SparsecodeError(f"{embeddings.path}: needs at least 2 words to train, found {n}")
+        raise SparsecodeError(f"{data.path}: needs at least 2 words to train, found {n}")
     run_dir = Path(out_dir) if out_dir is not None else None
     if run_dir is not None:
         _prepare_run_dir(run_dir, force, resume)
         # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
         shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity, encoder_layers=cfg.encoder_layers)
         n_values = sum(t.numel() for t in shape.state_dict().values())
-        check_space(run_dir / CHECKPOINT, 3 * 4 * n_values + 4 * n + 2**20)
+        check_space(run_dir / CHECKPOINT, 3 * 4 * n_values + 2**20)
 
-    trainer = Trainer(embeddings, cfg)
+    trainer = Trainer(data, cfg)
     created = False
     if run_dir is not None:
         ckpt = run_dir / CHECKPOINT
@@ -461,10 +498,10 @@ def train(
         raise
 
     trainer.model.eval()
-    summary = code_statistics(trainer.model, trainer.data, cfg.k_encode)
+    summary = trainer.final_statistics()
     summary["k"] = cfg.k_encode
     summary["train_seconds"] = trainer.elapsed
-    run_info = {**trainer.run_info, "embeddings": os.path.abspath(embeddings.path)}
+    run_info = {**trainer.run_info, "embeddings": os.path.abspath(data.path)}
     result = TrainResult(model=trainer.model, config=cfg, metrics=trainer.metrics, summary=summary, run_info=run_info)
     if run_dir is not None:
         write_run(run_dir, result)

@@ -1,0 +1,308 @@
+"""The training data: which rows make up each batch, read from the embeddings in chunks.
+
+The order of an epoch is defined on *global* batches, whatever the number of processes:
+
+1. the N rows are cut into contiguous chunks of :data:`CHUNK_ROWS`;
+2. a seeded permutation of the chunks is taken :data:`BUFFER_CHUNKS` at a time: each group is a
+   buffer, its rows those of its chunks in file order (when there are at most ``BUFFER_CHUNKS``
+   chunks, no permutation is drawn and one buffer holds every row);
+3. each buffer's rows are shuffled by a seeded permutation, drawn when the buffer is reached;
+4. the shuffled buffers, one after the other, are cut into batches of ``batch_size`` rows (the last
+   one may be shorter), so an epoch has ceil(N / batch_size) steps.
+
+With W processes, process r takes the r-th of W near-equal contiguous slices of every global batch
+and reads only the rows of its slices (W = 1: the whole batch). Memory holds the rows of at most two
+buffers (a batch may straddle two), however large the file. A buffer whose rows are the same as the
+last one read (the whole data, when it fits in one buffer, in one process) is kept, not read again:
+so up to ``CHUNK_ROWS * BUFFER_CHUNKS`` = 65,536 words train from memory, shuffled as a whole each
+epoch, and larger files stream a buffer at a time.
+
+All randomness comes from one ``torch.Generator``, drawn in a fixed sequence (the chunk permutation,
+then each buffer's permutation in turn): its state at the start of an epoch and a batch number
+locate any point of training, which is all a checkpoint needs to hold (no N-sized permutation).
+
+:func:`scan` is the one pass over all rows before training: it validates them (through
+:class:`~sparsecode.embeddings.EmbeddingFile`) and computes the statistics that initialise the
+model and fingerprint the data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+
+from .embeddings import EmbeddingFile, Embeddings
+
+#: Rows per chunk: the unit of reading and of the permutation of an epoch (~10 MB at D=300).
+CHUNK_ROWS = 8192
+#: Chunks shuffled together (a buffer): 65,536 rows, ~80 MB of float32 at D=300.
+BUFFER_CHUNKS = 8
+
+
+class Rows(Protocol):
+    """Validated float32 rows, addressable by position (0 to ``n`` - 1)."""
+
+    n: int
+    dim: int
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first, vectors)`` per chunk of :data:`CHUNK_ROWS` rows, in order, each checked for
+        NaN/Inf and all-zero rows."""
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """(K, D) float32 rows at sorted positions ``rows`` (K,)."""
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start, D) float32 rows ``start`` to ``stop`` - 1 (already validated by :meth:`chunks`)."""
+
+
+class ArrayRows:
+    """Rows of an in-memory (N, D) array (the Python API's :class:`Embeddings`)."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = vectors
+        self.n, self.dim = (int(s) for s in vectors.shape)
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.n, CHUNK_ROWS):
+            yield start, np.asarray(self.vectors[start : start + CHUNK_ROWS], dtype=np.float32)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # a contiguous range: a view, no copy
+            return np.asarray(self.vectors[rows[0] : rows[-1] + 1], dtype=np.float32)
+        return np.asarray(self.vectors[rows], dtype=np.float32)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.vectors[start:stop], dtype=np.float32)
+
+
+class FileRows:
+    """Rows of an embeddings file, read from disk when asked for."""
+
+    def __init__(self, file: EmbeddingFile):
+        self.file = file
+        self.n, self.dim = len(file), file.dim
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        return self.file.iter_chunks(CHUNK_ROWS)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.file.read_rows(rows, span=CHUNK_ROWS)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.file.read_rows(np.arange(start, stop), span=CHUNK_ROWS)
+
+
+@dataclass
+class DataStats:
+    """What one pass over the rows learns (float64 throughout)."""
+
+    n: int
+    dim: int
+    mean: np.ndarray
+    """(D,) the mean row."""
+    sq_dev: float
+    """Sum over rows of the squared distance to the mean."""
+    fingerprint: list[float]
+    """A cheap summary of the data, to refuse resuming on other data."""
+
+    @property
+    def scale(self) -> float:
+        """Root mean squared norm of the centred rows over sqrt(D) (1 when the rows are all equal)."""
+        scale = math.sqrt(self.sq_dev / self.n / self.dim)
+        return scale if scale > 0 else 1.0
+
+
+def scan(rows: Rows) -> DataStats:
+    """One streamed pass over ``rows``: validation (by the source), mean and squared deviation
+    (chunks merged as Chan et al.), fingerprint. Memory holds one chunk."""
+    n, dim = 0, rows.dim
+    mean = np.zeros(dim)
+    sq_dev = total = total_sq = first_col = 0.0
+    for first, block in rows.chunks():
+        x = block.astype(np.float64)
+        m = x.shape[0]
+        if m == 0:
+            continue
+        block_mean = x.mean(0)
+        block_sq_dev = float(((x - block_mean) ** 2).sum())
+        delta = block_mean - mean
+        sq_dev += block_sq_dev + float(delta @ delta) * n * m / (n + m)
+        mean += delta * (m / (n + m))
+        n += m
+        total += float(x.sum())
+        total_sq += float((x * x).sum())
+        first_col += float(x[:, 0] @ np.arange(first, first + m, dtype=np.float64))
+    return DataStats(n, dim, mean, sq_dev, [float(n), float(dim), total, total_sq, first_col])
+
+
+class TrainingData:
+    """Validated training rows and their statistics: what :func:`sparsecode.train` consumes."""
+
+    def __init__(self, rows: Rows, path: str, file: EmbeddingFile | None = None):
+        self.rows, self.path, self._file = rows, path, file
+        self.stats = scan(rows)
+
+    @property
+    def n(self) -> int:
+        return self.rows.n
+
+    @property
+    def dim(self) -> int:
+        return self.rows.dim
+
+    def __len__(self) -> int:
+        return self.rows.n
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> "TrainingData":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_training_data(source: "Embeddings | TrainingData | str | os.PathLike") -> TrainingData:
+    """Training data from a file (streamed), from embeddings in memory, or as it is."""
+    if isinstance(source, TrainingData):
+        return source
+    if isinstance(source, Embeddings):
+        return TrainingData(ArrayRows(source.vectors), source.path)
+    file = EmbeddingFile(source)
+    try:
+        return TrainingData(FileRows(file), file.path, file)
+    except BaseException:
+        file.close()
+        raise
+
+
+class EpochOrder:
+    """The row order of one epoch (see the module docstring), drawn from ``generator``."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator = n, generator
+        n_chunks = math.ceil(n / CHUNK_ROWS)
+        if n_chunks <= BUFFER_CHUNKS:
+            self.groups = [np.arange(n_chunks)]
+        else:
+            order = torch.randperm(n_chunks, generator=generator).numpy()
+            self.groups = [np.sort(order[i : i + BUFFER_CHUNKS]) for i in range(0, n_chunks, BUFFER_CHUNKS)]
+        sizes = [sum(min(CHUNK_ROWS, n - c * CHUNK_ROWS) for c in g) for g in self.groups]
+        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        """Stream position where each buffer begins (and N at the end)."""
+        self._perms: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def rows(self, j: int) -> np.ndarray:
+        """Row positions of buffer ``j``, its chunks in file order."""
+        return np.concatenate([np.arange(c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, self.n)) for c in self.groups[j]])
+
+    def perm(self, j: int) -> torch.Tensor:
+        """Buffer ``j``'s shuffle (int64, CPU); draws those of buffers up to ``j`` first."""
+        while len(self._perms) <= j:
+            size = int(self.starts[len(self._perms) + 1] - self.starts[len(self._perms)])
+            self._perms.append(torch.randperm(size, generator=self.generator))
+        return self._perms[j]
+
+    def finish(self) -> None:
+        """Draw what is left, so the generator ends every epoch in the same state."""
+        self.perm(len(self) - 1)
+
+
+def slice_bounds(length: int, rank: int, world: int) -> tuple[int, int]:
+    """Offsets of process ``rank``'s slice of a batch of ``length`` rows split over ``world``."""
+    return length * rank // world, length * (rank + 1) // world
+
+
+class BatchSource:
+    """This process's rows of each global batch, on the device, prepared (normalised).
+
+    ``prepare`` turns (K, D) float32 rows on the host into what the model takes (on the device).
+    """
+
+    def __init__(self, rows: Rows, batch_size: int, prepare: Callable[[np.ndarray], torch.Tensor],
+                 rank: int = 0, world: int = 1):
+        self.rows, self.batch_size, self.prepare = rows, batch_size, prepare
+        self.rank, self.world = rank, world
+        self.steps_per_epoch = math.ceil(rows.n / batch_size)
+        self.order: EpochOrder | None = None
+        self._loaded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._kept: tuple[np.ndarray, torch.Tensor] | None = None
+
+    def start_epoch(self, generator: torch.Generator) -> None:
+        """Draw the order of a new epoch from ``generator`` (in its state at the epoch's start)."""
+        self.order = EpochOrder(self.rows.n, generator)
+        self._loaded = {}
+
+    def finish_epoch(self) -> None:
+        self.order.finish()
+        self._loaded = {}
+
+    def global_size(self, batch: int) -> int:
+        """Rows in global batch ``batch``."""
+        return min(self.batch_size, self.rows.n - batch * self.batch_size)
+
+    def local_span(self, batch: int) -> tuple[int, int]:
+        """Stream positions [lo, hi) of this process's slice of global batch ``batch``."""
+        start = batch * self.batch_size
+        lo, hi = slice_bounds(self.global_size(batch), self.rank, self.world)
+        return start + lo, start + hi
+
+    def batch(self, batch: int) -> torch.Tensor:
+        """(B_local, D) this process's rows of global batch ``batch`` (0-based, of the current epoch)."""
+        lo, hi = self.local_span(batch)
+        starts = self.order.starts
+        first = int(np.searchsorted(starts, lo, side="right")) - 1
+        last = int(np.searchsorted(starts, max(lo, hi - 1), side="right")) - 1
+        for j in [j for j in self._loaded if j < first]:
+            del self._loaded[j]  # buffers behind us
+        pieces = []
+        for j in range(first, last + 1):
+            data, pos_to_row = self._buffer(j)
+            a, b = max(lo, int(starts[j])) - int(starts[j]), min(hi, int(starts[j + 1])) - int(starts[j])
+            pieces.append(data[pos_to_row[a:b]])
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+    def _needed(self, j: int) -> np.ndarray:
+        """Positions within buffer ``j`` (0-based) that fall in this process's slices."""
+        s, e = int(self.order.starts[j]), int(self.order.starts[j + 1])
+        pos = np.arange(s, e)
+        if self.world == 1:
+            return pos - s
+        batch_start = pos // self.batch_size * self.batch_size
+        length = np.minimum(self.batch_size, self.rows.n - batch_start)
+        owner = ((pos - batch_start + 1) * self.world - 1) // length  # inverse of slice_bounds
+        return pos[owner == self.rank] - s
+
+    def _buffer(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Buffer ``j`` as (rows read, prepared) and, per position, the index of its row there."""
+        if j in self._loaded:
+            return self._loaded[j]
+        perm = self.order.perm(j)
+        rows_j = self.order.rows(j)
+        needed = self._needed(j)
+        if len(needed) == len(rows_j):  # every row: the read rows are the buffer's, sorted
+            unique, inverse = rows_j, perm
+        else:
+            unique, inv = np.unique(rows_j[perm.numpy()[needed]], return_inverse=True)
+            inverse = torch.full((len(rows_j),), -1, dtype=torch.int64)
+            inverse[torch.from_numpy(needed)] = torch.from_numpy(inv.reshape(-1).astype(np.int64))
+        if self._kept is not None and np.array_equal(self._kept[0], unique):
+            data = self._kept[1]
+        else:
+            self._kept = None  # free it before reading the next
+            data = self.prepare(self.rows.take(unique))
+            self._kept = (unique, data)
+        device = data.device
+        self._loaded[j] = (data, inverse.to(device))
+        return self._loaded[j]

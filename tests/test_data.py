@@ -1,0 +1,138 @@
+"""The training data source: the order of an epoch, its split over processes, bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sparsecode as sc
+import sparsecode.data as data
+from sparsecode.data import ArrayRows, BatchSource, FileRows
+
+from .conftest import SMALL, sample_subset
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 100 rows, buffers of 3 chunks: the sample's 5,000 words stream in 17 buffers."""
+    monkeypatch.setattr(data, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(data, "BUFFER_CHUNKS", 3)
+
+
+class CountingRows(ArrayRows):
+    """Rows whose value is their own position, recording how many rows each read takes."""
+
+    def __init__(self, n: int):
+        super().__init__(np.repeat(np.arange(n, dtype=np.float32)[:, None], 2, axis=1))
+        self.reads: list[int] = []
+
+    def take(self, rows):
+        self.reads.append(len(rows))
+        return super().take(rows)
+
+
+def epoch(rows, batch_size, seed, rank=0, world=1):
+    source = BatchSource(rows, batch_size, torch.from_numpy, rank, world)
+    source.start_epoch(torch.Generator().manual_seed(seed))
+    batches = [source.batch(b)[:, 0].long() for b in range(source.steps_per_epoch)]
+    source.finish_epoch()
+    return batches, source
+
+
+def test_an_epoch_visits_every_row_once_in_shuffled_chunks(small_chunks):
+    rows = CountingRows(1234)
+    batches, source = epoch(rows, 64, seed=0)
+    assert source.steps_per_epoch == 20 and [len(b) for b in batches] == [64] * 19 + [1234 - 19 * 64]
+    order = torch.cat(batches)
+    assert sorted(order.tolist()) == list(range(1234))
+    # The first buffer holds exactly three whole chunks, in shuffled order.
+    first_buffer = order[:300]
+    assert sorted({int(r) // 100 for r in first_buffer}) == sorted({int(r) // 100 for r in first_buffer})[:3]
+    assert len({int(r) // 100 for r in first_buffer}) == 3 and not torch.equal(first_buffer, first_buffer.sort().values)
+    # Memory: a read is at most one buffer; another seed, another order.
+    assert max(rows.reads) <= 300
+    assert not torch.equal(order, torch.cat(epoch(rows, 64, seed=1)[0]))
+
+
+def test_the_order_does_not_depend_on_the_number_of_processes(small_chunks):
+    rows = CountingRows(1001)
+    reference, _ = epoch(rows, 50, seed=3)
+    for world in (2, 3):
+        parts = [epoch(rows, 50, seed=3, rank=r, world=world)[0] for r in range(world)]
+        for b, expected in enumerate(reference):
+            assert torch.equal(torch.cat([p[b] for p in parts]), expected), (world, b)
+    # Each of two processes reads about half of the rows, never a whole buffer at once.
+    half = CountingRows(1001)
+    epoch(half, 50, seed=3, rank=1, world=2)
+    assert sum(half.reads) == sum(len(b) - len(b) // 2 for b in reference) and max(half.reads) <= 150
+
+
+def test_small_data_keeps_the_one_shuffle_of_the_whole_vocabulary():
+    """Up to CHUNK_ROWS x BUFFER_CHUNKS words, an epoch is torch.randperm of all rows, read once."""
+    rows = CountingRows(5000)
+    reference = torch.Generator().manual_seed(7)
+    gen = torch.Generator().manual_seed(7)
+    source = BatchSource(rows, 256, torch.from_numpy)
+    for _ in range(2):
+        source.start_epoch(gen)
+        got = torch.cat([source.batch(b)[:, 0].long() for b in range(source.steps_per_epoch)])
+        source.finish_epoch()
+        assert torch.equal(got, torch.randperm(5000, generator=reference))
+    assert rows.reads == [5000]
+
+
+def test_streamed_file_trains_like_the_same_vectors_in_memory(tmp_path, sample, small_chunks):
+    words, vectors = sample_subset(sample, 1500)
+    path = tmp_path / "emb.h5"
+    sc.embeddings.write_embeddings(path, words, vectors)
+    cfg = sc.TrainConfig(**{**SMALL, "epochs": 2, "hidden": 64})
+    from_file = sc.train(path, cfg)
+    in_memory = sc.train(sc.Embeddings(words, vectors, str(path)), cfg)
+    for name, tensor in in_memory.model.weights().items():
+        assert torch.equal(from_file.model.weights()[name], tensor), name
+    assert {**from_file.summary, "train_seconds": 0} == {**in_memory.summary, "train_seconds": 0}
+    assert from_file.run_info["n_words"] == 1500
+
+
+def test_streamed_resume_is_exact_and_the_checkpoint_holds_no_permutation(tmp_path, sample, small_chunks):
+    words, vectors = sample_subset(sample, 1500)
+    path = tmp_path / "emb.h5"
+    sc.embeddings.write_embeddings(path, words, vectors)
+    cfg = sc.TrainConfig(**{**SMALL, "epochs": 2, "hidden": 64, "batch_size": 64, "checkpoint_every": 5})
+    reference = sc.train(path, cfg).model.weights()
+
+    def stop_at(step):
+        def cb(progress):
+            if progress.step >= step:
+                raise KeyboardInterrupt
+        return cb
+
+    out = tmp_path / "run"
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(path, cfg, out_dir=out, progress=stop_at(31))  # mid-epoch 2, mid-buffer
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["position"]["epoch"] == 2 and state["position"]["batch"] == 31 - 24
+    sizes = [t.numel() for t in state.values() if isinstance(t, torch.Tensor)]
+    assert 1500 not in sizes and "perm" not in state
+    resumed = sc.train(path, cfg, out_dir=out, resume=True).model.weights()
+    for name, tensor in reference.items():
+        assert torch.equal(resumed[name], tensor), name
+
+
+def test_file_rows_read_the_kept_words_after_duplicates(tmp_path):
+    from .conftest import write_h5
+
+    vectors = np.arange(1, 21, dtype=np.float32).reshape(10, 2)
+    path = write_h5(tmp_path / "dup.h5", words=["a", "b", "a", "c", "d", "b", "e", "f", "g", "h"], vectors=vectors)
+    with pytest.warns(sc.embeddings.DuplicateWordsWarning):
+        file = sc.EmbeddingFile(path)
+    with file:
+        rows = FileRows(file)
+        kept = np.array([0, 1, 3, 4, 6, 7, 8, 9])
+        assert rows.n == 8
+        np.testing.assert_array_equal(rows.read(0, 8), vectors[kept])
+        np.testing.assert_array_equal(rows.take(np.array([1, 2, 7])), vectors[[1, 3, 9]])
+        stats = data.scan(rows)
+        np.testing.assert_allclose(stats.mean, vectors[kept].mean(0))
+        assert stats.sq_dev == pytest.approx(((vectors[kept] - vectors[kept].mean(0)) ** 2).sum())
