@@ -108,18 +108,16 @@ def synthetic(n: int, d: int, seed: int = 0) -> Embeddings:
 @contextlib.contextmanager
 def precision(mode: str, device: torch.device):
     """fp32: plain float32; tf32: TF32 tensor cores for float32 products; bf16: autocast to bfloat16."""
-    old = torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None
+    old = torch.get_float32_matmul_precision()
     try:
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        torch.set_float32_matmul_precision("high" if mode == "tf32" else "highest")  # "high": TF32 on CUDA
         if mode == "bf16":
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 yield
         else:
             yield
     finally:
-        if old is not None:
-            torch.backends.cuda.matmul.allow_tf32 = old
+        torch.set_float32_matmul_precision(old)
 
 
 def sync(device: torch.device) -> None:

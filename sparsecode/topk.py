@@ -128,7 +128,7 @@ def topk_select(pre_acts: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """
     B, H = pre_acts.shape
     size = _block_size(H, k) if pre_acts.device.type == "cpu" else 0
-    if size == 0 or B == 0 or pre_acts.dtype not in (torch.float32, torch.float64):
+    if size == 0 or B == 0 or k < 1 or pre_acts.dtype not in (torch.float32, torch.float64):
         return pre_acts.topk(k, dim=1, sorted=False)
     pre_acts = pre_acts.detach().contiguous()
     n_blocks = H // size

@@ -345,7 +345,8 @@ class Trainer:
         dev = self.device
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        self.noise_gen.set_state(state["noise_generator"])
+        if "noise_generator" in state:
+            self.noise_gen.set_state(state["noise_generator"])
         torch.set_rng_state(state["torch_rng"])
         pos = state["position"]
         self.step, self.seen, self.epoch, self.batch = pos["step"], pos["seen"], pos["epoch"], pos["batch"]
