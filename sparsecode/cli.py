@@ -17,6 +17,7 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -37,23 +38,30 @@ app = typer.Typer(
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 DEFAULTS = TrainConfig()
-_state = {"hard_exit": False}
+_state = {"hard_exit": False, "rank": 0}
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn library errors into one clean line and a non-zero exit; show warnings as lines."""
+    """Turn library errors into one clean line and a non-zero exit; show warnings as lines.
+
+    In a job of several processes (torchrun) process 0 speaks for all of them, since they share
+    every error; a process that lost its peers says so itself."""
+    from .distributed import ProcessLost
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             yield
         except TrainingInterrupted as exc:
             _print_warnings(caught)
-            err.print(f"[bold yellow]interrupted:[/] {exc}", soft_wrap=True)
+            if _state["rank"] == 0:
+                err.print(f"[bold yellow]interrupted:[/] {exc}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except SparsecodeError as exc:
             _print_warnings(caught)
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            if _state["rank"] == 0 or isinstance(exc, ProcessLost):
+                err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             if isinstance(exc, OutputWriteError):
                 _state["hard_exit"] = True
             raise typer.Exit(1) from None
@@ -64,6 +72,8 @@ def user_errors() -> Iterator[None]:
 
 
 def _print_warnings(caught) -> None:
+    if _state["rank"] != 0:
+        return
     for w in caught:
         if issubclass(w.category, UserWarning):
             err.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
@@ -140,27 +150,44 @@ def train(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or start-up line."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the metrics per epoch and the summary."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU): starts torchrun's launcher "
+                                                 "with them (DistributedDataParallel)."),
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .atomic import check_output
     from .data import open_training_data
+    from .distributed import current_rank, launch, session
     from .train import train as run_training
 
+    _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
     with user_errors():
         cfg = TrainConfig(hidden=hidden, sparsity=sparsity, k=k, rho=rho, beta=beta, l1_coef=l1_coef, noise=noise,
                           encoder_layers=_widths(encoder_layers), epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
                           k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, aux_coef=aux_coef, aux_k=aux_k,
                           encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
+    if nproc != 1:
+        with user_errors():
+            if nproc < 1:
+                raise SparsecodeError(f"--nproc must be at least 1 (got {nproc})")
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise SparsecodeError("--nproc: this process is already one of a torchrun job; drop --nproc")
+            cfg.validate()
+        raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
+    with user_errors(), session(device) as dist:  # a torchrun job's processes, or just this one
         cfg.validate()
         if not resume:
-            check_output(out_dir, force)
-        with open_training_data(embeddings) as emb:  # validated in one streamed pass, not loaded
-            if not quiet:
-                err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}")
-            with LiveBar("train", enabled=not quiet) as bar:
+            dist.from_main(lambda: check_output(out_dir, force), "checking the output")
+        # Validated in one streamed pass, not loaded; every process, and all agree on an error.
+        with dist.agree(lambda: open_training_data(embeddings), "reading the embeddings") as emb:
+            if not quiet and dist.is_main:
+                err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
+                          + (f", {dist.world} processes" if dist.active else ""))
+            with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
                 result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
                     p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
                     status=f"loss {p.loss:.4f}  FVU {p.fvu:.4f}  dead {100 * p.dead_fraction:.1f}%"))
+    if not dist.is_main:
+        return None
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 
@@ -220,6 +247,19 @@ def encode(
                              method=method, nonneg=nonneg)
     summary = {**summary, "mean_l0": round(summary["mean_l0"], 2)}
     _print_summary(out_file, summary, ("words", "units", "k", "method", "nnz", "mean_l0", "zero_rows", "dead_units"))
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    """The command line without its --nproc option (what each process of the job runs)."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
 
 
 def _load_codes(path: Path):

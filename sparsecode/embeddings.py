@@ -74,10 +74,11 @@ def _short(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def decode_words(raw: np.ndarray, path: str, dataset: str = "words") -> list[str]:
-    """Decode an array of ``str``/``bytes`` into Python strings, strictly as UTF-8."""
+def decode_words(raw: np.ndarray, path: str, dataset: str = "words", first: int = 0) -> list[str]:
+    """Decode an array of ``str``/``bytes`` into Python strings, strictly as UTF-8 (``first``: the
+    entry number of ``raw[0]``, for the error message)."""
     words: list[str] = []
-    for i, w in enumerate(raw.tolist()):
+    for i, w in enumerate(raw.tolist(), first):
         if isinstance(w, bytes):
             try:
                 w = w.decode("utf-8")
@@ -142,35 +143,72 @@ class EmbeddingFile:
             raise SparsecodeError(
                 f"{path}: 'words' has {wds.shape[0]} entries but 'vectors' has {n} rows; they must match"
             )
-        try:
-            raw = wds[...]
-        except OSError as exc:
-            raise SparsecodeError(f"{path}: cannot read 'words' (truncated file? {_short(exc)})") from None
-        words = decode_words(np.asarray(raw), path)
-
-        # Keep the first occurrence of each word.
-        first: dict[str, int] = {}
-        for i, w in enumerate(words):
-            first.setdefault(w, i)
-        n_dup = n - len(first)
-        if n_dup:
-            keep = np.fromiter(sorted(first.values()), dtype=np.int64, count=len(first))
-            warnings.warn(
-                f"{path}: {n_dup} duplicate word(s) (first: {next(w for i, w in enumerate(words) if first[w] != i)!r}); "
-                "kept the first occurrence of each",
-                DuplicateWordsWarning,
-                stacklevel=3,
-            )
-            self.words = [words[i] for i in keep]
-            self._keep: np.ndarray | None = keep
-        else:
-            self.words = words
-            self._keep = None
         self.n_rows = n
         self.dim = d
+        self._words: list[str] | None = None
+        self._keep: np.ndarray | None = None
+
+        # Every word is decoded (strictly, as UTF-8) a chunk at a time and only its hash is kept,
+        # so that memory holds 8 bytes per word, not the words: equal hashes are then checked on
+        # the words themselves. The first occurrence of each word is kept.
+        hashes = np.empty(n, dtype=np.int64)
+        for start, words in self._iter_words():
+            hashes[start : start + len(words)] = [hash(w) for w in words]
+        order = np.argsort(hashes, kind="stable")
+        same = hashes[order[1:]] == hashes[order[:-1]]
+        if same.any():
+            suspects = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
+            first: dict[str, int] = {}
+            duplicates = [i for i, w in zip(suspects.tolist(), self._read_words(suspects)) if first.setdefault(w, i) != i]
+            if duplicates:
+                self._keep = np.setdiff1d(np.arange(n), duplicates)
+                warnings.warn(
+                    f"{path}: {len(duplicates)} duplicate word(s) (first: {self._read_words([duplicates[0]])[0]!r}); "
+                    "kept the first occurrence of each",
+                    DuplicateWordsWarning,
+                    stacklevel=3,
+                )
+
+    #: Words read at a time.
+    _WORD_CHUNK = 1 << 16
+
+    def _iter_words(self) -> Iterator[tuple[int, list[str]]]:
+        """``(first, words)`` per chunk of every entry of 'words' (duplicates included), decoded."""
+        wds = self._file["words"]
+        for start in range(0, self.n_rows, self._WORD_CHUNK):
+            try:
+                raw = wds[start : start + self._WORD_CHUNK]
+            except OSError as exc:
+                raise SparsecodeError(f"{self.path}: cannot read 'words' (truncated file? {_short(exc)})") from None
+            yield start, decode_words(np.asarray(raw), self.path, first=start)
+
+    def _read_words(self, entries) -> list[str]:
+        """The words at sorted entry numbers ``entries`` (of the file, duplicates included)."""
+        entries = np.asarray(entries, dtype=np.int64)
+        out: list[str] = []
+        for start, words in self._iter_words() if len(entries) else ():
+            if start > entries[-1]:
+                break
+            lo, hi = np.searchsorted(entries, [start, start + len(words)])
+            out += [words[i - start] for i in entries[lo:hi].tolist()]
+        return out
+
+    @property
+    def words(self) -> list[str]:
+        """The N unique words, in file order (read when first asked for: training does not need them)."""
+        if self._words is None:
+            words = [w for _, chunk in self._iter_words() for w in chunk]
+            self._words = words if self._keep is None else [words[i] for i in self._keep.tolist()]
+        return self._words
+
+    def word(self, i: int) -> str:
+        """Kept word number ``i``."""
+        if self._words is not None:
+            return self._words[i]
+        return self._read_words([i if self._keep is None else self._keep[i]])[0]
 
     def __len__(self) -> int:
-        return len(self.words)
+        return self.n_rows if self._keep is None else len(self._keep)
 
     def __enter__(self) -> "EmbeddingFile":
         return self
@@ -214,7 +252,7 @@ class EmbeddingFile:
             finite = np.isfinite(block).all(axis=1)
             nonfinite += int((~finite).sum())
             zero += int((finite & ~block.any(axis=1)).sum())
-        word = self.words[first_bad]
+        word = self.word(first_bad)
         if nonfinite:
             raise SparsecodeError(
                 f"{self.path}: {nonfinite} row(s) of 'vectors' contain NaN or Inf"
@@ -248,7 +286,7 @@ class EmbeddingFile:
 
     def read_all(self) -> Embeddings:
         """Read every kept row into memory (validated)."""
-        out = np.empty((len(self.words), self.dim), dtype=np.float32)
+        out = np.empty((len(self), self.dim), dtype=np.float32)
         for first, block in self.iter_chunks():
             out[first : first + block.shape[0]] = block
         return Embeddings(words=self.words, vectors=out, path=self.path)

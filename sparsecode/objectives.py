@@ -71,7 +71,8 @@ def reconstruction(x: Tensor, x_hat: Tensor, data_mean: Tensor) -> Reconstructio
     return Reconstruction((x - x_hat).pow(2).sum(), (x - data_mean).pow(2).sum())
 
 
-def auxk_loss(residual: Tensor, aux_acts: Tensor, aux_indices: Tensor, W_dec: Tensor, any_dead: Tensor) -> Tensor:
+def auxk_loss(residual: Tensor, aux_acts: Tensor, aux_indices: Tensor, W_dec: Tensor, any_dead: Tensor,
+              variance: Tensor | None = None) -> Tensor:
     """AuxK (Gao et al. 2024): reconstruct the main model's residual from dead units alone.
 
     residual: (B, D) ``x - x_hat``, detached here so that this loss trains only the dead units;
@@ -79,12 +80,13 @@ def auxk_loss(residual: Tensor, aux_acts: Tensor, aux_indices: Tensor, W_dec: Te
     any_dead: 0-d bool, whether any unit is dead (without it the loss is 0).
 
     The decoder bias is deliberately not added: the residual already excludes it. Normalised by
-    the residual's variance about its batch mean, as in the paper.
+    the residual's variance about its batch mean, as in the paper; ``variance`` replaces it when
+    given (the whole batch's, when the batch is split over processes).
     """
     residual = residual.detach()
     aux_hat = decode(aux_acts, aux_indices, W_dec, W_dec.new_zeros(W_dec.shape[1]))
     err = (residual - aux_hat).pow(2).sum()
-    var = (residual - residual.mean(0)).pow(2).sum().clamp_min(1e-12)
+    var = (residual - residual.mean(0)).pow(2).sum().clamp_min(1e-12) if variance is None else variance
     return torch.where(any_dead, err / var, torch.zeros_like(err))
 
 

@@ -38,21 +38,25 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
 from .data import CHUNK_ROWS, BatchSource, TrainingData, open_training_data
+from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import CodeStatistics
 from .model import Normalisation, SparseAutoencoder
-from .objectives import auxk_loss, make_objective, reconstruction
+from .objectives import Objective, Reconstruction, auxk_loss, make_objective, reconstruction
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
 #: The files of a finished run directory (``--force`` replaces these and only these).
 RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
 CHECKPOINT = "checkpoint.pt"
+#: Words encoded at a time for the final statistics.
+FINAL_BATCH = 2048
 #: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start).
 CHECKPOINT_FORMAT = "sparsecode-checkpoint-2"
 
@@ -116,15 +120,30 @@ def make_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr)
 
 
-class Trainer:
-    """The state of one training run and the loop that advances it."""
+class _Step(nn.Module):
+    """A training step's forward pass (the objective's ``step``) as a module, so that
+    DistributedDataParallel can wrap it."""
 
-    def __init__(self, data: TrainingData | Embeddings, cfg: TrainConfig):
+    def __init__(self, model: SparseAutoencoder, objective: Objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, x: torch.Tensor, k: int, aux_k: int, dead: torch.Tensor, t: int):
+        return self.objective.step(self.model, x, k, aux_k, dead, t)
+
+
+class Trainer:
+    """The state of one training run and the loop that advances it.
+
+    With ``dist`` (a job of several processes, see :mod:`sparsecode.distributed`) each process
+    trains on its slice of every global batch and all of them keep the same state.
+    """
+
+    def __init__(self, data: TrainingData | Embeddings, cfg: TrainConfig, dist: Distributed | None = None):
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        if isinstance(data, Embeddings):  # in memory (the benchmarks build their data so)
-            data = open_training_data(data)
-        self.data = data
+        self.dist = dist or Distributed(None)
+        self.device = self.dist.device or resolve_device(cfg.device)
+        self.data = data = open_training_data(data)
         stats = data.stats
         self.n, self.d_in = stats.n, stats.dim
         self.fingerprint = stats.fingerprint
@@ -143,7 +162,9 @@ class Trainer:
                                    normalised_mean.to(self.device), generator=self.gen)
         self.data_mean = normalised_mean.to(self.device)
         self.opt = make_adam(list(self.model.parameters()), cfg.lr)
-        self.source = BatchSource(data.rows, cfg.batch_size, self._prepare)
+        self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world)
+        self.forward = self.dist.wrap(_Step(self.model, self.objective))
+        self.stop_asked = self.stop_agreed = False  # SIGINT/SIGTERM, as the processes agree on it
 
         self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 and cfg.uses_k else 0  # no AuxK work when it is off
         self.steps_per_epoch = self.source.steps_per_epoch
@@ -184,7 +205,7 @@ class Trainer:
 
     @property
     def run_info(self) -> dict:
-        return {
+        info = {
             "device": str(self.device),
             "n_words": self.n,
             "d_in": self.d_in,
@@ -195,6 +216,9 @@ class Trainer:
             "aux_k": self.aux_k,
             "steps": self.total_steps,
         }
+        if self.dist.active:
+            info["processes"] = self.dist.world
+        return info
 
     @property
     def finished(self) -> bool:
@@ -211,11 +235,21 @@ class Trainer:
         dead = (self.seen - self.last_fired) >= self.dead_after
         noise = cfg.noise_value
         x_in = x + noise * torch.randn(x.shape, device=x.device, generator=self.noise_gen) if noise > 0 else x
-        codes = self.objective.step(model, x_in, k, self.aux_k, dead, self.step)
+        codes = self.forward(x_in, k, self.aux_k, dead, self.step)
         rec = reconstruction(x, codes.x_hat, self.data_mean)
-        loss = rec.fvu + codes.penalty
+        penalty, aux_var = codes.penalty, None
+        if self.dist.active:  # denominators of the global batch; x W because DDP averages the W gradients
+            glob = self.dist.reduce_batch(x.shape[0], rec.ssd, rec.sse, codes.row_l0, codes.counts,
+                                          (x - codes.x_hat).detach() if self.aux_k > 0 else None, self.stop_asked)
+            world = self.dist.world
+            rec = Reconstruction(rec.sse * world, glob.ssd)
+            # A penalty that is a mean over rows: this slice's share of the global batch's.
+            penalty = penalty * (world * x.shape[0] / glob.rows) if x.shape[0] else penalty.new_zeros(())
+            aux_var = glob.residual_var.clamp_min(1e-12) / world if self.aux_k > 0 else None
+        loss = rec.fvu + penalty
         if self.aux_k > 0:
-            loss = loss + cfg.aux_coef * auxk_loss(x - codes.x_hat, codes.aux_acts, codes.aux_indices, model.W_dec, dead.any())
+            loss = loss + cfg.aux_coef * auxk_loss(x - codes.x_hat, codes.aux_acts, codes.aux_indices, model.W_dec,
+                                                   dead.any(), aux_var)
 
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -224,19 +258,23 @@ class Trainer:
         model.normalise_decoder()
 
         with torch.no_grad():
-            counts = codes.counts
+            rows, counts, row_l0 = x.shape[0], codes.counts, codes.row_l0
+            batch_stats = (("loss", loss.detach()), ("sse", rec.sse.detach()), ("ssd", rec.ssd),
+                           ("l0", row_l0.sum()), ("zero_rows", (row_l0 == 0).sum()))
+            if self.dist.active:  # the whole batch's figures, the same in every process
+                rows, counts, self.stop_agreed = glob.rows, glob.counts, glob.stop
+                batch_stats = (("loss", self.dist.all_reduce(loss.detach() / world)), ("sse", glob.sse),
+                               ("ssd", glob.ssd), ("l0", glob.l0), ("zero_rows", glob.zero_rows))
             fired = counts > 0
             if cfg.homeostasis_value > 0:
                 # Load balancing without a loss (as DeepSeek-V3 routes experts): nudge each unit's
                 # encoder bias toward the frequency k/H, up when it fires too rarely, down when too often.
-                self.freq_ema.mul_(0.99).add_(counts / x.shape[0], alpha=0.01)
+                self.freq_ema.mul_(0.99).add_(counts / rows, alpha=0.01)
                 model.b_enc.add_(torch.sign(k / cfg.hidden - self.freq_ema), alpha=cfg.homeostasis_value)
-            self.seen += x.shape[0]
+            self.seen += rows
             self.last_fired = torch.where(fired, self.seen, self.last_fired)
             self.fired_epoch |= fired
-            row_l0 = codes.row_l0
-            for name, value in (("loss", loss.detach()), ("sse", rec.sse.detach()), ("ssd", rec.ssd),
-                                ("l0", row_l0.sum()), ("zero_rows", (row_l0 == 0).sum())):
+            for name, value in batch_stats:
                 self.acc[name] += value
         self.step += 1
         self.batch += 1
@@ -272,9 +310,12 @@ class Trainer:
         k, read a chunk at a time."""
         mean = torch.from_numpy(self.data.stats.mean).float().to(self.device)
         stats = CodeStatistics(self.model, self.cfg.k_encode, mean)
-        rows = self.data.rows
-        for start in range(0, self.n, CHUNK_ROWS):
-            stats.update(torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, self.n))).to(self.device))
+        rows, dist = self.data.rows, self.dist
+        for start in range(dist.rank * CHUNK_ROWS, self.n, dist.world * CHUNK_ROWS):  # processes share the chunks
+            block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, self.n))).to(self.device)
+            for part in block.split(FINAL_BATCH):  # bounds the (batch, H) pre-activations
+                stats.update(part)
+        dist.all_reduce(stats.sums, "the final statistics")
         return stats.result()
 
     # -- the whole state --------------------------------------------------------------------------
@@ -341,7 +382,10 @@ class Trainer:
         good = self.state_dict()
         t_last = time.perf_counter()
         while not self.finished:
-            self.train_step()
+            if self.dist.active:  # asked before the step, agreed on by every process within it
+                self.stop_asked = stop_requested is not None and bool(stop_requested())
+            with self.dist.collective("a training step"):  # a lost peer: ProcessLost
+                self.train_step()
             now = time.perf_counter()
             self.elapsed += now - t_last
             self.epoch_seconds += now - t_last
@@ -349,7 +393,10 @@ class Trainer:
             at_epoch_end = self.batch == self.steps_per_epoch
             report = self.batch % self.report_every == 0 or at_epoch_end
             save = checkpoint is not None and (at_epoch_end or self.step % cfg.checkpoint_every == 0)
-            stop = stop_requested is not None and bool(stop_requested())
+            if self.dist.active:
+                stop = self.stop_agreed
+            else:
+                stop = stop_requested is not None and bool(stop_requested())
             # The host reads the loss only here; nothing unverified is reported, kept or checkpointed.
             if (report or save or stop) and not bool(torch.isfinite(self.acc["loss"])):
                 good = self._recover(good, checkpoint)
@@ -441,42 +488,56 @@ def train(
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    data = open_training_data(embeddings)
-    try:
-        return _train(data, cfg, out_dir, force, resume, progress)
-    finally:
-        if data is not embeddings:
-            data.close()
+    with session(cfg.device) as dist:
+        data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
+        try:
+            return _train(data, cfg, out_dir, force, resume, progress if dist.is_main else None, dist)
+        finally:
+            if data is not embeddings:
+                data.close()
 
 
-def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: bool, progress) -> TrainResult:
+def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: bool, progress,
+           dist: Distributed) -> TrainResult:
+    """Process 0 alone touches the run directory; every process trains (see sparsecode.distributed)."""
     n, d_in = data.n, data.dim
     if n < 2:
         raise SparsecodeError(f"{data.path}: needs at least 2 words to train, found {n}")
     run_dir = Path(out_dir) if out_dir is not None else None
+    state = None
     if run_dir is not None:
-        _prepare_run_dir(run_dir, force, resume)
-        # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
-        shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity, encoder_layers=cfg.encoder_layers)
-        n_values = sum(t.numel() for t in shape.state_dict().values())
-        check_space(run_dir / CHECKPOINT, 3 * 4 * n_values + 2**20)
+        def prepare() -> dict | None:
+            _prepare_run_dir(run_dir, force, resume)
+            # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
+            shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity,
+                                      encoder_layers=cfg.encoder_layers)
+            n_values = sum(t.numel() for t in shape.state_dict().values())
+            check_space(run_dir / CHECKPOINT, 3 * 4 * n_values + 2**20)
+            if resume and (run_dir / CHECKPOINT).is_file():
+                return _load_checkpoint(run_dir / CHECKPOINT)
+            if resume:
+                warnings.warn(f"{run_dir}: no checkpoint to resume from; training from the start", stacklevel=4)
+            return None
 
-    trainer = Trainer(data, cfg)
+        state = dist.from_main(prepare, "preparing the run directory")
+
+    trainer = Trainer(data, cfg, dist)
     created = False
-    if run_dir is not None:
-        ckpt = run_dir / CHECKPOINT
-        if resume and ckpt.is_file():
-            state = _load_checkpoint(ckpt)
-            trainer.check_resumable(state, str(ckpt))
-            trainer.load_state_dict(state)
-        elif resume:
-            warnings.warn(f"{run_dir}: no checkpoint to resume from; training from the start", stacklevel=2)
+    saved = {"step": None}  # the step of the last checkpoint, known to every process
+    if state is not None:
+        trainer.check_resumable(state, str(run_dir / CHECKPOINT))
+        trainer.load_state_dict(state)
+        saved["step"] = trainer.step
+        del state
+    if run_dir is not None and dist.is_main:
         created = not run_dir.exists()
         run_dir.mkdir(exist_ok=True)
 
     def save_checkpoint() -> None:
-        with atomic_output(run_dir / CHECKPOINT, force=True) as tmp:
-            torch.save(trainer.state_dict(), tmp)
+        saved["step"] = trainer.step
+        if dist.is_main:
+            with atomic_output(run_dir / CHECKPOINT, force=True) as tmp:
+                torch.save(trainer.state_dict(), tmp)
 
     try:
         if run_dir is None:
@@ -492,18 +553,24 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
                         f"{run_dir}: interrupted at step {trainer.step} of {trainer.total_steps}; a checkpoint "
                         "was saved: run the same command with --resume to continue", int(signum)
                     ) from None
+        trainer.model.eval()
+        summary = trainer.final_statistics()
+    except ProcessLost as exc:
+        where = f"{run_dir}: " if run_dir is not None else ""
+        last = ("" if run_dir is None else "; there is no checkpoint yet" if saved["step"] is None
+                else f"; the last checkpoint is from step {saved['step']}")
+        hint = ": rerun the same command with --resume to continue (with any number of processes)" if run_dir else ""
+        raise ProcessLost(f"{where}training stopped at step {trainer.step}: {exc}{last}{hint}") from None
     except BaseException:
         if created and run_dir is not None and not (run_dir / CHECKPOINT).exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
 
-    trainer.model.eval()
-    summary = trainer.final_statistics()
     summary["k"] = cfg.k_encode
     summary["train_seconds"] = trainer.elapsed
     run_info = {**trainer.run_info, "embeddings": os.path.abspath(data.path)}
     result = TrainResult(model=trainer.model, config=cfg, metrics=trainer.metrics, summary=summary, run_info=run_info)
-    if run_dir is not None:
+    if run_dir is not None and dist.is_main:
         write_run(run_dir, result)
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
     return result

@@ -1,0 +1,262 @@
+"""Training on several processes with torch.distributed: launched by ``torchrun``, or by
+``sparsecode train --nproc N``, which starts torchrun's launcher in-process.
+
+A process learns its place from the environment torchrun sets (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR``...). Without it, or with ``WORLD_SIZE=1``, :class:`Distributed`
+is a plain single process and every method here is a no-op: nothing changes for one process.
+
+What the processes share, per step (see :meth:`Distributed.reduce_batch`): each one holds its slice
+of the global batch (:mod:`sparsecode.data`); one all-reduce adds up what the loss and the
+statistics need over the whole batch (its size, the squared deviation that divides the FVU, the
+residual's moments for AuxK, each unit's fire count, whether a stop was asked for), then
+DistributedDataParallel all-reduces the gradients. Every process thus computes the same update and
+the same dead units, and keeps identical parameters, optimizer state and statistics: any of them
+holds the whole training state, which process 0 checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+import os
+import re
+import signal
+import sys
+from typing import Callable, Iterator, NamedTuple, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .config import resolve_device
+from .errors import SparsecodeError
+
+T = TypeVar("T")
+
+#: Seconds a process waits for the others in one collective before giving up.
+TIMEOUT_S = 600
+
+
+class ProcessLost(SparsecodeError):
+    """Another process of the job failed or was stopped, so this one cannot go on."""
+
+
+class GlobalBatch(NamedTuple):
+    """Sums over the whole global batch (every process's slice), the same on every process."""
+
+    rows: int
+    """Rows in the global batch."""
+    ssd: Tensor
+    """0-d: squared deviation of the inputs about the data mean (the FVU's denominator)."""
+    sse: Tensor
+    """0-d: squared reconstruction error (a value: no gradient)."""
+    l0: Tensor
+    """0-d: active units summed over rows."""
+    zero_rows: Tensor
+    """0-d: rows with no active unit."""
+    counts: Tensor
+    """(H,) float32: rows in which each unit fired."""
+    residual_var: Tensor | None
+    """0-d float32: squared deviation of the residual about its batch mean (for AuxK), or None."""
+    stop: bool
+    """Whether any process was asked to stop (SIGINT/SIGTERM)."""
+
+
+def _is_comm_failure(exc: BaseException) -> bool:
+    """An error from a collective whose peer has gone (gloo and NCCL raise RuntimeError subclasses)."""
+    if not isinstance(exc, RuntimeError) or isinstance(exc, SparsecodeError):
+        return False
+    dist_error = getattr(dist, "DistError", None)
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("connection", "peer", "gloo", "nccl", "timed out", "broken pipe", "socket"))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The message's first line, without the source location gloo puts in front of it."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    line = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", lines[0]) if lines else type(exc).__name__
+    return line.split(". ")[0].rstrip(".")[:160]  # gloo goes on with generic advice
+
+
+class Distributed:
+    """This process's place in a torch.distributed job; ``world == 1`` is a plain single process."""
+
+    def __init__(self, device: torch.device | None, rank: int = 0, world: int = 1, local_rank: int = 0):
+        self.device, self.rank, self.world, self.local_rank = device, rank, world, local_rank
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # -- collectives ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def collective(self, what: str) -> Iterator[None]:
+        """Turn a collective that fails because a peer has gone into :class:`ProcessLost`."""
+        try:
+            yield
+        except RuntimeError as exc:
+            if self.active and _is_comm_failure(exc):
+                raise ProcessLost(f"another process of the job stopped (process {self.rank} of {self.world} "
+                                  f"lost it during {what}: {_first_line(exc)})") from None
+            raise
+
+    def all_reduce(self, tensor: Tensor, what: str = "a step") -> Tensor:
+        """Sum ``tensor`` over the processes, in place; returns it."""
+        if self.active:
+            with self.collective(what):
+                dist.all_reduce(tensor)
+        return tensor
+
+    def from_main(self, fn: Callable[[], T], what: str) -> T:
+        """Run ``fn`` on process 0 only and hand its result (or its error) to every process."""
+        if not self.active:
+            return fn()
+        box: list = [None]
+        if self.is_main:
+            try:
+                box[0] = ("ok", fn())
+            except SparsecodeError as exc:
+                box[0] = ("error", str(exc))
+        with self.collective(what):
+            dist.broadcast_object_list(box, src=0)
+        kind, value = box[0]
+        if kind == "error":
+            raise SparsecodeError(value)
+        return value
+
+    def agree(self, fn: Callable[[], T], what: str) -> T:
+        """Run ``fn`` on every process; if it fails on any, every process raises the first error
+        (so that a user error, found by every process, is one line from process 0)."""
+        if not self.active:
+            return fn()
+        try:
+            result, error = fn(), None
+        except SparsecodeError as exc:
+            result, error = None, str(exc)
+        errors: list = [None] * self.world
+        with self.collective(what):
+            dist.all_gather_object(errors, error)
+        failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+        if failed:
+            rank, message = failed[0]
+            same = all(e == message for _, e in failed) and len(failed) == self.world
+            raise SparsecodeError(message if same else f"process {rank}: {message}")
+        return result
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` under DistributedDataParallel (its gradients all-reduced in backward)."""
+        if not self.active:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        with self.collective("start-up"):
+            return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+    def reduce_batch(self, rows: int, ssd: Tensor, sse: Tensor, row_l0: Tensor, counts: Tensor,
+                     residual: Tensor | None, stop: bool) -> GlobalBatch:
+        """One all-reduce of what the loss and the statistics need over the global batch: this
+        process's ``rows``, ``ssd``, ``sse``, per-row L0 ``row_l0`` (B,), fire ``counts`` (H,) and,
+        for AuxK, the detached ``residual`` (B, D)."""
+        parts = [torch.tensor([rows, float(stop)], dtype=torch.float64, device=ssd.device),
+                 torch.stack([ssd.detach().double(), sse.detach().double(), row_l0.sum().double(),
+                              (row_l0 == 0).sum().double()])]
+        if residual is not None:
+            r = residual.double()
+            parts += [r.pow(2).sum().reshape(1), r.sum(0)]
+        parts.append(counts.double())
+        total = self.all_reduce(torch.cat(parts))
+        n = int(total[0])
+        residual_var = None
+        if residual is not None:
+            s1 = total[7 : 7 + residual.shape[1]]
+            residual_var = (total[6] - s1.dot(s1) / max(n, 1)).float()
+        return GlobalBatch(n, total[2].float(), total[3].float(), total[4], total[5],
+                           total[-counts.shape[0]:].float(), residual_var, bool(total[1] > 0))
+
+    def close(self) -> None:
+        """Leave the job once every process is done (a barrier), after DDP's reducers are gone
+        (collected first: one freed after its process group makes the process abort)."""
+        if self.active and dist.is_initialized():
+            gc.collect()
+            with contextlib.suppress(RuntimeError):  # a peer already gone: nothing to wait for
+                dist.barrier()
+            dist.destroy_process_group()
+
+
+def from_environment(device: str) -> Distributed:
+    """The job this process belongs to, from torchrun's environment; joins it (once) when there
+    is one. ``device`` is the ``--device`` setting: ``auto`` takes GPU ``LOCAL_RANK`` when there
+    are GPUs (backend NCCL), else the CPU (backend gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(None)  # the device is resolved where it is used, as before
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise SparsecodeError(f"process {rank}: no GPU {local_rank} here ({torch.cuda.device_count()} GPUs); "
+                                  "start at most one process per GPU (--nproc)")
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    return Distributed(dev, dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+@contextlib.contextmanager
+def session(device: str) -> Iterator[Distributed]:
+    """:func:`from_environment` for the span of a command; leaves the job when it is done (if it
+    joined it). Signals are held off while joining, so that a stop cannot split the job."""
+    joined = dist.is_available() and dist.is_initialized()
+    d = from_environment(device)
+    yield d  # on an error the process group is left as it is: the others may be anywhere (or gone),
+    if not joined:  # and tearing it down could hang or abort before the error is reported
+        d.close()
+
+
+def current_rank() -> int:
+    """0, or this process's rank in a torch.distributed job (from the environment)."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
+# -- sparsecode train --nproc N --------------------------------------------------------------------
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``python -m sparsecode ARGV`` in ``nproc`` processes on this machine, with torchrun's
+    launcher (``torch.distributed.launcher``), in this process; returns the exit code.
+
+    Exit codes: 0 when every process succeeded; otherwise that of the first process that failed
+    (1 for one killed by a signal), or 128 + the signal that stopped the launcher (Ctrl-C: 130).
+    """
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    for name, logger in list(logging.root.manager.loggerDict.items()):  # its log lines: our processes say it all
+        if name.startswith("torch.distributed") and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
+    try:
+        elastic_launch(config, sys.executable)("-m", "sparsecode", *argv)
+        return 0
+    except ChildFailedError as exc:
+        # The processes have said what happened (process 0 for the job; a survivor when a peer was
+        # lost); a process killed by a signal says nothing, and the survivors' line covers it.
+        first = min(exc.failures, key=lambda r: exc.failures[r].timestamp)
+        code = exc.failures[first].exitcode
+        return code if code > 0 else 1
+    except SignalException as exc:  # Ctrl-C or SIGTERM: the processes were stopped and checkpointed
+        return 128 + int(exc.sigval)

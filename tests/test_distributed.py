@@ -1,0 +1,117 @@
+"""Training on two CPU processes (torch.distributed, gloo), launched as users do: torchrun and --nproc."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import sparsecode as sc
+
+from .conftest import sample_subset
+
+#: Small enough for a few seconds per run; AuxK on, so that its global-batch variance is exercised.
+ARGS = ["--hidden", "64", "--k", "8", "--batch-size", "128", "--aux-coef", "0.03125", "--device", "cpu"]
+CFG = dict(hidden=64, k=8, batch_size=128, aux_coef=0.03125, device="cpu")
+ENV = {**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def emb_path(tmp_path_factory, sample) -> Path:
+    path = tmp_path_factory.mktemp("dist") / "emb2k.h5"
+    sc.embeddings.write_embeddings(path, *sample_subset(sample, 2000))
+    return path
+
+
+def torchrun(*args, nproc=2, **kwargs):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(nproc), "-m", "sparsecode", "train", *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=300, **kwargs)
+
+
+def assert_close_weights(a: dict, b: dict) -> None:
+    for name, tensor in b.items():
+        torch.testing.assert_close(a[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_two_processes_train_the_model_of_one(tmp_path, emb_path):
+    """Same global batches and seed: the same model, metrics and summary as one process."""
+    one = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=2))
+    proc = torchrun(emb_path, "--out", tmp_path / "run", *ARGS, "--epochs", 2)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.jsonl", "model.pt", "summary.json"]
+    assert proc.stdout.count("trained ") == 1 and proc.stderr.count("training on 2,000 words") == 1  # process 0 only
+    assert_close_weights(torch.load(run / "model.pt", weights_only=True), one.model.weights())
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for got, want in zip(metrics, one.metrics, strict=True):
+        for key in ("loss", "fvu", "mean_l0", "dead_fraction", "zero_rows_fraction", "k", "lr"):
+            assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-7), key
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("fvu", "cosine", "mean_l0", "dead_fraction", "always_on_fraction", "zero_rows_fraction"):
+        assert summary[key] == pytest.approx(one.summary[key], rel=1e-4, abs=1e-7), key
+    config = json.loads((run / "config.json").read_text())
+    assert config["processes"] == 2 and config["n_words"] == 2000
+
+
+def test_a_one_process_checkpoint_resumes_on_two(tmp_path, emb_path):
+    cfg = sc.TrainConfig(**CFG, epochs=2, checkpoint_every=5)
+    reference = sc.train(emb_path, cfg).model.weights()
+
+    def stop(progress):
+        if progress.step >= 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(emb_path, cfg, out_dir=tmp_path / "run", progress=stop)
+    proc = torchrun(emb_path, "--out", tmp_path / "run", *ARGS, "--epochs", 2, "--checkpoint-every", 5, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert_close_weights(torch.load(tmp_path / "run" / "model.pt", weights_only=True), reference)
+
+
+def _child_with_rank(parent: int, rank: int, deadline: float) -> int:
+    """The pid of the launcher's worker process with RANK=rank."""
+    while time.time() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent and f"RANK={rank}".encode() in env:
+                return int(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"no worker with RANK={rank}")
+
+
+def test_a_killed_process_stops_the_job_cleanly_and_its_checkpoint_resumes(tmp_path, emb_path):
+    """kill -9 one of two processes: the other ends with one error line and exit 1; the last
+    checkpoint resumes on one process and ends at the model of an uninterrupted run."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sparsecode", "train", str(emb_path), "--out", str(out), *ARGS, "--epochs", "30",
+           "--checkpoint-every", "5", "--quiet"]
+    launcher = subprocess.Popen([*cmd, "--nproc", "2"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    rank1 = _child_with_rank(launcher.pid, 1, deadline)  # found first, so that the kill follows the checkpoint
+    while not (out / "checkpoint.pt").exists() and launcher.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(rank1, signal.SIGKILL)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 1, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith(f"error: {out}: training stopped at step ") and "another process of the job stopped" in lines[0]
+    assert lines[0].endswith("rerun the same command with --resume to continue (with any number of processes)")
+    assert not (out / "model.pt").exists() and (out / "checkpoint.pt").exists()
+
+    resumed = subprocess.run([*cmd, "--resume"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=30)).model.weights()
+    assert_close_weights(torch.load(out / "model.pt", weights_only=True), reference)
