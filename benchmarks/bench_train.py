@@ -84,7 +84,8 @@ def measure(D: int, H: int, k: int, B: int, rounds: int, steps: int, device: str
             trainer.batch = 0  # stay inside the first epoch's order: no end-of-epoch bookkeeping
         trainer.train_step()
 
-    x = trainer.source.batch(0).clone()  # a normalised batch, as the step sees it
+    # A normalised batch, as the step sees it (x_all: sparsecode before streaming, for before/after runs).
+    x = trainer.x_all[:B].clone() if hasattr(trainer, "x_all") else trainer.source.batch(0).clone()
     W_enc, b_enc, W_dec = (p.detach().clone() for p in (model.W_enc, model.b_enc, model.W_dec))
     grad_pre = torch.randn(B, H, device=dev)
     dense_decode = not sparse_decode_wins(H, dev) if model.decode_impl == "auto" else model.decode_impl == "dense"
