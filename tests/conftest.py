@@ -53,6 +53,16 @@ def write_h5(path: Path, **datasets) -> Path:
     return path
 
 
+def stop_at(step: int):
+    """A progress callback that interrupts training (as Ctrl-C would) once ``step`` steps are done."""
+
+    def callback(progress) -> None:
+        if progress.step >= step:
+            raise KeyboardInterrupt
+
+    return callback
+
+
 def sample_subset(sample: sc.Embeddings, n: int) -> tuple[list[str], np.ndarray]:
     return list(sample.words[:n]), sample.vectors[:n].copy()
 

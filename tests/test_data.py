@@ -10,7 +10,7 @@ import sparsecode as sc
 import sparsecode.data as data
 from sparsecode.data import ArrayRows, BatchSource, FileRows
 
-from .conftest import SMALL, sample_subset
+from .conftest import SMALL, sample_subset, stop_at
 
 
 @pytest.fixture
@@ -101,12 +101,6 @@ def test_streamed_resume_is_exact_and_the_checkpoint_holds_no_permutation(tmp_pa
     sc.embeddings.write_embeddings(path, words, vectors)
     cfg = sc.TrainConfig(**{**SMALL, "epochs": 2, "hidden": 64, "batch_size": 64, "checkpoint_every": 5})
     reference = sc.train(path, cfg).model.weights()
-
-    def stop_at(step):
-        def cb(progress):
-            if progress.step >= step:
-                raise KeyboardInterrupt
-        return cb
 
     out = tmp_path / "run"
     with pytest.raises(sc.errors.TrainingInterrupted):

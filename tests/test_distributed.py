@@ -15,7 +15,7 @@ import torch
 
 import sparsecode as sc
 
-from .conftest import sample_subset
+from .conftest import sample_subset, stop_at
 
 #: Small enough for a few seconds per run; AuxK on, so that its global-batch variance is exercised.
 ARGS = ["--hidden", "64", "--k", "8", "--batch-size", "128", "--aux-coef", "0.03125", "--device", "cpu"]
@@ -65,12 +65,8 @@ def test_a_one_process_checkpoint_resumes_on_two(tmp_path, emb_path):
     cfg = sc.TrainConfig(**CFG, epochs=2, checkpoint_every=5)
     reference = sc.train(emb_path, cfg).model.weights()
 
-    def stop(progress):
-        if progress.step >= 10:
-            raise KeyboardInterrupt
-
     with pytest.raises(sc.errors.TrainingInterrupted):
-        sc.train(emb_path, cfg, out_dir=tmp_path / "run", progress=stop)
+        sc.train(emb_path, cfg, out_dir=tmp_path / "run", progress=stop_at(10))
     proc = torchrun(emb_path, "--out", tmp_path / "run", *ARGS, "--epochs", 2, "--checkpoint-every", 5, "--resume")
     assert proc.returncode == 0, proc.stderr
     assert_close_weights(torch.load(tmp_path / "run" / "model.pt", weights_only=True), reference)

@@ -10,7 +10,7 @@ import torch
 import sparsecode as sc
 from sparsecode.train import k_at, lr_factor
 
-from .conftest import SMALL
+from .conftest import SMALL, stop_at
 
 
 def test_k_annealing_schedule():
@@ -88,10 +88,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, sample):
 
 
 def test_interrupted_training_keeps_only_a_checkpoint(tmp_path, sample):
-    def interrupt(progress):
-        if progress.step >= 30:
-            raise KeyboardInterrupt
-
+    interrupt = stop_at(30)
     with pytest.raises(sc.errors.TrainingInterrupted, match="interrupted at step 30 of 60; .* --resume"):
         sc.train(sample, sc.TrainConfig(**SMALL), out_dir=tmp_path / "run", progress=interrupt)
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.pt"]
@@ -105,18 +102,12 @@ def test_resume_gives_identical_weights(tmp_path, sample, run_dir):
     cfg = sc.TrainConfig(**{**SMALL, "checkpoint_every": 7})
     stops = iter([13, 41])
 
-    def interrupt_at(limit):
-        def cb(progress):
-            if progress.step >= limit:
-                raise KeyboardInterrupt
-        return cb
-
     out = tmp_path / "run"
     limit = next(stops)
     with pytest.raises(sc.errors.TrainingInterrupted):
-        sc.train(sample, cfg, out_dir=out, progress=interrupt_at(limit))
+        sc.train(sample, cfg, out_dir=out, progress=stop_at(limit))
     with pytest.raises(sc.errors.TrainingInterrupted):
-        sc.train(sample, cfg, out_dir=out, resume=True, progress=interrupt_at(next(stops)))
+        sc.train(sample, cfg, out_dir=out, resume=True, progress=stop_at(next(stops)))
     sc.train(sample, cfg, out_dir=out, resume=True)
     a = torch.load(out / "model.pt", weights_only=True)
     b = torch.load(run_dir / "model.pt", weights_only=True)
@@ -129,14 +120,9 @@ def test_resume_gives_identical_weights(tmp_path, sample, run_dir):
 @pytest.mark.parametrize("settings", [dict(sparsity="batchtopk", noise=0.3), dict(sparsity="spine")])
 def test_resume_is_exact_with_noise_and_the_batchtopk_threshold(tmp_path, sample, settings):
     cfg = sc.TrainConfig(hidden=100, epochs=2, seed=0, device="cpu", checkpoint_every=5, **settings)
-
-    def interrupt(progress):
-        if progress.step >= 11:
-            raise KeyboardInterrupt
-
     out, ref = tmp_path / "resumed", tmp_path / "straight"
     with pytest.raises(sc.errors.TrainingInterrupted):
-        sc.train(sample, cfg, out_dir=out, progress=interrupt)
+        sc.train(sample, cfg, out_dir=out, progress=stop_at(11))
     sc.train(sample, cfg, out_dir=out, resume=True)
     sc.train(sample, cfg, out_dir=ref)
     a, b = (torch.load(d / "model.pt", weights_only=True) for d in (out, ref))
@@ -146,8 +132,7 @@ def test_resume_is_exact_with_noise_and_the_batchtopk_threshold(tmp_path, sample
 
 
 def test_resume_refuses_other_settings_and_finished_runs(tmp_path, sample, run_dir):
-    def interrupt(progress):
-        raise KeyboardInterrupt
+    interrupt = stop_at(0)
 
     out = tmp_path / "run"
     with pytest.raises(sc.errors.TrainingInterrupted):
