@@ -81,6 +81,19 @@ def check_sparsity(sparsity: str) -> None:
         raise SparsecodeError(f"--sparsity must be one of {', '.join(SPARSITIES)} (got {sparsity!r})")
 
 
+def _w_enc_to_state(module: nn.Module, state: dict, prefix: str, _metadata) -> None:
+    """State-dict hook: ``W_enc_units`` (H, D) appears as ``W_enc`` (D, H), in its place."""
+    items = [(f"{prefix}W_enc", v.t()) if name == f"{prefix}W_enc_units" else (name, v) for name, v in state.items()]
+    state.clear()
+    state.update(items)
+
+
+def _w_enc_from_state(state: dict, prefix: str, *_args) -> None:
+    """Load pre-hook: ``W_enc`` (D, H) of a state dict fills ``W_enc_units`` (H, D)."""
+    if f"{prefix}W_enc" in state:
+        state[f"{prefix}W_enc_units"] = state.pop(f"{prefix}W_enc").t()
+
+
 class SparseAutoencoder(nn.Module):
     """A sparse autoencoder over D-dimensional inputs with H hidden units (the code).
 
@@ -98,7 +111,11 @@ class SparseAutoencoder(nn.Module):
         widths = (d_in, *self.encoder_layers)
         code_in = widths[-1]
         self.enc_layers = nn.ModuleList(nn.Linear(a, b, device=device) for a, b in zip(widths[:-1], widths[1:]))
-        self.W_enc = nn.Parameter(torch.empty(code_in, n_hidden, device=device))
+        # W_enc (D, H) is stored one row per unit, as the contiguous (H, D) parameter W_enc_units (see
+        # :attr:`W_enc`); state dicts and model.pt hold W_enc (D, H) all the same.
+        self.W_enc_units = nn.Parameter(torch.empty(n_hidden, code_in, device=device))
+        self._register_state_dict_hook(_w_enc_to_state)
+        self._register_load_state_dict_pre_hook(_w_enc_from_state)
         self.b_enc = nn.Parameter(torch.zeros(n_hidden, device=device))
         self.W_dec = nn.Parameter(torch.empty(n_hidden, code_in, device=device))
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device))
@@ -115,6 +132,17 @@ class SparseAutoencoder(nn.Module):
             self.register_buffer("threshold", torch.zeros((), device=device))
         #: "auto", "sparse" or "dense": how codes are decoded (see :func:`sparsecode.topk.decode`).
         self.decode_impl = "auto"
+
+    @property
+    def W_enc(self) -> Tensor:
+        """(D, H) encoder weights: ``pre = h @ W_enc + b_enc``. A transposed view of :attr:`W_enc_units`.
+
+        A training step reads each selected unit's weights as a row (the input gradient) and writes
+        their gradient unit by unit (see :mod:`sparsecode.topk`); stored (D, H), both would cost a
+        transposed copy of the whole matrix per step (about 1.5 ms of a 9 ms step at D=300, H=3000,
+        batch 256), and Adam's fused kernel copies non-contiguous parameters twice more.
+        """
+        return self.W_enc_units.t()
 
     @property
     def d_in(self) -> int:

@@ -51,25 +51,39 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> T
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
+#: Largest number of units whose entries :func:`_unit_order` sorts by radix (as 16-bit keys) on a CPU.
+RADIX_SORT_MAX_UNITS = 1 << 16
+
+
+def _unit_order(flat: Tensor, n_units: int) -> Tensor:
+    """The positions of ``flat`` (unit ids) sorted by unit, stably: (n,) int64.
+
+    On a CPU, with at most 65,536 units, numpy's stable argsort of 16-bit keys, which is a radix
+    sort: 4 to 15 times faster than ``torch.sort`` for the 8k-130k entries of a training step.
+    """
+    if flat.device.type == "cpu" and n_units <= RADIX_SORT_MAX_UNITS:
+        keys = flat.numpy().astype(np.uint16)  # unit ids < 65,536: exact
+        return torch.from_numpy(np.argsort(keys, kind="stable").astype(np.int64))
+    return torch.sort(flat, stable=True).indices
+
+
 def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int) -> Tensor:
     """Sum over examples of the outer products ``grads[b, j] * rows[b]`` into unit ``indices[b, j]``.
 
-    indices, grads: (B, m); rows: (B, D). Returns (n_units, D), which is ``S.T @ rows`` for the
-    sparse (B, n_units) matrix S holding ``grads`` at ``indices``. S.T is built directly in CSR
-    form (entries sorted by unit) and multiplied: O(B·m·D) work and no (B, m, D) intermediate.
-    The sort is stable and the CSR product sums each unit's entries in order: deterministic.
+    indices, grads: (B, m); rows: (B, D). Returns (n_units, D) contiguous, which is ``S.T @ rows``
+    for the sparse (B, n_units) matrix S holding ``grads`` at ``indices``. The B·m entries, sorted by
+    unit, are an embedding bag per unit over the rows: O(B·m·D) work, no (B, m, D) intermediate and
+    every output row written once (a sparse-dense ``addmm`` costs 1.4-2x more on a CPU and copies its
+    result once more). The sort is stable and each bag sums in order: deterministic.
     """
     B, m = indices.shape
     flat = indices.reshape(-1)
-    order = torch.sort(flat, stable=True).indices
-    crow = torch.zeros(n_units + 1, dtype=torch.int64, device=flat.device)
-    crow[1:] = torch.bincount(flat, minlength=n_units).cumsum(0)
-    example = torch.arange(B, device=flat.device).repeat_interleave(m)[order]
-    pattern = _csr(crow, example, grads.reshape(-1)[order], (n_units, B))
-    # ``pattern @ rows`` would zero-fill an (n_units, D) input and copy it into the result, two passes
-    # that cost more than the product on a CPU; with beta=0 the input is ignored, so the output is it.
-    out = rows.new_empty(n_units, rows.shape[1])
-    return torch.addmm(out, pattern, rows, beta=0.0, out=out)
+    order = _unit_order(flat, n_units)
+    offsets = torch.zeros(n_units + 1, dtype=torch.int64, device=flat.device)
+    offsets[1:] = torch.bincount(flat, minlength=n_units).cumsum(0)
+    example = order.div(m, rounding_mode="floor")  # entry b*m + j belongs to example b
+    return F.embedding_bag(example, rows, offsets, mode="sum", per_sample_weights=grads.reshape(-1)[order],
+                           include_last_offset=True)
 
 
 def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
@@ -193,6 +207,7 @@ class TopKEncode(torch.autograd.Function):
             idx = torch.cat([top_idx, aux_idx], dim=1)
         grad_x = grad_W = grad_b = None
         if ctx.needs_input_grad[0]:
+            # W_enc.t() is the model's (H, D) storage (see SparseAutoencoder): no copy.
             grad_x = F.embedding_bag(idx, W_enc.t().contiguous(), per_sample_weights=g, mode="sum")
         if ctx.needs_input_grad[1]:
             grad_W = _outer_index_add(idx, g, x, H).t()

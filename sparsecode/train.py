@@ -57,8 +57,9 @@ RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
 CHECKPOINT = "checkpoint.pt"
 #: Words encoded at a time for the final statistics.
 FINAL_BATCH = 2048
-#: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start).
-CHECKPOINT_FORMAT = "sparsecode-checkpoint-2"
+#: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start;
+#: 3: Adam's moments of the encoder weights are (H, D), as the model now stores them).
+CHECKPOINT_FORMAT = "sparsecode-checkpoint-3"
 
 
 @dataclass

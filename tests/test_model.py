@@ -67,3 +67,26 @@ def test_load_rejects_wrong_shapes_and_non_weights(tmp_path, run_dir):
         SparseAutoencoder.load(tmp_path / "junk.pt")
     with pytest.raises(sc.SparsecodeError, match="model weights not found"):
         SparseAutoencoder.load(tmp_path / "missing.pt")
+
+
+def test_encoder_weights_are_stored_one_row_per_unit_and_read_as_d_by_h():
+    """W_enc (D, H) is a view of the contiguous (H, D) parameter that the sparse backward and Adam
+    work on without copies; state dicts, model.pt and load_state_dict still speak W_enc (D, H), in
+    the documented order."""
+    model = SparseAutoencoder(8, 20)
+    model.initialise(torch.randn(100, 8), generator=torch.Generator().manual_seed(0))
+    assert model.W_enc_units.shape == (20, 8) and model.W_enc_units.is_contiguous()
+    assert model.W_enc.shape == (8, 20) and model.W_enc.data_ptr() == model.W_enc_units.data_ptr()
+    state = model.state_dict()
+    assert list(state)[:4] == ["W_enc", "b_enc", "W_dec", "b_dec"]
+    assert torch.equal(state["W_enc"], model.W_enc)
+    weights = model.weights()
+    assert weights["W_enc"].shape == (8, 20) and weights["W_enc"].is_contiguous()
+    other = SparseAutoencoder(8, 20)
+    other.load_state_dict({**weights, "W_enc": weights["W_enc"] * 2})
+    assert torch.equal(other.W_enc, weights["W_enc"] * 2)
+    # The gradient arrives in the parameter's own layout (no copy into it).
+    x = torch.randn(16, 8)
+    enc = model.encode(x, 3)
+    model.decode(enc.acts, enc.indices).sum().backward()
+    assert model.W_enc_units.grad.shape == (20, 8) and model.W_enc_units.grad.is_contiguous()

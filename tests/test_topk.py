@@ -169,3 +169,28 @@ def test_topk_select_row_with_nan_beside_a_row_with_ties():
     vals, idx = topk_select(a, 32)
     assert vals[0].isnan().all() and (vals[1] == 10.0).all()
     assert (idx[0] < 40).all() and (idx[1] < 64).all()
+
+
+@pytest.mark.parametrize("radix", [True, False])
+def test_outer_index_add_equals_the_dense_product(monkeypatch, radix):
+    """The per-unit embedding bag gives S.T @ rows exactly as a dense (B, H) S would, whichever sort
+    groups the entries (numpy's 16-bit radix sort on a CPU, torch.sort otherwise), including units
+    no entry picks (zero rows) and a unit picked twice by one example."""
+    from sparsecode import topk
+
+    monkeypatch.setattr(topk, "RADIX_SORT_MAX_UNITS", 1 << 16 if radix else 0)
+    g = torch.Generator().manual_seed(3)
+    Bn, m, n_units, Dn = 40, 5, 30, 7
+    indices = torch.randint(0, n_units - 4, (Bn, m), generator=g)  # the last 4 units never picked
+    indices[0, 1] = indices[0, 0]
+    grads = torch.randn(Bn, m, dtype=torch.float64, generator=g)
+    rows = torch.randn(Bn, Dn, dtype=torch.float64, generator=g)
+    S = torch.zeros(Bn, n_units, dtype=torch.float64).index_put_(
+        (torch.arange(Bn).repeat_interleave(m), indices.reshape(-1)), grads.reshape(-1), accumulate=True)
+    out = topk._outer_index_add(indices, grads, rows, n_units)
+    assert out.shape == (n_units, Dn) and out.is_contiguous()
+    torch.testing.assert_close(out, S.t() @ rows, rtol=1e-12, atol=1e-12)
+    assert torch.equal(out[-4:], torch.zeros(4, Dn, dtype=torch.float64))
+    # An empty batch: all zeros.
+    empty = topk._outer_index_add(indices[:0], grads[:0], rows[:0], n_units)
+    assert torch.equal(empty, torch.zeros(n_units, Dn, dtype=torch.float64))

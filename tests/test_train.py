@@ -237,7 +237,7 @@ def test_no_checkpoint_ever_holds_a_diverged_state(tmp_path, sample, monkeypatch
     real_save = torch.save
 
     def recording_save(obj, f, *args, **kwargs):
-        if isinstance(obj, dict) and obj.get("format") == "sparsecode-checkpoint-2":
+        if isinstance(obj, dict) and obj.get("format") == train_mod.CHECKPOINT_FORMAT:
             saved.append((obj["position"]["step"], all(torch.isfinite(t).all() for t in obj["model"].values())))
         return real_save(obj, f, *args, **kwargs)
 
