@@ -231,7 +231,10 @@ class SparseAutoencoder(nn.Module):
         if self.sparsity == "topk":
             if k is None:
                 raise SparsecodeError("a top-k model needs k to encode")
-            return topk_encode(self.code_input(x_norm), self.W_enc, self.b_enc, k, aux_k, dead)
+            if self.encoder_layers:
+                return topk_encode(self.code_input(x_norm), self.W_enc, self.b_enc, k, aux_k, dead)
+            # x_norm - b_dec, subtracted inside: b_dec's gradient through the encoder is then one product.
+            return topk_encode(x_norm, self.W_enc, self.b_enc, k, aux_k, dead, shift=self.b_dec)
         pre = self.pre_acts(x_norm)
         z = self.activation(pre)
         if self.sparsity == "batchtopk":

@@ -170,16 +170,23 @@ def _without_autocast(backward):
 
 
 class TopKEncode(torch.autograd.Function):
-    """``relu(topk(x @ W_enc + b_enc, k))`` with a sparse backward.
+    """``relu(topk((x - shift) @ W_enc + b_enc, k))`` with a sparse backward.
 
-    Inputs: x (B, D), W_enc (D, H), b_enc (H,), k, aux_k, dead (H,) bool or None.
-    Outputs: see :class:`Encoded`. ``aux_k`` > 0 also selects, per row, the aux_k largest
-    pre-activations among units where ``dead`` is True (AuxK, Gao et al. 2024).
+    Inputs: x (B, D), W_enc (D, H), b_enc (H,), k, aux_k, dead (H,) bool or None, shift (D,) or
+    None (no shift). Outputs: see :class:`Encoded`. ``aux_k`` > 0 also selects, per row, the aux_k
+    largest pre-activations among units where ``dead`` is True (AuxK, Gao et al. 2024).
+
+    ``shift`` is the decoder bias a single-layer model subtracts before encoding. Passed here rather
+    than subtracted by the caller, its gradient is ``-W_enc @ grad_b_enc``, one (D, H) x (H,) product,
+    where the caller's subtraction would need the gradient of every row of x: an embedding bag over
+    B·k rows of W_enc, and a (B, D) sum.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int, dead: Tensor | None):
-        pre_acts = torch.addmm(b_enc, x, W_enc)  # under autocast: in its lower precision
+    def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int, dead: Tensor | None,
+                shift: Tensor | None = None):
+        h = x - shift if shift is not None else x
+        pre_acts = torch.addmm(b_enc, h, W_enc)  # under autocast: in its lower precision
         top_vals, top_idx = topk_select(pre_acts, k)
         acts = top_vals.clamp_min(0).to(x.dtype)  # the codes and everything after them: x's precision
         if aux_k > 0:
@@ -190,14 +197,14 @@ class TopKEncode(torch.autograd.Function):
         else:
             aux_idx = top_idx.new_zeros(x.shape[0], 0)
             aux_acts = acts.new_zeros(x.shape[0], 0)
-        ctx.save_for_backward(x, W_enc, acts, top_idx, aux_acts, aux_idx)
+        ctx.save_for_backward(h, W_enc, acts, top_idx, aux_acts, aux_idx)
         ctx.mark_non_differentiable(top_idx, aux_idx)
         return acts, top_idx, aux_acts, aux_idx
 
     @staticmethod
     @_without_autocast
     def backward(ctx, grad_acts, _grad_idx, grad_aux, _grad_aux_idx):
-        x, W_enc, acts, top_idx, aux_acts, aux_idx = ctx.saved_tensors
+        h, W_enc, acts, top_idx, aux_acts, aux_idx = ctx.saved_tensors
         H = W_enc.shape[1]
         # ReLU: no gradient where the activation was clamped to 0.
         g = torch.where(acts > 0, grad_acts, 0.0)
@@ -205,15 +212,19 @@ class TopKEncode(torch.autograd.Function):
         if aux_idx.shape[1] > 0 and grad_aux is not None:
             g = torch.cat([g, torch.where(aux_acts > 0, grad_aux, 0.0)], dim=1)
             idx = torch.cat([top_idx, aux_idx], dim=1)
-        grad_x = grad_W = grad_b = None
+        grad_x = grad_W = grad_b = grad_shift = None
+        shift_grad = len(ctx.needs_input_grad) > 6 and ctx.needs_input_grad[6]
         if ctx.needs_input_grad[0]:
             # W_enc.t() is the model's (H, D) storage (see SparseAutoencoder): no copy.
             grad_x = F.embedding_bag(idx, W_enc.t().contiguous(), per_sample_weights=g, mode="sum")
         if ctx.needs_input_grad[1]:
-            grad_W = _outer_index_add(idx, g, x, H).t()
-        if ctx.needs_input_grad[2]:
+            grad_W = _outer_index_add(idx, g, h, H).t()
+        if ctx.needs_input_grad[2] or shift_grad:
             grad_b = g.new_zeros(H).index_add_(0, idx.reshape(-1), g.reshape(-1))
-        return grad_x, grad_W, grad_b, None, None, None
+        if shift_grad:
+            grad_shift = -(W_enc @ grad_b)  # d pre[b, u] / d shift = -W_enc[:, u], summed over the batch
+        grads = (grad_x, grad_W, grad_b if ctx.needs_input_grad[2] else None, None, None, None, grad_shift)
+        return grads[: len(ctx.needs_input_grad)]
 
 
 class SparseDecode(torch.autograd.Function):
@@ -281,7 +292,8 @@ def decode(acts: Tensor, indices: Tensor, W_dec: Tensor, b_dec: Tensor, impl: st
 
 
 def topk_encode(
-    x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int = 0, dead: Tensor | None = None
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int = 0, dead: Tensor | None = None,
+    shift: Tensor | None = None,
 ) -> Encoded:
     """Functional form of :class:`TopKEncode`."""
-    return Encoded(*TopKEncode.apply(x, W_enc, b_enc, k, aux_k, dead))
+    return Encoded(*TopKEncode.apply(x, W_enc, b_enc, k, aux_k, dead, shift))

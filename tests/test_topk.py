@@ -194,3 +194,19 @@ def test_outer_index_add_equals_the_dense_product(monkeypatch, radix):
     # An empty batch: all zeros.
     empty = topk._outer_index_add(indices[:0], grads[:0], rows[:0], n_units)
     assert torch.equal(empty, torch.zeros(n_units, Dn, dtype=torch.float64))
+
+
+def test_encode_with_shift_gradcheck_and_equals_subtracting_first(params):
+    """The shift (a single-layer model's decoder bias) gets -W_enc @ grad_b_enc as its gradient:
+    the same as autograd gives when the caller subtracts it, and gradcheck agrees."""
+    x, W_enc, b_enc, _, b_dec = params
+    assert torch.autograd.gradcheck(
+        lambda W, b, s: TopKEncode.apply(x, W, b, K, 0, None, s)[0], (W_enc, b_enc, b_dec))
+    weights = torch.randn(B, H, dtype=torch.float64)
+    enc = topk_encode(x, W_enc, b_enc, K, shift=b_dec)
+    first = topk_encode(x - b_dec, W_enc, b_enc, K)
+    assert torch.equal(enc.indices, first.indices)
+    got = torch.autograd.grad((enc.acts * weights.gather(1, enc.indices)).sum(), (W_enc, b_enc, b_dec))
+    want = torch.autograd.grad((first.acts * weights.gather(1, first.indices)).sum(), (W_enc, b_enc, b_dec))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
