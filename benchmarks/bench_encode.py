@@ -9,8 +9,9 @@ into a temporary folder (``--dir``; removed afterwards), then, in alternating ro
             HDF5 file in chunks, encode in batches, CSR entries, per-unit top words, write the codes
             file); only the command-line start-up is left out;
 - codes:    the same batches encoded in memory (``iter_codes``: encoder and CSR entries, no files);
-- products: the encoder's dense product alone, ``addmm(b_enc, x, W_enc)`` over the same batches:
-            the roofline of encoding on this machine, now.
+- products: the encoder's dense product alone, ``addmm(b_enc, x, W_enc)`` over the same batches
+            (as many words as ``sparsecode encode`` takes at a time, :func:`sparsecode.runtime.batch_rows`),
+            written into one reused output: the roofline of encoding on this machine, now.
 
 Then neighbour search on the codes file it wrote: the time of one query through
 ``CodeIndex.neighbors`` (one word) against one sparse-dense product of the whole (N, H) code matrix
@@ -33,8 +34,9 @@ import torch
 
 from sparsecode.codes import load_codes
 from sparsecode.embeddings import DEFAULT_CHUNK_ROWS
-from sparsecode.encode import DEFAULT_BATCH, encode, iter_codes
+from sparsecode.encode import encode, iter_codes
 from sparsecode.model import SparseAutoencoder
+from sparsecode.runtime import batch_rows
 from sparsecode.search import CodeIndex
 
 try:
@@ -102,12 +104,14 @@ def main() -> None:
         model = write_run(run, emb_path, args.hidden, args.k, args.device)
         with h5py.File(emb_path, "r") as f:
             data = torch.from_numpy(f["vectors"][...])
-        batches = [data[s : s + DEFAULT_BATCH].to(dev) for s in range(0, len(data), DEFAULT_BATCH)]
+        rows = batch_rows(args.hidden, dev)
+        batches = [data[s : s + rows].to(dev) for s in range(0, len(data), rows)]
         W_enc, b_enc = model.W_enc.detach(), model.b_enc.detach()
+        out_buf = torch.empty(rows, args.hidden, device=dev)
 
-        def products() -> None:
+        def products() -> None:  # into one reused output: the product's own speed, no allocation
             for x in batches:
-                torch.addmm(b_enc, x, W_enc)
+                torch.addmm(b_enc, x, W_enc, out=out_buf[: x.shape[0]])
 
         def codes() -> None:
             for _ in iter_codes(model, iter([(0, data.numpy())]), args.k):
@@ -124,7 +128,8 @@ def main() -> None:
             times["products"].append(seconds(products, dev))
         sec = {name: statistics.median(t) for name, t in times.items()}
         flops = 2 * args.words * args.dim * args.hidden
-        print(f"\nencode {args.words:,} x {args.dim} into {args.hidden} units, k={args.k} (median of {args.rounds}):")
+        print(f"\nencode {args.words:,} x {args.dim} into {args.hidden} units, k={args.k}, batches of {rows:,} words "
+              f"(median of {args.rounds}):")
         print(f"  products alone  {sec['products']:7.2f} s   {flops / sec['products'] / 1e9:.0f} GFLOP/s")
         print(f"  codes in memory {sec['codes']:7.2f} s   efficiency {sec['products'] / sec['codes']:.0%}")
         print(f"  encode (file)   {sec['encode']:7.2f} s   efficiency {sec['products'] / sec['encode']:.0%}"

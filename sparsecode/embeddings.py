@@ -101,16 +101,19 @@ class EmbeddingFile:
     check every row they read for NaN/Inf. Use as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, keep_words: bool = False):
+        """``keep_words``: keep the decoded words from the pass that checks them, for a caller that
+        needs them all (encoding, loading); otherwise only their hashes are kept, 8 bytes a word,
+        and :attr:`words` reads them again when asked."""
         self.path = os.fspath(path)
         self._file = _open_h5(self.path)
         try:
-            self._validate_and_read_words()
+            self._validate_and_read_words(keep_words)
         except BaseException:
             self._file.close()
             raise
 
-    def _validate_and_read_words(self) -> None:
+    def _validate_and_read_words(self, keep_words: bool) -> None:
         f, path = self._file, self.path
         for name in ("words", "vectors"):
             if name not in f:
@@ -148,12 +151,15 @@ class EmbeddingFile:
         self._words: list[str] | None = None
         self._keep: np.ndarray | None = None
 
-        # Every word is decoded (strictly, as UTF-8) a chunk at a time and only its hash is kept,
-        # so that memory holds 8 bytes per word, not the words: equal hashes are then checked on
-        # the words themselves. The first occurrence of each word is kept.
+        # Every word is decoded (strictly, as UTF-8) a chunk at a time and only its hash is kept
+        # (and the word, with keep_words), so that memory holds 8 bytes per word, not the words:
+        # equal hashes are then checked on the words themselves. The first occurrence is kept.
         hashes = np.empty(n, dtype=np.int64)
+        kept: list[str] = []
         for start, words in self._iter_words():
             hashes[start : start + len(words)] = [hash(w) for w in words]
+            if keep_words:
+                kept += words
         order = np.argsort(hashes, kind="stable")
         same = hashes[order[1:]] == hashes[order[:-1]]
         if same.any():
@@ -168,6 +174,8 @@ class EmbeddingFile:
                     DuplicateWordsWarning,
                     stacklevel=3,
                 )
+        if keep_words:
+            self._words = kept if self._keep is None else [kept[i] for i in self._keep.tolist()]
 
     #: Words read at a time.
     _WORD_CHUNK = 1 << 16
@@ -303,7 +311,7 @@ def load_embeddings(path: str | os.PathLike) -> Embeddings:
     Raises :class:`SparsecodeError` with a one-line message for any problem; warns
     (:class:`DuplicateWordsWarning`) and keeps the first occurrence for duplicate words.
     """
-    with EmbeddingFile(path) as ef:
+    with EmbeddingFile(path, keep_words=True) as ef:
         return ef.read_all()
 
 

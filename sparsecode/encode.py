@@ -27,10 +27,9 @@ from .errors import SparsecodeError
 from .model import SparseAutoencoder
 from .pursuit import check_method, make_coder
 from .report import UnitReport
+from .runtime import DEFAULT_BATCH, batch_rows  # noqa: F401 - DEFAULT_BATCH: part of this module's API
 from .train import load_run, read_json
 
-#: Words encoded per batch on the device.
-DEFAULT_BATCH = 8192
 #: Default number of top words stored per unit.
 DEFAULT_TOP_WORDS = 10
 
@@ -62,15 +61,19 @@ def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
         acts = acts.gather(1, order)
     keep = acts != 0
     rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1).expand_as(keep)
+    if bool(keep.all()):  # the usual case: no zeros to leave out, no masked copies
+        return CSRBatch(keep.sum(1), rows.reshape(-1), units.reshape(-1), acts.reshape(-1))
     return CSRBatch(keep.sum(1), rows[keep], units[keep], acts[keep])
 
 
 def iter_codes(
-    model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int = DEFAULT_BATCH,
+    model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int | None = None,
     method: str = "encoder", nonneg: bool = False,
 ) -> Iterator[tuple[int, CSRBatch]]:
-    """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch."""
+    """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch
+    (``batch_size`` words, default :func:`batch_rows`)."""
     device = model.W_enc.device
+    batch_size = batch_size or batch_rows(model.n_hidden, device)
     coder = make_coder(model, method, nonneg)
     for first, block in chunks:
         for start in range(0, block.shape[0], batch_size):
@@ -109,7 +112,7 @@ def encode(
     top_words: int = DEFAULT_TOP_WORDS,
     force: bool = False,
     device: str = "auto",
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int, int], None] | None = None,
     method: str = "encoder",
@@ -126,7 +129,7 @@ def encode(
     check_method(method, nonneg)
     if top_words < 0:
         raise SparsecodeError(f"--top-words must be 0 or more (got {top_words})")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise SparsecodeError(f"--batch-size must be at least 1 (got {batch_size})")
     check_output(out, force)
     dev = resolve_device(device)
@@ -145,7 +148,7 @@ def encode(
         )
     H = model.n_hidden
 
-    with EmbeddingFile(embeddings_path) as emb:
+    with EmbeddingFile(embeddings_path, keep_words=True) as emb:  # the codes file stores them all
         if emb.dim != model.d_in:
             raise SparsecodeError(
                 f"{emb.path}: vectors have {emb.dim} dimensions but the model in {run_dir} expects {model.d_in}; "

@@ -1,9 +1,9 @@
 """Per-unit reports: each hidden unit's strongest words and how many words use it.
 
 :class:`UnitReport` is fed the non-zero entries of the codes batch by batch and keeps, for every
-unit, the M largest activations seen so far, with fully batched tensor operations (one sort per
-batch over the current best entries and the new ones; no loop over units or rows). Memory is
-O(H·M + batch), whatever the vocabulary size.
+unit, the M largest activations seen so far, with fully batched tensor operations (sorts over the
+current best entries and the new ones that can enter, merged a few batches at a time; no loop over
+units or rows). Memory is O(H·M + batch), whatever the vocabulary size.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class UnitReport:
         self.rows = torch.full((n_units, top_m), -1, dtype=torch.int64, device=device)
         self.frequency = torch.zeros(n_units, dtype=torch.int64, device=device)
         self._slot_units = torch.arange(n_units, device=device).repeat_interleave(top_m)
+        self._pending: list[tuple[Tensor, Tensor, Tensor]] = []  # (rows, units, values) not merged yet
+        self._pending_count = 0
 
     @torch.no_grad()
     def update(self, rows: Tensor, units: Tensor, values: Tensor) -> None:
@@ -46,11 +48,22 @@ class UnitReport:
         if self.top_m == 0:
             return
         # Only entries above their unit's current M-th best can enter (on a tie the earlier row stays):
-        # after the first batches that is a small fraction, which spares sorting all of them.
+        # after the first batches that is a small fraction, which spares sorting all of them. They wait
+        # until there are about as many as the H x M slots, then one merge (two sorts) takes them all:
+        # merging after every batch cost 0.6 s of 8 when encoding 400k words in batches of 2,000.
         enter = values.to(self.values.dtype) > self.values[:, -1][units]
-        rows, units, values = rows[enter], units[enter], values[enter]
+        self._pending.append((rows[enter], units[enter], values[enter].to(self.values.dtype)))
+        self._pending_count += int(self._pending[-1][0].shape[0])
+        if self._pending_count >= self.values.numel():
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        rows, units, values = (torch.cat(parts) for parts in zip(*self._pending))
+        self._pending, self._pending_count = [], 0
         cand_units = torch.cat([self._slot_units, units])
-        cand_values = torch.cat([self.values.reshape(-1), values.to(self.values.dtype)])
+        cand_values = torch.cat([self.values.reshape(-1), values])
         cand_rows = torch.cat([self.rows.reshape(-1), rows])
         # Group by unit, largest value first inside each group; stable sorts keep earlier rows first on ties.
         order = torch.sort(cand_values, descending=True, stable=True).indices
@@ -64,6 +77,7 @@ class UnitReport:
         self.rows = cand_rows[kept].reshape(self.n_units, self.top_m)
 
     def result(self) -> UnitSummary:
+        self._merge()
         empty = self.rows < 0
         values = self.values.masked_fill(empty, 0.0)
         return UnitSummary(self.rows.cpu().numpy(), values.float().cpu().numpy(), self.frequency.cpu().numpy())

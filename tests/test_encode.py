@@ -102,11 +102,12 @@ def test_encode_uses_encode_k_from_the_run(tmp_path, sample):
     assert SparseAutoencoder.load(run / "model.pt").n_hidden == 100
 
 
-def test_unit_report_equals_brute_force_over_batches_with_ties():
+@pytest.mark.parametrize("rows_per_batch", [50, 4])  # 4 rows: entries wait several batches to be merged
+def test_unit_report_equals_brute_force_over_batches_with_ties(rows_per_batch):
     from sparsecode.report import UnitReport
 
     g = torch.Generator().manual_seed(0)
-    H, M, rows_per_batch = 12, 3, 50
+    H, M = 12, 3
     report = UnitReport(H, M)
     entries = []
     for first in range(0, 200, rows_per_batch):
