@@ -210,3 +210,23 @@ def test_encode_with_shift_gradcheck_and_equals_subtracting_first(params):
     want = torch.autograd.grad((first.acts * weights.gather(1, first.indices)).sum(), (W_enc, b_enc, b_dec))
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_pre_activation_buffer_is_reused_safely():
+    """The CPU keeps the pre-activations' buffer between calls (no page faults for big batches):
+    outputs of an earlier call stay intact, a larger batch grows it, and threads have their own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = torch.Generator().manual_seed(5)
+    W, b = torch.randn(6, 40, generator=g), torch.randn(40, generator=g)
+    xs = [torch.randn(n, 6, generator=g) for n in (30, 90, 10)]
+    want = [dense_encode(x, W, b, 5) for x in xs]
+    got = [topk_encode(x, W, b, 5) for x in xs]
+    for (ra, ri), enc in zip(want, got):
+        a, i = _sorted(enc.acts, enc.indices)
+        assert torch.equal(i, _sorted(ra, ri)[1])
+        torch.testing.assert_close(a, _sorted(ra, ri)[0])  # addmm and x @ W + b round differently
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda x: topk_encode(x, W, b, 5), xs * 20))
+    for enc, ref in zip(threaded, got * 20):
+        assert torch.equal(enc.indices, ref.indices) and torch.equal(enc.acts, ref.acts)
