@@ -49,6 +49,7 @@ from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import CodeStatistics
 from .model import Normalisation, SparseAutoencoder
 from .objectives import Objective, Reconstruction, auxk_loss, make_objective, reconstruction
+from .optim import make_adam
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
@@ -109,16 +110,6 @@ def k_at(step: int, total: int, cfg: TrainConfig) -> int:
     if step >= steps or cfg.k_anneal_from is None:
         return cfg.k_value
     return round(cfg.k_start + (cfg.k_value - cfg.k_start) * step / steps)
-
-
-def make_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel per tensor where this torch has that (CUDA, and the CPU from torch
-    2.4): on the 2-core CPUs it takes a third of the time of the default for-loop form, which reads
-    and writes each (H, D) tensor about ten times. Same update rule; results differ in the last bit."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, ValueError):  # torch < 2.4 on the CPU: no fused kernel
-        return torch.optim.Adam(params, lr=lr)
 
 
 class _Step(nn.Module):
