@@ -10,8 +10,9 @@ into a temporary folder (``--dir``; removed afterwards), then, in alternating ro
             file); only the command-line start-up is left out;
 - codes:    the same batches encoded in memory (``iter_codes``: encoder and CSR entries, no files);
 - products: the encoder's dense product alone, ``addmm(b_enc, x, W_enc)`` over the same batches
-            (as many words as ``sparsecode encode`` takes at a time, :func:`sparsecode.runtime.batch_rows`),
-            written into one reused output: the roofline of encoding on this machine, now.
+            (as many words as ``sparsecode encode`` takes at a time), written into one reused output:
+            the roofline of encoding on this machine, now (a fresh output of 8,192 x 4,096 floats,
+            128 MiB, is page-faulted in on every call, which made it look 30% slower).
 
 Then neighbour search on the codes file it wrote: the time of one query through
 ``CodeIndex.neighbors`` (one word) against one sparse-dense product of the whole (N, H) code matrix
@@ -34,9 +35,8 @@ import torch
 
 from sparsecode.codes import load_codes
 from sparsecode.embeddings import DEFAULT_CHUNK_ROWS
-from sparsecode.encode import encode, iter_codes
+from sparsecode.encode import DEFAULT_BATCH, encode, iter_codes
 from sparsecode.model import SparseAutoencoder
-from sparsecode.runtime import batch_rows
 from sparsecode.search import CodeIndex
 
 try:
@@ -104,7 +104,7 @@ def main() -> None:
         model = write_run(run, emb_path, args.hidden, args.k, args.device)
         with h5py.File(emb_path, "r") as f:
             data = torch.from_numpy(f["vectors"][...])
-        rows = batch_rows(args.hidden, dev)
+        rows = DEFAULT_BATCH
         batches = [data[s : s + rows].to(dev) for s in range(0, len(data), rows)]
         W_enc, b_enc = model.W_enc.detach(), model.b_enc.detach()
         out_buf = torch.empty(rows, args.hidden, device=dev)

@@ -233,7 +233,7 @@ def encode(
     method: str = typer.Option("encoder", "--method", help="encoder (fast) or omp (orthogonal matching pursuit over the decoder: closer codes, slower)."),
     nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
     top_words: int = typer.Option(10, help="Top words stored per unit."),
-    batch_size: Optional[int] = typer.Option(None, help="Words encoded at a time  [default: 8192; on a CPU fewer for wide models, so that a batch's pre-activations stay within 32 MiB]"),
+    batch_size: int = typer.Option(8192, help="Words encoded at a time."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),

@@ -27,9 +27,10 @@ from .errors import SparsecodeError
 from .model import SparseAutoencoder
 from .pursuit import check_method, make_coder
 from .report import UnitReport
-from .runtime import DEFAULT_BATCH, batch_rows  # noqa: F401 - DEFAULT_BATCH: part of this module's API
 from .train import load_run, read_json
 
+#: Words encoded per batch on the device.
+DEFAULT_BATCH = 8192
 #: Default number of top words stored per unit.
 DEFAULT_TOP_WORDS = 10
 
@@ -67,13 +68,11 @@ def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
 
 
 def iter_codes(
-    model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int | None = None,
+    model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int = DEFAULT_BATCH,
     method: str = "encoder", nonneg: bool = False,
 ) -> Iterator[tuple[int, CSRBatch]]:
-    """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch
-    (``batch_size`` words, default :func:`batch_rows`)."""
+    """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch."""
     device = model.W_enc.device
-    batch_size = batch_size or batch_rows(model.n_hidden, device)
     coder = make_coder(model, method, nonneg)
     for first, block in chunks:
         for start in range(0, block.shape[0], batch_size):
@@ -112,7 +111,7 @@ def encode(
     top_words: int = DEFAULT_TOP_WORDS,
     force: bool = False,
     device: str = "auto",
-    batch_size: int | None = None,
+    batch_size: int = DEFAULT_BATCH,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int, int], None] | None = None,
     method: str = "encoder",
@@ -129,7 +128,7 @@ def encode(
     check_method(method, nonneg)
     if top_words < 0:
         raise SparsecodeError(f"--top-words must be 0 or more (got {top_words})")
-    if batch_size is not None and batch_size < 1:
+    if batch_size < 1:
         raise SparsecodeError(f"--batch-size must be at least 1 (got {batch_size})")
     check_output(out, force)
     dev = resolve_device(device)

@@ -30,7 +30,6 @@ from .codes import Codes
 from .errors import SparsecodeError
 from .model import SparseAutoencoder
 from .pursuit import make_coder
-from .runtime import batch_rows
 
 #: The word-similarity files shipped with the project (see sample_data/word-sim/README.md).
 DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "word-sim"
@@ -40,7 +39,7 @@ HEADLINE_WORDSIM = ("EN-WS-353-ALL", "EN-SIMLEX-999", "EN-MEN-TR-3k", "EN-RW-STA
 
 @torch.no_grad()
 def code_statistics(
-    model: SparseAutoencoder, vectors: Tensor, k: int, batch_size: int | None = None, method: str = "encoder",
+    model: SparseAutoencoder, vectors: Tensor, k: int, batch_size: int = 8192, method: str = "encoder",
     nonneg: bool = False,
 ) -> dict:
     """Encode every row of ``vectors`` (N, D, original scale, on the model's device) with ``k``
@@ -49,7 +48,6 @@ def code_statistics(
     ``dead_fraction`` (units no row uses), ``always_on_fraction`` (units used by more than half
     the rows) and ``zero_rows_fraction`` (rows whose code is all zeros)."""
     stats = CodeStatistics(model, k, vectors.double().mean(0).to(vectors.dtype), method, nonneg)
-    batch_size = batch_size or batch_rows(model.n_hidden, vectors.device)
     for start in range(0, vectors.shape[0], batch_size):
         stats.update(vectors[start : start + batch_size])
     return stats.result()
@@ -364,7 +362,7 @@ def evaluate(
 COMPARED_METHODS = {"encoder": ("encoder", False), "omp": ("omp", False), "omp_nonneg": ("omp", True)}
 
 
-def compare_methods(model: SparseAutoencoder, vectors: Tensor, k: int, batch_size: int | None = None) -> dict[str, dict]:
+def compare_methods(model: SparseAutoencoder, vectors: Tensor, k: int, batch_size: int = 8192) -> dict[str, dict]:
     """:func:`code_statistics` of the same vectors and k for the encoder, OMP and non-negative OMP,
     side by side: ``{"encoder": {...}, "omp": {...}, "omp_nonneg": {...}}``, each with ``seconds``
     (wall-clock time of encoding and measuring) added."""

@@ -25,19 +25,22 @@ def _grads(params, step: int) -> None:
         p.grad = None if (i == 2 and step == 1) else torch.randn(p.shape, generator=g)  # a step without a gradient
 
 
+def _lockstep(params_a, opt_a, params_b, opt_b, steps, lr=None) -> None:
+    """Step both optimizers on the same gradients (and rates, if ``lr(step)``), asserting equal parameters."""
+    for step in steps:
+        for params, opt in ((params_a, opt_a), (params_b, opt_b)):
+            if lr is not None:
+                opt.param_groups[0]["lr"] = lr(step)
+            _grads(params, step)
+            opt.step()
+        for a, b in zip(params_a, params_b):
+            assert torch.equal(a, b)
+
+
 def test_same_updates_as_torch_fused_adam_bit_for_bit():
     ours, theirs = _params(0), _params(0)
     opt_ours, opt_theirs = FusedAdam(ours, lr=1e-2), torch.optim.Adam(theirs, lr=1e-2, fused=True)
-    for step in range(5):
-        lr = 1e-2 * (step + 1) / 5  # the loop changes the rate every step
-        opt_ours.param_groups[0]["lr"] = lr
-        opt_theirs.param_groups[0]["lr"] = lr
-        _grads(ours, step)
-        _grads(theirs, step)
-        opt_ours.step()
-        opt_theirs.step()
-        for a, b in zip(ours, theirs):
-            assert torch.equal(a, b)
+    _lockstep(ours, opt_ours, theirs, opt_theirs, range(5), lr=lambda step: 1e-2 * (step + 1) / 5)
     for i, p in enumerate(theirs):
         for name in ("step", "exp_avg", "exp_avg_sq"):
             assert torch.equal(opt_ours.state[i][name], opt_theirs.state[p][name])
@@ -49,8 +52,7 @@ def test_state_dict_round_trip_continues_identically():
     for step in range(3):
         _grads(a, step)
         opt_a.step()
-    saved = {k: v for k, v in opt_a.state_dict().items()}
-    saved = torch.load(_roundtrip(saved), weights_only=True)
+    saved = torch.load(_roundtrip(opt_a.state_dict()), weights_only=True)
     with torch.no_grad():
         for p, q in zip(b, a):
             p.copy_(q)
@@ -58,13 +60,7 @@ def test_state_dict_round_trip_continues_identically():
     opt_b.load_state_dict(saved)
     assert opt_b.param_groups[0]["lr"] == 3e-3
     assert opt_b.state[1]["exp_avg"].stride() == b[1].stride()  # the parameter's own layout
-    for step in range(3, 6):
-        _grads(a, step)
-        _grads(b, step)
-        opt_a.step()
-        opt_b.step()
-    for p, q in zip(a, b):
-        assert torch.equal(p, q)
+    _lockstep(a, opt_a, b, opt_b, range(3, 6))
     opt_b.zero_grad()
     assert all(p.grad is None for p in b)
     with pytest.raises(ValueError, match="for 3 parameters, not 2"):
