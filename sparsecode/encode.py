@@ -27,6 +27,7 @@ from .errors import SparsecodeError
 from .model import SparseAutoencoder
 from .pursuit import check_method, make_coder
 from .report import UnitReport
+from .topk import kept_workspace
 from .train import load_run, read_json
 
 #: Words encoded per batch on the device.
@@ -147,7 +148,8 @@ def encode(
         )
     H = model.n_hidden
 
-    with EmbeddingFile(embeddings_path, keep_words=True) as emb:  # the codes file stores them all
+    # keep_words: the codes file stores them all; the encoder's kept buffer is freed at the end.
+    with kept_workspace(), EmbeddingFile(embeddings_path, keep_words=True) as emb:
         if emb.dim != model.d_in:
             raise SparsecodeError(
                 f"{emb.path}: vectors have {emb.dim} dimensions but the model in {run_dir} expects {model.d_in}; "

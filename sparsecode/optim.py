@@ -17,6 +17,11 @@ import torch
 from torch import Tensor
 
 
+#: The settings torch.optim.Adam keeps in a parameter group, at the values this update uses.
+TORCH_ADAM_SETTINGS = {"weight_decay": 0.0, "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                       "differentiable": False, "fused": True}
+
+
 class FusedAdam:
     """Adam (Kingma and Ba, 2015) over a list of parameters, one learning rate for all.
 
@@ -67,9 +72,11 @@ class FusedAdam:
             )
 
     def state_dict(self) -> dict[str, Any]:
+        """torch.optim.Adam's layout, with its settings as this update has them, so that either loads
+        the other's state (a checkpoint resumes where make_adam falls back to torch.optim)."""
         group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
         return {"state": {i: dict(s) for i, s in self.state.items()},
-                "param_groups": [{**group, "params": list(range(len(self.params)))}]}
+                "param_groups": [{**TORCH_ADAM_SETTINGS, **group, "params": list(range(len(self.params)))}]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         group = state["param_groups"][0]

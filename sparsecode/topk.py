@@ -22,10 +22,11 @@ on shape and device: see :func:`decode` and ``benchmarks/bench_topk.py``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import warnings
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -172,6 +173,22 @@ def _without_autocast(backward):
 
 #: The CPU output buffers of :func:`_pre_activations`, kept between calls, one per thread and dtype.
 _CPU_WORKSPACE = threading.local()
+#: Pre-activations larger than this are not kept (a fresh output is then page-faulted in per call).
+MAX_WORKSPACE_BYTES = 512 << 20
+
+
+def release_workspace() -> None:
+    """Free this thread's kept pre-activation buffers."""
+    _CPU_WORKSPACE.__dict__.pop("buffers", None)
+
+
+@contextlib.contextmanager
+def kept_workspace() -> Iterator[None]:
+    """Keep the pre-activation buffer for the block, then free it (``train`` and ``encode`` run in one)."""
+    try:
+        yield
+    finally:
+        release_workspace()
 
 
 def _cpu_autocast() -> bool:
@@ -186,18 +203,19 @@ def _pre_activations(b_enc: Tensor, h: Tensor, W_enc: Tensor) -> Tensor:
 
     The pre-activations are a temporary of the forward pass (neither returned nor saved for the
     backward). Above 32 MiB (B=4096, H=4096: 64 MiB) glibc maps every fresh one anew and page-faults
-    it in: 20-30% of the product's time. Under autocast (its own output dtype) or on CUDA (whose
-    caching allocator reuses blocks already) the plain product is used.
+    it in: 20-30% of the product's time. The plain product is used under autocast (its own output
+    dtype), in inference mode (its tensors cannot be written outside it later), beyond
+    :data:`MAX_WORKSPACE_BYTES`, and on CUDA (whose caching allocator reuses blocks already).
     """
-    if h.device.type != "cpu" or _cpu_autocast() or h.dtype != W_enc.dtype:
+    numel = h.shape[0] * W_enc.shape[1]
+    if (h.device.type != "cpu" or _cpu_autocast() or torch.is_inference_mode_enabled() or h.dtype != W_enc.dtype
+            or numel * h.element_size() > MAX_WORKSPACE_BYTES):
         return torch.addmm(b_enc, h, W_enc)
-    shape = (h.shape[0], W_enc.shape[1])
-    numel = shape[0] * shape[1]
     buffers = _CPU_WORKSPACE.__dict__.setdefault("buffers", {})
     buf = buffers.get(h.dtype)
     if buf is None or buf.numel() < numel:
-        buf = buffers[h.dtype] = torch.empty(numel, dtype=h.dtype)
-    return torch.addmm(b_enc, h, W_enc, out=buf[:numel].view(shape))
+        buf = buffers[h.dtype] = torch.empty(numel, dtype=h.dtype, device="cpu")
+    return torch.addmm(b_enc, h, W_enc, out=buf[:numel].view(h.shape[0], W_enc.shape[1]))
 
 
 class TopKEncode(torch.autograd.Function):

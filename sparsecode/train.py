@@ -50,6 +50,7 @@ from .evaluate import CodeStatistics
 from .model import Normalisation, SparseAutoencoder
 from .objectives import Objective, Reconstruction, auxk_loss, make_objective, reconstruction
 from .optim import make_adam
+from .topk import kept_workspace
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
@@ -483,7 +484,8 @@ def train(
     with session(cfg.device) as dist:
         data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
         try:
-            return _train(data, cfg, out_dir, force, resume, progress if dist.is_main else None, dist)
+            with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
+                return _train(data, cfg, out_dir, force, resume, progress if dist.is_main else None, dist)
         finally:
             if data is not embeddings:
                 data.close()

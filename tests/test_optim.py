@@ -89,3 +89,19 @@ def test_make_adam_is_ours_and_training_does_not_import_the_compiler(tmp_path):
             "print('torch._dynamo' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_torch_optim_adam_continues_from_our_state():
+    """Where make_adam falls back to torch.optim (no fused kernel for the device), a checkpoint of
+    FusedAdam still resumes, identically."""
+    a, b = _params(3), _params(3)
+    opt_a = FusedAdam(a, lr=2e-3)
+    for step in range(2):
+        _grads(a, step)
+        opt_a.step()
+    with torch.no_grad():
+        for p, q in zip(b, a):
+            p.copy_(q)
+    opt_b = torch.optim.Adam(b, lr=1.0, fused=True)
+    opt_b.load_state_dict(torch.load(_roundtrip(opt_a.state_dict()), weights_only=True))
+    _lockstep(a, opt_a, b, opt_b, range(2, 5))

@@ -230,3 +230,12 @@ def test_cpu_pre_activation_buffer_is_reused_safely():
         threaded = list(pool.map(lambda x: topk_encode(x, W, b, 5), xs * 20))
     for enc, ref in zip(threaded, got * 20):
         assert torch.equal(enc.indices, ref.indices) and torch.equal(enc.acts, ref.acts)
+    # Inference mode first, training after: the kept buffer is never an inference tensor.
+    from sparsecode import topk
+
+    topk.release_workspace()
+    with torch.inference_mode():
+        first = topk_encode(xs[0], W, b, 5)
+    Wg = W.clone().requires_grad_()
+    topk_encode(xs[0], Wg, b, 5).acts.sum().backward()
+    assert torch.equal(first.indices, got[0].indices) and Wg.grad is not None
