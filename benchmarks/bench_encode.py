@@ -38,6 +38,7 @@ from sparsecode.embeddings import DEFAULT_CHUNK_ROWS
 from sparsecode.encode import DEFAULT_BATCH, encode, iter_codes
 from sparsecode.model import SparseAutoencoder
 from sparsecode.search import CodeIndex
+from synthetic import write_synthetic
 
 try:
     from sparsecode.runtime import keep_freed_memory
@@ -45,20 +46,6 @@ except ImportError:  # measuring a sparsecode from before it had one
 
     def keep_freed_memory() -> bool:
         return False
-
-
-def write_embeddings(path: Path, n: int, d: int, seed: int = 0) -> None:
-    """Word-vector-like synthetic data (a few strong directions plus noise), written in chunks."""
-    rng = np.random.default_rng(seed)
-    basis = rng.standard_normal((d // 4 + 1, d)).astype(np.float32)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("words", data=np.array([f"w{i}" for i in range(n)], dtype=object),
-                         dtype=h5py.string_dtype("utf-8"))
-        vec = f.create_dataset("vectors", shape=(n, d), dtype=np.float32)
-        for start in range(0, n, 100_000):
-            m = min(100_000, n - start)
-            block = rng.standard_normal((m, d // 4 + 1)).astype(np.float32) @ basis
-            vec[start : start + m] = block + 0.5 * rng.standard_normal((m, d)).astype(np.float32)
 
 
 def write_run(run: Path, emb_path: Path, hidden: int, k: int, device: str) -> SparseAutoencoder:
@@ -100,7 +87,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_encode_", dir=args.dir))
     try:
         emb_path, run, out = tmp / "emb.h5", tmp / "run", tmp / "codes.h5"
-        write_embeddings(emb_path, args.words, args.dim)
+        write_synthetic(emb_path, args.words, args.dim)
         model = write_run(run, emb_path, args.hidden, args.k, args.device)
         with h5py.File(emb_path, "r") as f:
             data = torch.from_numpy(f["vectors"][...])

@@ -33,25 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
 import torch
+from synthetic import write_synthetic
 
 try:
     from sparsecode.train import FINAL_BATCH as STATS_BATCH  # the final statistics' batch
 except ImportError:
     STATS_BATCH = 2048
-
-
-def write_embeddings(path: Path, n: int, d: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    basis = rng.standard_normal((d // 4 + 1, d)).astype(np.float32)
-    vectors = rng.standard_normal((n, d // 4 + 1)).astype(np.float32) @ basis
-    vectors += 0.5 * rng.standard_normal((n, d)).astype(np.float32)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("words", data=np.array([f"w{i}" for i in range(n)], dtype=object),
-                         dtype=h5py.string_dtype("utf-8"))
-        f.create_dataset("vectors", data=vectors)
 
 
 def run_train(cmd: list[str]) -> tuple[float, str]:
@@ -80,7 +68,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_e2e_", dir=args.dir))
     try:
         emb = tmp / "emb.h5"
-        write_embeddings(emb, args.words, args.dim)
+        write_synthetic(emb, args.words, args.dim)
         cmd = [sys.executable, "-m", "sparsecode", "train", str(emb), "--out", str(tmp / "run"), "--hidden",
                str(args.hidden), "--k", str(args.k), "--epochs", str(args.epochs), "--batch-size",
                str(args.batch_size), "--device", "cpu", "--quiet", "--force"]

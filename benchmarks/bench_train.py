@@ -36,13 +36,12 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from sparsecode.config import TrainConfig
-from sparsecode.embeddings import Embeddings
 from sparsecode.topk import sparse_decode_wins
 from sparsecode.train import Trainer
+from synthetic import synthetic
 
 try:
     from sparsecode.runtime import keep_freed_memory
@@ -52,15 +51,6 @@ except ImportError:  # measuring a sparsecode from before it had one
         return False
 
 SHAPES = "300,3000,32,1024;300,4096,32,4096;50,1000,32,1024"
-
-
-def synthetic(n: int, d: int, seed: int = 0) -> Embeddings:
-    """Word-vector-like data: a few strong directions plus noise, float32."""
-    rng = np.random.default_rng(seed)
-    basis = rng.standard_normal((d // 4 + 1, d)).astype(np.float32)
-    vectors = rng.standard_normal((n, d // 4 + 1)).astype(np.float32) @ basis
-    vectors += 0.5 * rng.standard_normal((n, d)).astype(np.float32)
-    return Embeddings([f"w{i}" for i in range(n)], vectors, "synthetic")
 
 
 def sync(device: torch.device) -> None:

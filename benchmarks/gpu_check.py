@@ -31,6 +31,7 @@ from sparsecode.embeddings import Embeddings
 from sparsecode.evaluate import code_statistics
 from sparsecode.topk import SparseDecode, TopKEncode, decode, dense_decode, dense_encode, topk_encode
 from sparsecode.train import Trainer
+from synthetic import synthetic
 
 
 # -- 1. gradient checks ------------------------------------------------------------------------------
@@ -94,17 +95,6 @@ def gradient_checks(device: torch.device) -> list[tuple[str, bool]]:
 
 
 # -- 2. one epoch per precision -----------------------------------------------------------------------
-def synthetic(n: int, d: int, seed: int = 0) -> Embeddings:
-    rng = np.random.default_rng(seed)
-    basis = rng.standard_normal((d // 4 + 1, d), dtype=np.float32)
-    vectors = np.empty((n, d), dtype=np.float32)
-    for s in range(0, n, 100_000):  # in blocks: bounded temporary memory for 1M rows
-        m = min(100_000, n - s)
-        vectors[s : s + m] = rng.standard_normal((m, d // 4 + 1), dtype=np.float32) @ basis
-        vectors[s : s + m] += 0.5 * rng.standard_normal((m, d), dtype=np.float32)
-    return Embeddings([f"w{i}" for i in range(n)], vectors, "synthetic")
-
-
 @contextlib.contextmanager
 def precision(mode: str, device: torch.device):
     """fp32: plain float32; tf32: TF32 tensor cores for float32 products; bf16: autocast to bfloat16."""
