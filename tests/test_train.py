@@ -146,22 +146,26 @@ def test_resume_refuses_other_settings_and_finished_runs(tmp_path, sample, run_d
         sc.train(sample, sc.TrainConfig(**SMALL), out_dir=run_dir, resume=True)
 
 
-def test_non_finite_loss_goes_back_and_halves_the_lr_once(sample, monkeypatch):
-    import sparsecode.objectives as objectives
+def _poison_reconstruction(monkeypatch, bad) -> dict:
+    """Make the training loop's reconstruction error NaN on the calls ``n`` (from 1) where ``bad(n)``;
+    returns the call counter ``{"n": ...}``."""
     import sys
 
     train_mod = sys.modules["sparsecode.train"]
-    real = objectives.reconstruction
+    real = train_mod.reconstruction
     calls = {"n": 0}
 
     def poisoned(x, x_hat, mean):
         calls["n"] += 1
         rec = real(x, x_hat, mean)
-        if calls["n"] in bad_calls:
-            return rec._replace(sse=rec.sse * float("nan"))
-        return rec
+        return rec._replace(sse=rec.sse * float("nan")) if bad(calls["n"]) else rec
 
     monkeypatch.setattr(train_mod, "reconstruction", poisoned)
+    return calls
+
+
+def test_non_finite_loss_goes_back_and_halves_the_lr_once(sample, monkeypatch):
+    calls = _poison_reconstruction(monkeypatch, lambda n: n in bad_calls)
     bad_calls = {25}
     with pytest.warns(UserWarning, match=r"non-finite loss by step 2\d: went back to step 2\d and halved the learning rate"):
         result = sc.train(sample, sc.TrainConfig(**SMALL))
@@ -224,15 +228,7 @@ def test_no_checkpoint_ever_holds_a_diverged_state(tmp_path, sample, monkeypatch
     import sys
 
     train_mod = sys.modules["sparsecode.train"]
-    real = train_mod.reconstruction
-    calls = {"n": 0}
-
-    def poisoned_from_25(x, x_hat, mean):
-        calls["n"] += 1
-        rec = real(x, x_hat, mean)
-        return rec._replace(sse=rec.sse * float("nan")) if calls["n"] >= 25 else rec
-
-    monkeypatch.setattr(train_mod, "reconstruction", poisoned_from_25)
+    _poison_reconstruction(monkeypatch, lambda n: n >= 25)
     saved = []  # (step, finite) of every checkpoint written: a kill -9 may come after any of them
     real_save = torch.save
 
