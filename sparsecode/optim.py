@@ -86,11 +86,9 @@ class FusedAdam:
         self.state = {}
         for i, s in state["state"].items():
             p = self.params[int(i)]
-            moments = {}
-            for name in ("exp_avg", "exp_avg_sq"):
-                m = torch.empty_like(p, memory_format=torch.preserve_format)
-                m.copy_(s[name])
-                moments[name] = m
+            # The moments in the parameter's own layout (the fused kernel walks them alike), copied in.
+            moments = {name: torch.empty_like(p, memory_format=torch.preserve_format).copy_(s[name])
+                       for name in ("exp_avg", "exp_avg_sq")}
             self.state[int(i)] = {"step": s["step"].to(device=p.device, dtype=torch.float32), **moments}
 
 
