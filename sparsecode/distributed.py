@@ -21,7 +21,6 @@ import datetime
 import gc
 import os
 import re
-import signal
 import sys
 from typing import Callable, Iterator, NamedTuple, TypeVar
 
@@ -255,8 +254,8 @@ def launch(nproc: int, argv: list[str]) -> int:
     except ChildFailedError as exc:
         # The processes have said what happened (process 0 for the job; a survivor when a peer was
         # lost); a process killed by a signal says nothing, and the survivors' line covers it.
-        first = min(exc.failures, key=lambda r: exc.failures[r].timestamp)
-        code = exc.failures[first].exitcode
+        failures = exc.failures
+        code = failures[min(failures, key=lambda r: failures[r].timestamp)].exitcode
         return code if code > 0 else 1
     except SignalException as exc:  # Ctrl-C or SIGTERM: the processes were stopped and checkpointed
         return 128 + int(exc.sigval)
