@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .convert import FORMATS
 from .errors import SparsecodeError, TrainingInterrupted
 from .export import EXPORT_FORMATS
+from .interpret import MIN_COVERAGE, collapse_warning
 from .runtime import keep_freed_memory
 
 app = typer.Typer(
@@ -192,26 +193,32 @@ def train(
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 
     table = Table(title=f"trained {out_dir}")
-    for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "seconds"):
+    for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "effective units", "starved %", "seconds"):
         table.add_column(col, justify="right")
     for m in result.metrics:
         table.add_row(str(m["epoch"]), f"{m['loss']:.4f}", f"{m['fvu']:.4f}", f"{m['mean_l0']:.1f}",
-                      f"{100 * m['dead_fraction']:.1f}", f"{100 * m['zero_rows_fraction']:.2f}", f"{m['seconds']:.1f}")
+                      f"{100 * m['dead_fraction']:.1f}", f"{100 * m['zero_rows_fraction']:.2f}",
+                      f"{m['effective_units']:.0f}", f"{100 * m['starved_fraction']:.1f}", f"{m['seconds']:.1f}")
     s = result.summary
     table.add_row("final", "", f"{s['fvu']:.4f}", f"{s['mean_l0']:.1f}", f"{100 * s['dead_fraction']:.1f}",
-                  f"{100 * s['zero_rows_fraction']:.2f}", f"{s['train_seconds']:.1f}", style="bold")
+                  f"{100 * s['zero_rows_fraction']:.2f}", f"{s['effective_units']:.0f}", f"{100 * s['starved_fraction']:.1f}",
+                  f"{s['train_seconds']:.1f}", style="bold")
     out.print(table)
     how = f"k={s['k']}" if s["k"] is not None else f"{cfg.sparsity} codes (mean L0 {s['mean_l0']:.1f})"
-    out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}")
+    out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; "
+              f"{s['effective_units']:.0f} effective units of {cfg.hidden}, the busiest on {100 * s['busiest_rate']:.1f}% of the words")
+    collapsed = collapse_warning({**s, "units": cfg.hidden})
+    if collapsed:
+        err.print(f"[yellow]warning:[/] {collapsed}", soft_wrap=True)
 
 
-def _widths(text: str) -> list[int]:
+def _widths(text: str, option: str = "--encoder-layers") -> list[int]:
     """'80,40' -> [80, 40]; a bad list is one clear line."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
         return [int(p) for p in parts]
     except ValueError:
-        raise SparsecodeError(f"--encoder-layers must be comma-separated widths such as 80,40 (got {text!r})") from None
+        raise SparsecodeError(f"{option} must be comma-separated whole numbers such as 80,40 (got {text!r})") from None
 
 
 def _objective(cfg: TrainConfig) -> str:
@@ -272,6 +279,12 @@ def _echo_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+class UnitSort(str, Enum):
+    id = "id"
+    frequency = "frequency"
+    coherence = "coherence"
+
+
 @app.command()
 def inspect(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
@@ -279,6 +292,8 @@ def inspect(
     word: Optional[str] = typer.Option(None, "--word", help="Show a word's active units."),
     dead: bool = typer.Option(False, "--dead", help="List the units no word uses."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many units in the table."),
+    sort: "UnitSort" = typer.Option("id", "--sort", help="Order of the units table: by id, by how many words use "
+                                                         "them (most first), or by purity (most coherent first)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
@@ -319,16 +334,20 @@ def inspect(
             if ids:
                 out.print(" ".join(map(str, ids)), soft_wrap=True)
             return None
-        shown = range(codes.n_units if limit is None else min(limit, codes.n_units))
-        rows = [{"unit": u, "frequency": int(codes.frequency[u]), "top_words": [w for w, _ in codes.top_words(u)]} for u in shown]
+        from .evaluate import unit_table
+
+        units = unit_table(codes, sort=sort.value)
+        rows = units if limit is None else units[:limit]
         if as_json:
-            return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units})
+            return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units, "sort": sort.value})
         table = Table(title=f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, mean L0 {codes.nnz / len(codes.words):.1f}")
         table.add_column("unit", justify="right")
         table.add_column("words", justify="right")
+        table.add_column("purity", justify="right")
         table.add_column("top words")
         for r in rows:
-            table.add_row(str(r["unit"]), f"{r['frequency']:,}", ", ".join(r["top_words"]))
+            flag = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
+            table.add_row(str(r["unit"]), f"{r['frequency']:,}{flag}", _fmt(r["purity"], 2), escape(", ".join(r["top_words"])))
         out.print(table)
 
 
@@ -442,10 +461,22 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
     table.add_row("dead units", f"{sp['dead_units']} ({100 * sp['dead_fraction']:.1f}%)", "")
     table.add_row("always-on units (> 50% of words)", str(sp["always_on_units"]), "")
     table.add_row("all-zero rows", f"{sp['zero_rows']} ({100 * sp['zero_rows_fraction']:.2f}%)", "")
+    bal = result["balance"]
+    table.add_row("effective units (exp entropy of unit use)", f"{bal['effective_units']:.0f} of {bal['units']}", "")
+    table.add_row("activation mass in the top 10% of units", f"{100 * bal['top10_mass_share']:.1f}%", "")
+    table.add_row(f"starved units (< {bal['even_share'] / 10:.1f} words)", f"{bal['starved_units']} ({100 * bal['starved_fraction']:.1f}%)", "")
+    table.add_row(f"busy units (> {bal['even_share'] * 10:.0f} words)", str(bal["busy_units"]), "")
+    table.add_row("busiest unit's share of the words", f"{100 * bal['busiest_rate']:.1f}%", "")
+    coh = result.get("coherence")
+    if coh is not None:
+        table.add_row(f"purity (WordNet supersenses; chance {coh['chance']:.3f})", _fmt(coh["purity"]), _fmt(coh["dense"]))
+        table.add_row("units with a measurable purity", f"{coh['units_measured']} of {coh['units_measured'] + coh['units_skipped']}", "")
     if "dist_ratio" in result:
         dr = result["dist_ratio"]
         table.add_row("DistRatio (higher: more coherent)", _fmt(dr["codes"]["dist_ratio"]), _fmt(dr["dense"]["dist_ratio"]))
     out.print(table)
+    if coh is None:
+        out.print(f"purity not measured: WordNet knows fewer than {MIN_COVERAGE:.0%} of the words (English vocabularies only)")
     hist = Table(title="L0 histogram (words per number of active units)")
     hist.add_column("L0", justify="right")
     hist.add_column("words", justify="right")
@@ -558,6 +589,60 @@ def report(
     out.print(f"wrote {out_file}: {summary['units']:,} units, {summary['epochs']} epochs"
               f"{', with evaluation.json' if summary['evaluation'] else ''} ({summary['bytes'] / 1e6:.1f} MB)",
               soft_wrap=True)
+
+
+@app.command()
+def tradeoff(
+    embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
+    ks: str = typer.Option("4,8,16,32", "--k", help="The k values to train, comma-separated."),
+    words: int = typer.Option(20000, "--words", help="Train and measure on the first N words (0: all)."),
+    hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
+    epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the sample for each k."),
+    seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
+    device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the curves as one HTML page."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Fidelity against meaning: train a few k on a sample, measure FVU, word similarity and purity.
+
+    Example: sparsecode tradeoff glove50k.h5 --k 4,8,16,32 --out tradeoff.html
+    """
+    from .data import open_training_data
+    from .embeddings import load_embeddings
+    from .tradeoff import sample_of, tradeoff as run_tradeoff, write_tradeoff_html
+
+    with user_errors():
+        k_values = _widths(ks, "--k")
+        base = TrainConfig(hidden=hidden, epochs=epochs, seed=seed, device=device)
+        base.validate()
+        for k in k_values:
+            TrainConfig(**{**base.to_dict(), "k": k}).validate()
+        if out_file is not None:
+            from .atomic import check_output
+
+            check_output(out_file, force)
+        open_training_data(embeddings)  # the one-line errors of a bad file, before any work
+        emb = sample_of(load_embeddings(embeddings), words)
+        with LiveBar("tradeoff", enabled=not quiet) as bar:
+            result = run_tradeoff(emb, k_values, base, progress=lambda i, n: bar.update(
+                i, n, description=f"k={k_values[i]} ({i + 1}/{n})"))
+        if out_file is not None:
+            write_tradeoff_html(result, out_file, f"sparsecode tradeoff: {embeddings}", force=force)
+    if as_json:
+        return _echo_json(result)
+    ref = result["reference"]
+    table = Table(title=f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {hidden} units, {epochs} epochs")
+    for col in ("k", "FVU", "word similarity", "purity", "effective units", "starved %", "busiest %", "train s"):
+        table.add_column(col, justify="right")
+    for r in result["rows"]:
+        table.add_row(str(r["k"]), f"{r['fvu']:.4f}", _fmt(r["word_similarity"]), _fmt(r["purity"]),
+                      f"{r['effective_units']:.0f}", f"{100 * r['starved_fraction']:.1f}", f"{100 * r['busiest_rate']:.1f}",
+                      f"{r['seconds']:.1f}")
+    table.add_row("dense", "", _fmt(ref["word_similarity"]), _fmt(ref["purity_dense"]), "", "", "", "", style="bold")
+    out.print(table)
+    out.print(f"purity by chance: {_fmt(ref['purity_chance'])}" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from .codes import Codes
 from .errors import SparsecodeError
+from .interpret import EVEN_FACTOR, coherence, unit_balance
 from .model import SparseAutoencoder
 from .pursuit import make_coder
 
@@ -82,6 +83,7 @@ class CodeStatistics:
     def result(self) -> dict:
         n, sse, ssd, cos_sum, l0, zero_rows = (float(v) for v in self.sums[:6])
         usage = self.sums[6:]
+        balance = unit_balance(usage.cpu().numpy(), int(n))
         return {
             "fvu": sse / max(ssd, 1e-300),
             "cosine": cos_sum / n,
@@ -89,6 +91,7 @@ class CodeStatistics:
             "dead_fraction": float((usage == 0).double().mean()),
             "always_on_fraction": float((usage > n / 2).double().mean()),
             "zero_rows_fraction": zero_rows / n,
+            **{key: balance[key] for key in ("effective_units", "starved_fraction", "busy_units", "busiest_rate")},
         }
 
 
@@ -130,6 +133,44 @@ def sparsity_of_codes(codes: Codes) -> dict:
         "units": codes.n_units,
         "words": n,
     }
+
+
+def balance_of_codes(codes: Codes) -> dict:
+    """:func:`sparsecode.interpret.unit_balance` of stored codes (activation mass included)."""
+    mass = np.bincount(codes.indices, weights=np.abs(codes.data), minlength=codes.n_units)
+    return unit_balance(codes.frequency, len(codes.words), mass)
+
+
+def coherence_of_codes(codes: Codes, vectors: np.ndarray | None = None, seed: int = 0):
+    """:func:`sparsecode.interpret.coherence` of stored codes (None for a vocabulary WordNet hardly knows)."""
+    return coherence(codes.words, codes.indptr, codes.indices, codes.data, codes.n_units, vectors, seed)
+
+
+#: How :func:`unit_table` orders units.
+UNIT_ORDERS = ("id", "frequency", "coherence")
+
+
+def unit_table(codes: Codes, sort: str = "id") -> list[dict]:
+    """One dict per unit: ``unit``, ``frequency`` (words using it), ``purity`` (None where not
+    measurable), ``use`` ("starved", "busy" or "") and ``top_words``; ordered by id, by frequency
+    (most used first) or by coherence (purest first, unmeasurable last), ties by id."""
+    if sort not in UNIT_ORDERS:
+        raise SparsecodeError(f"sort must be one of {', '.join(UNIT_ORDERS)} (got {sort!r})")
+    coh = coherence_of_codes(codes)
+    purity = coh.per_unit if coh is not None else np.full(codes.n_units, np.nan)
+    even = codes.frequency.sum() / max(codes.n_units, 1)
+    ids = np.arange(codes.n_units)
+    key = {"id": ids, "frequency": -codes.frequency, "coherence": np.where(np.isnan(purity), np.inf, -purity)}[sort]
+    order = np.lexsort((ids, key))
+    return [{"unit": int(u), "frequency": int(codes.frequency[u]),
+             "purity": None if np.isnan(purity[u]) else float(purity[u]),
+             "use": unit_use(codes.frequency[u], even), "top_words": [w for w, _ in codes.top_words(int(u))]}
+            for u in order]
+
+
+def unit_use(frequency: int, even: float) -> str:
+    """"starved" below a tenth of the even share of entries, "busy" above ten times it, else ""."""
+    return "starved" if frequency < even / EVEN_FACTOR else "busy" if frequency > even * EVEN_FACTOR else ""
 
 
 # -- word similarity -------------------------------------------------------------------------------
@@ -338,7 +379,9 @@ def evaluate(
     the reconstruction (also needs ``model``), and dense baselines for word similarity and
     DistRatio. ``wordsim_dir=None`` skips word similarity.
     """
-    result: dict = {"codes": codes.path, "sparsity": sparsity_of_codes(codes)}
+    result: dict = {"codes": codes.path, "sparsity": sparsity_of_codes(codes), "balance": balance_of_codes(codes)}
+    coh = coherence_of_codes(codes, vectors, seed)
+    result["coherence"] = coh.summary() if coh is not None else None
     if model is not None and vectors is not None:
         if model.n_hidden != codes.n_units or model.d_in != vectors.shape[1]:
             raise SparsecodeError(

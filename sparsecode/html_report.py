@@ -27,6 +27,7 @@ import numpy as np
 from .atomic import atomic_output, check_output
 from .codes import Codes, load_codes
 from .errors import SparsecodeError
+from .evaluate import balance_of_codes, unit_table
 from .svg import histogram, line_chart
 from .train import RunLogs, read_json, read_logs
 
@@ -55,7 +56,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .chart .line { fill: none; stroke: #1f6fb2; stroke-width: 2; } .chart .point { fill: #1f6fb2; }
 .chart .bar { fill: #4c8dc4; } .chart .bar:hover, .chart .point:hover { fill: #d9822b; }
 #unit-search { font-size: 1em; padding: 0.3em 0.5em; width: 22em; }
-tr.dead td { color: #9aa3ab; } .w { white-space: nowrap; } .v { color: #6b7680; font-size: 0.85em; }
+tr.dead td { color: #9aa3ab; } .flag { font-size: 0.75em; padding: 0 0.3em; border-radius: 3px; }
+.flag.starved, .flag.dead { background: #eceff2; color: #6b7680; } .flag.busy { background: #fbe3c8; color: #8a4b08; } .w { white-space: nowrap; } .v { color: #6b7680; font-size: 0.85em; }
 .note { color: #5b6670; }
 """
 
@@ -217,8 +219,12 @@ def _frequency_section(codes: Codes) -> str:
     freq = codes.frequency
     used = freq[freq > 0]
     dead = int((freq == 0).sum())
+    bal = balance_of_codes(codes)
     note = (f'<p class="note">How many words use each unit, on a log scale. {dead:,} dead unit(s) (used by no word) '
-            "are not in the histogram.</p>")
+            f"are not in the histogram. Effective units {bal['effective_units']:.0f} of {codes.n_units:,}; "
+            f"{bal['starved_units']:,} starved (fewer than {bal['even_share'] / 10:.1f} words), {bal['busy_units']:,} busy "
+            f"(more than {bal['even_share'] * 10:.0f}); the busiest unit is used by {100 * bal['busiest_rate']:.1f}% of the "
+            f"words; the top 10% of units hold {100 * bal['top10_mass_share']:.1f}% of the activation mass.</p>")
     if used.size == 0:
         return _section("frequency", "Unit frequency", note)
     width = 0.25
@@ -250,21 +256,24 @@ def _l0_section(codes: Codes) -> str:
 def _units_section(codes: Codes) -> str:
     n = len(codes.words)
     rows = []
-    for unit in range(codes.n_units):
-        freq = int(codes.frequency[unit])
+    for entry in unit_table(codes):
+        unit, freq = entry["unit"], entry["frequency"]
         words = ", ".join(f'<span class="w">{escape(w)} <span class="v">{v:.3f}</span></span>'
                           for w, v in codes.top_words(unit))
-        dead = ' class="dead"' if freq == 0 else ""
-        rows.append(f'<tr id="unit-{unit}" data-unit="{unit}"{dead}>'
-                    f'<td class="num">{unit}</td><td class="num">{freq:,}</td><td class="num">{100 * freq / n:.2f} %</td>'
-                    f"<td>{words}</td></tr>")
+        use = "dead" if freq == 0 else entry["use"]
+        flag = f' <span class="flag {use}">{use}</span>' if use else ""
+        purity = "—" if entry["purity"] is None else f"{entry['purity']:.2f}"
+        rows.append(f'<tr id="unit-{unit}" data-unit="{unit}"{f" class={chr(34)}{use}{chr(34)}" if use else ""}>'
+                    f'<td class="num">{unit}</td><td class="num">{freq:,}{flag}</td><td class="num">{100 * freq / n:.2f} %</td>'
+                    f'<td class="num">{purity}</td><td>{words}</td></tr>')
     table = ('<table id="unit-table">\n<thead><tr><th class="num">unit</th><th class="num">words</th>'
-             '<th class="num">share</th><th>top words (activation)</th></tr></thead>\n<tbody>\n'
+             '<th class="num">share</th><th class="num">purity</th><th>top words (activation)</th></tr></thead>\n<tbody>\n'
              + "\n".join(rows) + "\n</tbody>\n</table>")
     search = ('<p><input id="unit-search" type="search" placeholder="filter: words or #unit" '
               f'aria-label="filter units"> <span id="unit-count">{codes.n_units} of {codes.n_units} units</span></p>')
-    return _section("units", "Units", '<p class="note">Every unit with the number of words that use it and its '
-                    "strongest words. Type words to keep the units whose row contains all of them, or "
+    return _section("units", "Units", '<p class="note">Every unit with the number of words that use it (flagged '
+                    "<b>starved</b> below a tenth of the even share, <b>busy</b> above ten times it), its WordNet "
+                    "supersense purity (see the README's Evaluation) and its strongest words. Type words to keep the units whose row contains all of them, or "
                     "<code>#42</code> for unit 42.</p>", search, table)
 
 

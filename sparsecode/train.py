@@ -47,6 +47,7 @@ from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import CodeStatistics
+from .interpret import unit_balance
 from .model import Normalisation, SparseAutoencoder
 from .objectives import Objective, Reconstruction, auxk_loss, make_objective, reconstruction
 from .optim import make_adam
@@ -60,8 +61,9 @@ CHECKPOINT = "checkpoint.pt"
 #: Words encoded at a time for the final statistics.
 FINAL_BATCH = 2048
 #: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start;
-#: 3: Adam's moments of the encoder weights are (H, D), as the model now stores them).
-CHECKPOINT_FORMAT = "sparsecode-checkpoint-3"
+#: 3: Adam's moments of the encoder weights are (H, D), as the model now stores them; 4: the epoch's
+#: per-unit counts, for the balance figures of metrics.jsonl).
+CHECKPOINT_FORMAT = "sparsecode-checkpoint-4"
 
 
 @dataclass
@@ -194,6 +196,7 @@ class Trainer:
         z = torch.zeros((), dtype=torch.float64, device=self.device)
         self.acc = {"loss": z.clone(), "sse": z.clone(), "ssd": z.clone(), "l0": z.clone(), "zero_rows": z.clone()}
         self.fired_epoch = torch.zeros(self.cfg.hidden, dtype=torch.bool, device=self.device)
+        self.unit_counts = torch.zeros(self.cfg.hidden, dtype=torch.float64, device=self.device)  # rows per unit
         self.epoch_seconds = 0.0
 
     @property
@@ -267,6 +270,7 @@ class Trainer:
             self.seen += rows
             self.last_fired = torch.where(fired, self.seen, self.last_fired)
             self.fired_epoch |= fired
+            self.unit_counts += counts
             for name, value in batch_stats:
                 self.acc[name] += value
         self.step += 1
@@ -277,6 +281,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         acc, n = self.acc, self.n
+        balance = unit_balance(self.unit_counts.cpu().numpy(), n)
         line = {
             "epoch": self.epoch,
             "loss": float(acc["loss"]) / self.steps_per_epoch,
@@ -284,6 +289,8 @@ class Trainer:
             "mean_l0": float(acc["l0"]) / n,
             "dead_fraction": float((~self.fired_epoch).double().mean()),
             "zero_rows_fraction": float(acc["zero_rows"]) / n,
+            "effective_units": balance["effective_units"],
+            "starved_fraction": balance["starved_fraction"],
             "k": k_at(self.step - 1, self.total_steps, self.cfg),
             "lr": self.opt.param_groups[0]["lr"],
             "seconds": self.epoch_seconds,
@@ -331,6 +338,7 @@ class Trainer:
             "freq_ema": clone(self.freq_ema),
             "acc": {k: clone(v) for k, v in self.acc.items()},
             "fired_epoch": clone(self.fired_epoch),
+            "unit_counts": clone(self.unit_counts),
             "metrics": [dict(m) for m in self.metrics],
         }
 
@@ -352,6 +360,7 @@ class Trainer:
         self.freq_ema = state["freq_ema"].to(dev)
         self.acc = {k: v.to(dev) for k, v in state["acc"].items()}
         self.fired_epoch = state["fired_epoch"].to(dev)
+        self.unit_counts = state["unit_counts"].to(dev)
         self.metrics = [dict(m) for m in state["metrics"]]
 
     def check_resumable(self, state: dict, source: str) -> None:
