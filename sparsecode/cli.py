@@ -143,6 +143,8 @@ def train(
     aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss for dead units (Gao et al.: 1/32; 0: off)."),
     aux_k: Optional[int] = typer.Option(None, help="Dead units per word in AuxK  \\[default: D/2]"),
     homeostasis: Optional[float] = typer.Option(None, help="Per-step encoder-bias nudge toward equal unit frequencies (topk, batchtopk; 0: off)  \\[default: 3e-05]"),
+    balance: Optional[float] = typer.Option(None, help="Per-step move of each unit's selection bias toward equal unit use; the bias only chooses units (topk; 0: off)  \\[default: 0.005]"),
+    init: Optional[str] = typer.Option(None, help="Decoder start: kmeans (centroids of the most frequent words) or random  \\[default: kmeans; random with --encoder-layers]"),
     encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk); caps kl, l1, spine, batchtopk codes  \\[default: --k for topk, else none]"),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
     device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
@@ -164,7 +166,7 @@ def train(
     with user_errors():
         cfg = TrainConfig(hidden=hidden, sparsity=sparsity, k=k, rho=rho, beta=beta, l1_coef=l1_coef, noise=noise,
                           encoder_layers=_widths(encoder_layers), epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
-                          k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, aux_coef=aux_coef, aux_k=aux_k,
+                          k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, balance=balance, init=init, aux_coef=aux_coef, aux_k=aux_k,
                           encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
     if nproc != 1:
         with user_errors():

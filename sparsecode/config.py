@@ -16,6 +16,8 @@ from .errors import SparsecodeError
 RESUMABLE_CHANGES = ("checkpoint_every", "device")
 
 
+#: How the decoder starts (see ``TrainConfig.init``).
+INITS = ("random", "kmeans")
 #: The sparsity objectives (see :mod:`sparsecode.objectives`); the first is the default.
 SPARSITIES = ("topk", "batchtopk", "kl", "l1", "spine")
 #: Objectives with a training k (per row or per batch); k, AuxK, k annealing and homeostasis apply to these.
@@ -26,6 +28,7 @@ TOPK_SPARSITIES = ("topk", "batchtopk")
 OBJECTIVE_DEFAULTS = {
     "k": {"topk": 32, "batchtopk": 32},
     "homeostasis": {"topk": 3e-5, "batchtopk": 3e-5},
+    "balance": {"topk": 5e-3},
     "rho": {"kl": 0.05, "spine": 0.15},
     "beta": {"kl": 10.0},
     "l1_coef": {"l1": 0.1},
@@ -75,6 +78,18 @@ class TrainConfig:
     down when more; 0: off). On GloVe 6B 50d (H=1000, k=32, no AuxK) 3e-5 left 10.6% of the units
     dead on 400k words where 0 left 35% (at lr 2e-3) and 1e-4 left 20%, and none on 50k words
     (benchmarks/ABLATION.md)."""
+    balance: float | None = None
+    """topk: after each step every unit's selection bias (added to the pre-activations only to choose
+    the k units, never to an activation; saved in model.pt as ``select_bias``) moves by this much
+    toward the frequency k/H: up for a unit chosen less often, down for one chosen more (0: off).
+    Without it a top-k code collapses where k is large for D (GloVe 50d, k=32: 88 effective units
+    of 1,000, one unit on 86% of the words); see benchmarks/INTERPRETABILITY.md."""
+    init: str | None = None
+    """How decoder rows (and the tied encoder) start: ``kmeans``, the spherical k-means centroids of
+    the first 65,536 words (the most frequent, in a file in frequency order), each a direction many
+    words share, so that a unit starts as one idea; or ``random`` unit vectors. Default: kmeans for
+    the single-layer topk model; random for the other objectives (whose settings were tuned from a
+    random start) and with ``encoder_layers`` (whose code space is not the input's)."""
     rho: float | None = None
     """Target fraction of words each unit fires on: ``kl`` (default 0.05) and ``spine`` (its rho*,
     default 0.15)."""
@@ -127,6 +142,10 @@ class TrainConfig:
         if topk:
             need(self.k_value >= 1, f"--k must be at least 1 (got {self.k_value})")
             need(self.k_value <= self.hidden, f"--k {self.k_value} is larger than the hidden size {self.hidden}; lower --k or raise --hidden")
+        need(self.init is None or self.init in INITS, f"--init must be one of {', '.join(INITS)} (got {self.init!r})")
+        need(self.init != "kmeans" or not self.encoder_layers,
+             "--init kmeans needs the single-layer model: the centroids live in the input space; drop --encoder-layers or use --init random")
+        need(self.balance is None or self.balance >= 0, f"--balance must be 0 or more (got {self.balance})")
         need(self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})")
         need(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
         need(self.lr > 0, f"--lr must be positive (got {self.lr})")
@@ -155,6 +174,11 @@ class TrainConfig:
     def resolved_settings(self) -> dict:
         """The per-objective settings that apply to this objective, with the values in use."""
         return {name: self.resolved(name) for name, defaults in OBJECTIVE_DEFAULTS.items() if self.sparsity in defaults}
+
+    @property
+    def init_value(self) -> str:
+        """The decoder initialisation in use (see ``init``)."""
+        return self.init or ("kmeans" if self.sparsity == "topk" and not self.encoder_layers else "random")
 
     @property
     def k_value(self) -> int | None:

@@ -94,7 +94,7 @@ def collapse_warning(balance: dict) -> str | None:
         return None
     return (f"the code has collapsed onto about {eff:.0f} of {h} units ({balance['starved_fraction']:.0%} starved, "
             f"the busiest on {balance['busiest_rate']:.0%} of the words): its units will be hard to read; "
-            "try a smaller --k or fewer --hidden units")
+            "keep --balance on (the default for topk), or try a smaller --k or fewer --hidden units")
 
 
 # -- the supersense table --------------------------------------------------------------------------

@@ -10,7 +10,8 @@ The model keeps its own input normalisation, so a user hands it vectors on their
 ``code`` depends on the sparsity objective the model was trained with (``sparsity``, recorded in
 the run's ``config.json``; see :mod:`sparsecode.objectives`):
 
-- ``topk``: ``relu(topk(pre, k))``, k non-zeros per row at most;
+- ``topk``: ``relu(topk(pre, k))``, k non-zeros per row at most; with a selection bias (trained
+  with ``balance``, the default) the k units are those with the largest ``pre + select_bias``;
 - ``batchtopk``: ``relu(pre)`` where ``pre > threshold`` (a scalar learned during training);
 - ``kl``, ``l1``: ``relu(pre)``;
 - ``spine``: ``clamp(pre, 0, 1)``.
@@ -20,7 +21,7 @@ Any of them can be capped at k units per row when encoding (the k largest are ke
 ``model.pt`` is a plain state dict (``torch.load(path, weights_only=True)`` reads it). A
 single-layer model has exactly ``W_enc`` (D, H), ``b_enc`` (H,), ``W_dec`` (H, D), ``b_dec`` (D,),
 ``input_mean`` (D,) and ``input_scale`` (), float32 on the CPU; decoder rows have unit norm. A
-``batchtopk`` model adds ``threshold`` (). A model with hidden layers (``encoder_layers`` E1..EL)
+``topk`` model trained with ``balance`` adds ``select_bias`` (H,); a ``batchtopk`` model adds ``threshold`` (). A model with hidden layers (``encoder_layers`` E1..EL)
 adds ``enc_layers.{i}.weight`` (E_{i+1}, E_i) and ``enc_layers.{i}.bias`` (E_{i+1},) with E0 = D,
 ``b_mid`` (EL,), and the mirrored ``dec_layers.{i}.weight`` (E_{L-i-1}, E_{L-i}) with
 ``dec_layers.{i}.bias`` for every decoder layer but the last (whose bias is ``b_dec``); ``W_enc`` is
@@ -130,8 +131,17 @@ class SparseAutoencoder(nn.Module):
         if sparsity == "batchtopk":
             #: The encode-time threshold of BatchTopK (a running mean of the smallest kept activation).
             self.register_buffer("threshold", torch.zeros((), device=device))
+        #: (H,) added to the pre-activations only to choose a top-k model's units (see :meth:`use_select_bias`).
+        self.register_buffer("select_bias", None)
         #: "auto", "sparse" or "dense": how codes are decoded (see :func:`sparsecode.topk.decode`).
         self.decode_impl = "auto"
+
+    def use_select_bias(self) -> None:
+        """Give a top-k model a selection bias ``select_bias`` (H,), zeros at first: its codes are then
+        ``relu(pre)`` at the k units with the largest ``pre + select_bias``. The bias chooses units and
+        never enters an activation (training balances unit use with it; see :mod:`sparsecode.train`)."""
+        if self.select_bias is None:
+            self.select_bias = torch.zeros(self.n_hidden, device=self.b_enc.device)
 
     @property
     def W_enc(self) -> Tensor:
@@ -195,6 +205,33 @@ class SparseAutoencoder(nn.Module):
         if self.encoder_layers:
             self.b_mid.zero_()
 
+    @torch.no_grad()
+    def initialise_from_centroids(self, x_norm: Tensor, k: int | None, iters: int = 15,
+                                  generator: torch.Generator | None = None) -> None:
+        """Decoder rows from spherical k-means of ``x_norm - b_dec`` (N, D) with rows normalised: H
+        unit-norm centroids, each a direction many words share. The encoder is their transpose
+        scaled by the one factor that best reconstructs the rows from their top-``k`` codes (k
+        correlated centroids would otherwise add up to several times a row; all of them for k None)."""
+        h = x_norm - self.b_dec
+        directions = h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        n, H = h.shape[0], self.n_hidden
+        cent = self.W_dec.clone()  # random unit rows where there are fewer rows than units
+        pick = torch.randperm(n, generator=generator)[: min(n, H)].to(h.device)
+        cent[: len(pick)] = directions[pick]
+        for _ in range(iters):
+            assign = (directions @ cent.t()).argmax(1)
+            sums = torch.zeros_like(cent).index_add_(0, assign, directions)
+            norms = sums.norm(dim=1, keepdim=True)
+            cent = torch.where(norms > 0, sums / norms.clamp_min(1e-12), cent)  # an empty cluster keeps its centre
+        pre = h @ cent.t()
+        if k is not None and k < H:
+            top = pre.topk(k, dim=1)
+            pre = torch.full_like(pre, 0.0).scatter_(1, top.indices, top.values)
+        recon = torch.relu(pre) @ cent
+        scale = (h * recon).sum() / (recon * recon).sum().clamp_min(1e-12)
+        self.W_dec.copy_(cent)
+        self.W_enc.copy_(cent.t() * scale)
+
     # -- the maps ---------------------------------------------------------------------------------
     def normalise(self, x: Tensor) -> Tensor:
         """(B, D) original scale -> (B, D) normalised."""
@@ -232,9 +269,11 @@ class SparseAutoencoder(nn.Module):
             if k is None:
                 raise SparsecodeError("a top-k model needs k to encode")
             if self.encoder_layers:
-                return topk_encode(self.code_input(x_norm), self.W_enc, self.b_enc, k, aux_k, dead)
+                return topk_encode(self.code_input(x_norm), self.W_enc, self.b_enc, k, aux_k, dead,
+                                   select_bias=self.select_bias)
             # x_norm - b_dec, subtracted inside: b_dec's gradient through the encoder is then one product.
-            return topk_encode(x_norm, self.W_enc, self.b_enc, k, aux_k, dead, shift=self.b_dec)
+            return topk_encode(x_norm, self.W_enc, self.b_enc, k, aux_k, dead, shift=self.b_dec,
+                               select_bias=self.select_bias)
         pre = self.pre_acts(x_norm)
         z = self.activation(pre)
         if self.sparsity == "batchtopk":
@@ -326,6 +365,8 @@ class SparseAutoencoder(nn.Module):
         n_hidden = int(state["W_enc"].shape[1]) if state["W_enc"].dim() == 2 else -1
         try:
             model = cls(d_in, n_hidden, device=device, sparsity=sparsity, encoder_layers=widths)
+            if "select_bias" in state and sparsity == "topk":
+                model.use_select_bias()
         except (RuntimeError, ValueError):
             raise SparsecodeError(f"{source}: tensors of impossible shapes; the file is corrupt or from another tool") from None
         expected = model.state_dict()

@@ -222,7 +222,9 @@ class TopKEncode(torch.autograd.Function):
     """``relu(topk((x - shift) @ W_enc + b_enc, k))`` with a sparse backward.
 
     Inputs: x (B, D), W_enc (D, H), b_enc (H,), k, aux_k, dead (H,) bool or None, shift (D,) or
-    None (no shift). Outputs: see :class:`Encoded`. ``aux_k`` > 0 also selects, per row, the aux_k
+    None (no shift), select_bias (H,) or None. Outputs: see :class:`Encoded`. A ``select_bias`` is
+    added to the pre-activations to choose the k units, and nowhere else: the activations are the
+    chosen units' ``relu(pre)``, and the bias has no gradient (training moves it to balance unit use). ``aux_k`` > 0 also selects, per row, the aux_k
     largest pre-activations among units where ``dead`` is True (AuxK, Gao et al. 2024).
 
     ``shift`` is the decoder bias a single-layer model subtracts before encoding. Passed here rather
@@ -233,10 +235,14 @@ class TopKEncode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int, dead: Tensor | None,
-                shift: Tensor | None = None):
+                shift: Tensor | None = None, select_bias: Tensor | None = None):
         h = x - shift if shift is not None else x
         pre_acts = _pre_activations(b_enc, h, W_enc)
-        top_vals, top_idx = topk_select(pre_acts, k)
+        if select_bias is None:
+            top_vals, top_idx = topk_select(pre_acts, k)
+        else:  # the bias decides which units are chosen, not their activations
+            _, top_idx = topk_select(pre_acts + select_bias, k)
+            top_vals = pre_acts.gather(1, top_idx)
         acts = top_vals.clamp_min(0).to(x.dtype)  # the codes and everything after them: x's precision
         if aux_k > 0:
             masked = pre_acts.masked_fill(~dead, float("-inf"))
@@ -272,7 +278,7 @@ class TopKEncode(torch.autograd.Function):
             grad_b = g.new_zeros(H).index_add_(0, idx.reshape(-1), g.reshape(-1))
         if shift_grad:
             grad_shift = -(W_enc @ grad_b)  # d pre[b, u] / d shift = -W_enc[:, u], summed over the batch
-        grads = (grad_x, grad_W, grad_b if ctx.needs_input_grad[2] else None, None, None, None, grad_shift)
+        grads = (grad_x, grad_W, grad_b if ctx.needs_input_grad[2] else None, None, None, None, grad_shift, None)
         return grads[: len(ctx.needs_input_grad)]
 
 
@@ -302,9 +308,16 @@ class SparseDecode(torch.autograd.Function):
         return grad_acts, None, grad_W, grad_b
 
 
-def dense_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Reference for :class:`TopKEncode` (no aux): plain autograd through ``torch.topk``."""
-    vals, idx = torch.topk(x @ W_enc + b_enc, k, dim=1)
+def dense_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int,
+                 select_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Reference for :class:`TopKEncode` (no aux): plain autograd through ``torch.topk`` (of
+    ``pre + select_bias`` with a selection bias, the activations then ``relu(pre)`` there)."""
+    pre = x @ W_enc + b_enc
+    if select_bias is None:
+        vals, idx = torch.topk(pre, k, dim=1)
+    else:
+        idx = torch.topk(pre.detach() + select_bias, k, dim=1).indices
+        vals = pre.gather(1, idx)
     return vals.clamp_min(0), idx
 
 
@@ -342,7 +355,7 @@ def decode(acts: Tensor, indices: Tensor, W_dec: Tensor, b_dec: Tensor, impl: st
 
 def topk_encode(
     x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int = 0, dead: Tensor | None = None,
-    shift: Tensor | None = None,
+    shift: Tensor | None = None, select_bias: Tensor | None = None,
 ) -> Encoded:
     """Functional form of :class:`TopKEncode`."""
-    return Encoded(*TopKEncode.apply(x, W_enc, b_enc, k, aux_k, dead, shift))
+    return Encoded(*TopKEncode.apply(x, W_enc, b_enc, k, aux_k, dead, shift, select_bias))

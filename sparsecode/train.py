@@ -58,6 +58,8 @@ REPORTS_PER_EPOCH = 20
 #: The files of a finished run directory (``--force`` replaces these and only these).
 RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
 CHECKPOINT = "checkpoint.pt"
+#: Rows (the first of the file: the most frequent words) whose k-means centroids start the decoder.
+KMEANS_SAMPLE = 65_536
 #: Words encoded at a time for the final statistics.
 FINAL_BATCH = 2048
 #: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start;
@@ -156,6 +158,11 @@ class Trainer:
         self.model.initialise_with(Normalisation(norm.mean.to(self.device), norm.scale.to(self.device)),
                                    normalised_mean.to(self.device), generator=self.gen)
         self.data_mean = normalised_mean.to(self.device)
+        if cfg.init_value == "kmeans":
+            sample = torch.from_numpy(data.rows.read(0, min(self.n, KMEANS_SAMPLE))).to(self.device)
+            self.model.initialise_from_centroids(self.model.normalise(sample), cfg.k_start, generator=self.gen)
+        if (cfg.resolved("balance") or 0) > 0:
+            self.model.use_select_bias()
         self.opt = make_adam(list(self.model.parameters()), cfg.lr)
         self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world)
         self.forward = self.dist.wrap(_Step(self.model, self.objective))
@@ -207,6 +214,7 @@ class Trainer:
             "d_in": self.d_in,
             "k_start": self.cfg.k_start,
             "k_encode": self.cfg.k_encode,
+            "init": self.cfg.init_value,
             # The values in use of the settings that default by objective (config.json: the run's settings).
             **self.cfg.resolved_settings(),
             "aux_k": self.aux_k,
@@ -262,11 +270,16 @@ class Trainer:
                 batch_stats = (("loss", self.dist.all_reduce(loss.detach() / world)), ("sse", glob.sse),
                                ("ssd", glob.ssd), ("l0", glob.l0), ("zero_rows", glob.zero_rows))
             fired = counts > 0
-            if cfg.homeostasis_value > 0:
-                # Load balancing without a loss (as DeepSeek-V3 routes experts): nudge each unit's
-                # encoder bias toward the frequency k/H, up when it fires too rarely, down when too often.
+            if cfg.homeostasis_value > 0 or model.select_bias is not None:
+                # Load balancing without a loss (as DeepSeek-V3 routes experts): each unit's bias moves
+                # toward the frequency k/H, up when it fires too rarely, down when too often. The
+                # selection bias only chooses units; homeostasis moves the (trained) encoder bias.
                 self.freq_ema.mul_(0.99).add_(counts / rows, alpha=0.01)
-                model.b_enc.add_(torch.sign(k / cfg.hidden - self.freq_ema), alpha=cfg.homeostasis_value)
+                toward = torch.sign(k / cfg.hidden - self.freq_ema)
+                if cfg.homeostasis_value > 0:
+                    model.b_enc.add_(toward, alpha=cfg.homeostasis_value)
+                if model.select_bias is not None:
+                    model.select_bias.add_(toward, alpha=cfg.resolved("balance"))
             self.seen += rows
             self.last_fired = torch.where(fired, self.seen, self.last_fired)
             self.fired_epoch |= fired

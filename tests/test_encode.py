@@ -16,12 +16,13 @@ from .conftest import SAMPLE, sample_subset, write_h5
 
 
 def _dense_codes(run_dir, vectors: np.ndarray, k: int) -> np.ndarray:
-    """Reference: dense top-k codes computed directly from model.pt."""
+    """Reference: dense top-k codes computed directly from model.pt, as its contract says (the k
+    largest ``pre + select_bias``, their ``relu(pre)``)."""
     s = torch.load(run_dir / "model.pt", weights_only=True)
     x = (torch.from_numpy(vectors) - s["input_mean"]) / s["input_scale"]
     pre = (x - s["b_dec"]) @ s["W_enc"] + s["b_enc"]
-    vals, idx = pre.topk(k, dim=1)
-    return torch.zeros_like(pre).scatter(1, idx, vals.clamp_min(0)).numpy()
+    idx = (pre + s.get("select_bias", torch.zeros(pre.shape[1]))).topk(k, dim=1).indices
+    return torch.zeros_like(pre).scatter(1, idx, pre.gather(1, idx).clamp_min(0)).numpy()
 
 
 def test_codes_file_layout(codes_path):

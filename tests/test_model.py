@@ -38,8 +38,9 @@ def test_parallel_gradient_is_removed():
 
 def test_weights_file_contract(run_dir, sample, codes):
     state = torch.load(run_dir / "model.pt", weights_only=True)
-    assert set(state) == set(STATE_SHAPES)
+    assert set(state) == set(STATE_SHAPES) | {"select_bias"}  # topk trains with a selection bias by default
     D, H = 50, 200
+    assert state["select_bias"].shape == (H,)
     assert state["W_enc"].shape == (D, H) and state["b_enc"].shape == (H,)
     assert state["W_dec"].shape == (H, D) and state["b_dec"].shape == (D,)
     assert state["input_mean"].shape == (D,) and state["input_scale"].shape == ()
@@ -90,3 +91,39 @@ def test_encoder_weights_are_stored_one_row_per_unit_and_read_as_d_by_h():
     enc = model.encode(x, 3)
     model.decode(enc.acts, enc.indices).sum().backward()
     assert model.W_enc_units.grad.shape == (20, 8) and model.W_enc_units.grad.is_contiguous()
+
+
+def test_kmeans_initialisation_puts_decoder_rows_on_the_clusters():
+    """Six tight clusters along +-e1, +-e2, +-e3: the spherical k-means centroids land on them."""
+    g = torch.Generator().manual_seed(0)
+    dirs = torch.cat([torch.eye(6)[:3], -torch.eye(6)[:3]])
+    x = (5 * dirs.repeat_interleave(50, 0) + 0.05 * torch.randn(300, 6, generator=g))
+    model = SparseAutoencoder(6, 6)
+    model.initialise(x, generator=torch.Generator().manual_seed(0))
+    start = model.W_dec.clone()
+    model.initialise_from_centroids(model.normalise(x), 1, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model.W_dec.norm(dim=1), torch.ones(6))
+    scale = model.W_enc[0, 0] / model.W_dec[0, 0]  # tied up to the one factor that reconstructs best
+    torch.testing.assert_close(model.W_enc, model.W_dec.t() * scale)
+    assert 0.9 < float(scale.detach()) < 1.1  # one tight cluster per row: the projection is the coefficient
+    fit = lambda w: (w @ dirs.t()).max(1).values  # noqa: E731 - each row's cosine with its nearest cluster
+    assert (fit(model.W_dec) > 0.99).all() and (fit(start) < 0.99).any()
+    assert sorted((model.W_dec @ dirs.t()).argmax(1).tolist()) == list(range(6))  # one row per cluster
+
+
+def test_selection_bias_travels_in_model_pt_and_old_files_load_without_it(run_dir, sample, tmp_path):
+    model = SparseAutoencoder.load(run_dir / "model.pt")
+    assert model.select_bias is not None and model.select_bias.abs().sum() > 0  # training moved it
+    x = torch.from_numpy(sample.vectors[:64])
+    with torch.no_grad():
+        enc = model.encode(x, 8)
+        pre = model.pre_acts(model.normalise(x))
+        want = (pre + model.select_bias).topk(8, dim=1).indices
+    assert torch.equal(enc.indices.sort(1).values, want.sort(1).values)
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    del state["select_bias"]
+    torch.save(state, tmp_path / "old.pt")
+    old = SparseAutoencoder.load(tmp_path / "old.pt")
+    assert old.select_bias is None and "select_bias" not in old.state_dict()
+    with torch.no_grad():
+        assert torch.equal(old.encode(x, 8).indices.sort(1).values, pre.topk(8, dim=1).indices.sort(1).values)

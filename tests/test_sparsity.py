@@ -78,9 +78,9 @@ def test_noise_is_for_training_only(sample):
         enc = model.encode(x, 8)
         # Encoding is the plain, noiseless map from the weights.
         pre = (model.normalise(x) - model.b_dec) @ model.W_enc + model.b_enc
-        top = pre.topk(8, dim=1)
+        top = (pre + model.select_bias).topk(8, dim=1).indices  # the selection bias only chooses units
         z = torch.zeros(len(x), 100).scatter(1, enc.indices, enc.acts)
-        torch.testing.assert_close(z, torch.zeros(len(x), 100).scatter(1, top.indices, top.values.clamp_min(0)))
+        torch.testing.assert_close(z, torch.zeros(len(x), 100).scatter(1, top, pre.gather(1, top).clamp_min(0)))
         # And so are the final statistics: their FVU is that of these codes.
         x_hat = model.decode(enc.acts, enc.indices).double()
         fvu = (x - x_hat).pow(2).sum() / (x.double() - x.double().mean(0)).pow(2).sum()
@@ -123,7 +123,7 @@ def test_deeper_encoder_trains_saves_and_reloads(tmp_path, sample):
     state = torch.load(out / "model.pt", weights_only=True)
     extra = {"enc_layers.0.weight": (80, 50), "enc_layers.0.bias": (80,), "enc_layers.1.weight": (40, 80),
              "enc_layers.1.bias": (40,), "b_mid": (40,), "dec_layers.0.weight": (80, 40), "dec_layers.0.bias": (80,),
-             "dec_layers.1.weight": (50, 80)}
+             "dec_layers.1.weight": (50, 80), "select_bias": (100,)}
     assert set(state) == set(STATE_SHAPES) | set(extra)
     assert {name: tuple(state[name].shape) for name in extra} == extra
     assert state["W_enc"].shape == (40, 100) and state["W_dec"].shape == (100, 40)
@@ -138,8 +138,8 @@ def test_deeper_encoder_trains_saves_and_reloads(tmp_path, sample):
         h = torch.relu((xn - state["b_dec"]) @ state["enc_layers.0.weight"].t() + state["enc_layers.0.bias"])
         h = torch.relu(h @ state["enc_layers.1.weight"].t() + state["enc_layers.1.bias"])
         pre = h @ state["W_enc"] + state["b_enc"]
-        top = pre.topk(8, dim=1)
-        ref = torch.zeros(300, 100).scatter(1, top.indices, top.values.clamp_min(0))
+        top = (pre + state["select_bias"]).topk(8, dim=1).indices
+        ref = torch.zeros(300, 100).scatter(1, top, pre.gather(1, top).clamp_min(0))
         y = torch.relu(z @ state["W_dec"] + state["b_mid"])
         y = torch.relu(y @ state["dec_layers.0.weight"].t() + state["dec_layers.0.bias"])
         x_hat = (y @ state["dec_layers.1.weight"].t() + state["b_dec"]) * state["input_scale"] + state["input_mean"]
@@ -197,3 +197,14 @@ def test_every_objective_through_the_cli(tmp_path, sparsity, layers):
     # The stored codes reconstruct as the run's own final statistics say.
     summary = json.loads((run_dir / "summary.json").read_text())
     assert report["reconstruction"]["fvu"] == pytest.approx(summary["fvu"], rel=1e-4)
+
+
+def test_the_selection_bias_evens_out_unit_use(sample):
+    """The default selection bias spreads the words over the units more evenly than the same training
+    without it (measured with the effective units and the busiest unit's share)."""
+    base = dict(hidden=200, k=16, epochs=3, device="cpu", init="random")
+    plain = sc.train(sample, sc.TrainConfig(**base, balance=0.0)).summary
+    balanced = sc.train(sample, sc.TrainConfig(**base)).summary
+    assert balanced["effective_units"] > plain["effective_units"]
+    assert balanced["busiest_rate"] < plain["busiest_rate"]
+    assert balanced["starved_fraction"] <= plain["starved_fraction"]

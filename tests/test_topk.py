@@ -239,3 +239,31 @@ def test_cpu_pre_activation_buffer_is_reused_safely():
     Wg = W.clone().requires_grad_()
     topk_encode(xs[0], Wg, b, 5).acts.sum().backward()
     assert torch.equal(first.indices, got[0].indices) and Wg.grad is not None
+
+
+def test_selection_bias_chooses_units_without_entering_activations(params):
+    """A selection bias changes which units a row takes, not their values: equal to the dense
+    reference, gradcheck agrees, and a large bias on one unit makes every row take it."""
+    x, W_enc, b_enc, *_ = params
+    bias = torch.zeros(H, dtype=torch.float64)
+    bias[3] = 100.0
+    enc = topk_encode(x, W_enc, b_enc, K, select_bias=bias)
+    assert (enc.indices == 3).any(1).all()
+    pre = x @ W_enc + b_enc
+    torch.testing.assert_close(enc.acts, pre.gather(1, enc.indices).clamp_min(0), rtol=1e-12, atol=1e-12)
+    ref_acts, ref_idx = dense_encode(x, W_enc, b_enc, K, select_bias=bias)
+    a, i = _sorted(enc.acts, enc.indices)
+    ra, ri = _sorted(ref_acts, ref_idx)
+    assert torch.equal(i, ri)
+    torch.testing.assert_close(a, ra, rtol=1e-12, atol=1e-12)
+    bias = torch.randn(H, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x = x.clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, W, b: TopKEncode.apply(x, W, b, K, 0, None, None, bias)[0], (x, W_enc, b_enc))
+    weights = torch.randn(B, H, dtype=torch.float64)
+    enc = topk_encode(x, W_enc, b_enc, K, select_bias=bias)
+    ref_acts, ref_idx = dense_encode(x, W_enc, b_enc, K, select_bias=bias)
+    got = torch.autograd.grad((enc.acts * weights.gather(1, enc.indices)).sum(), (x, W_enc, b_enc))
+    want = torch.autograd.grad((ref_acts * weights.gather(1, ref_idx)).sum(), (x, W_enc, b_enc))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)

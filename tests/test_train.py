@@ -188,8 +188,8 @@ def test_code_statistics_match_a_brute_force_count(sample):
     stats = sc.evaluate.code_statistics(model, x, k=8, batch_size=777)
     with torch.no_grad():
         pre = (model.normalise(x) - model.b_dec) @ model.W_enc + model.b_enc
-        vals, idx = pre.topk(8, dim=1)
-        z = torch.zeros_like(pre).scatter(1, idx, vals.clamp_min(0))
+        idx = (pre + model.select_bias).topk(8, dim=1).indices
+        z = torch.zeros_like(pre).scatter(1, idx, pre.gather(1, idx).clamp_min(0))
         x_hat = model.denormalise(z @ model.W_dec + model.b_dec)
     usage = (z > 0).sum(0)
     assert stats["dead_fraction"] == pytest.approx((usage == 0).double().mean().item())
@@ -205,7 +205,7 @@ def test_homeostasis_balances_unit_frequencies(sample):
     """The encoder-bias nudge spreads the words over the units more evenly than training without it."""
     freqs = {}
     for rate in (0.0, 1e-3):
-        model = sc.train(sample, sc.TrainConfig(**{**SMALL, "homeostasis": rate})).model
+        model = sc.train(sample, sc.TrainConfig(**{**SMALL, "homeostasis": rate, "balance": 0.0})).model
         with torch.no_grad():
             enc = model.encode(torch.from_numpy(sample.vectors), 8)
         used = torch.zeros(200).index_add_(0, enc.indices.reshape(-1), (enc.acts > 0).reshape(-1).float())
