@@ -141,8 +141,9 @@ class Trainer:
         self.n, self.d_in = stats.n, stats.dim
         self.fingerprint = stats.fingerprint
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        # Training noise draws from its own generator on the device, checkpointed with the rest.
-        self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        # Training noise draws from its own generator on the device, seeded anew for every step from
+        # (seed, step) alone (see noise_seed): a checkpoint holds no generator state of a device.
+        self.noise_gen = torch.Generator(device=self.device)
         torch.manual_seed(cfg.seed)
         self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
                                        encoder_layers=cfg.encoder_layers)
@@ -227,7 +228,7 @@ class Trainer:
 
         dead = (self.seen - self.last_fired) >= self.dead_after
         noise = cfg.noise_value
-        x_in = x + noise * torch.randn(x.shape, device=x.device, generator=self.noise_gen) if noise > 0 else x
+        x_in = x + noise * self._noise(x) if noise > 0 else x
         codes = self.forward(x_in, k, self.aux_k, dead, self.step)
         rec = reconstruction(x, codes.x_hat, self.data_mean)
         penalty, aux_var = codes.penalty, None
@@ -272,6 +273,20 @@ class Trainer:
         self.step += 1
         self.batch += 1
         self.dead = dead
+
+    def _noise(self, x: torch.Tensor) -> torch.Tensor:
+        """(B_local, D) standard normal noise for this process's rows of the current step.
+
+        The noise of the whole global batch is drawn from the generator seeded by (seed, step), and
+        each process takes its slice's rows: every row of a step gets its own noise, the same as it
+        gets in one process, and a resumed run (on any device of the same type) draws the same.
+        """
+        self.noise_gen.manual_seed(noise_seed(self.cfg.seed, self.step))
+        lo, hi = self.source.local_span(self.batch)
+        start = self.batch * self.cfg.batch_size
+        full = torch.randn((self.source.global_size(self.batch), x.shape[1]), device=x.device, dtype=x.dtype,
+                           generator=self.noise_gen)
+        return full[lo - start : hi - start]
 
     def _end_epoch(self) -> dict:
         if self.device.type == "cuda":
@@ -321,8 +336,7 @@ class Trainer:
             "fingerprint": self.fingerprint,
             "model": {k: clone(v) for k, v in self.model.state_dict().items()},
             "optimizer": _to_cpu(self.opt.state_dict()),
-            "epoch_rng": self.epoch_rng.clone(),
-            "noise_generator": self.noise_gen.get_state(),
+            "epoch_rng": self.epoch_rng.clone(),  # a CPU generator's state, whatever the device
             "torch_rng": torch.get_rng_state(),
             "position": {"step": self.step, "seen": self.seen, "epoch": self.epoch, "batch": self.batch,
                          "lr_scale": self.lr_scale, "diverged": self.diverged, "elapsed": self.elapsed,
@@ -338,8 +352,9 @@ class Trainer:
         dev = self.device
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        if "noise_generator" in state:
-            self.noise_gen.set_state(state["noise_generator"])
+        # Checkpoints of earlier versions hold "noise_generator", the state of a generator of the device
+        # they were made on (a CUDA state does not fit a CPU generator): unused, the noise of a step
+        # depends on (seed, step) alone.
         torch.set_rng_state(state["torch_rng"])
         pos = state["position"]
         self.step, self.seen, self.epoch, self.batch = pos["step"], pos["seen"], pos["epoch"], pos["batch"]
@@ -430,6 +445,11 @@ class Trainer:
             stacklevel=2,
         )
         return self.state_dict()
+
+
+def noise_seed(seed: int, step: int) -> int:
+    """The seed of the training noise at 0-based ``step`` of a run seeded ``seed`` (63 bits, well mixed)."""
+    return int(np.random.SeedSequence([seed, 1, step]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _to_cpu(obj):

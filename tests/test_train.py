@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sparsecode as sc
-from sparsecode.train import k_at, lr_factor
+from sparsecode.train import Trainer, k_at, lr_factor, noise_seed
 
 from .conftest import SMALL, stop_at
 
@@ -129,6 +129,57 @@ def test_resume_is_exact_with_noise_and_the_batchtopk_threshold(tmp_path, sample
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _tensors(value)
+
+
+def test_a_checkpoint_from_another_device_resumes_exactly(tmp_path, sample):
+    """A checkpoint holds CPU tensors and no generator state of a device. One written on a GPU by an
+    earlier version (device "cuda", the 16-byte state of a CUDA noise generator, which a CPU generator
+    refuses) resumes on the CPU to the model of an uninterrupted run."""
+    cfg = sc.TrainConfig(hidden=100, epochs=2, seed=0, device="cpu", checkpoint_every=5, sparsity="spine")
+    out, ref = tmp_path / "resumed", tmp_path / "straight"
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(sample, cfg, out_dir=out, progress=stop_at(11))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert "noise_generator" not in state
+    assert all(t.device.type == "cpu" for t in _tensors(state))
+    cuda_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state: seed and offset
+    with pytest.raises(RuntimeError):
+        torch.Generator().set_state(cuda_state)  # what resuming such a checkpoint on the CPU used to do
+    state["noise_generator"] = cuda_state
+    state["config"]["device"] = "cuda"
+    torch.save(state, out / "checkpoint.pt")
+    sc.train(sample, cfg, out_dir=out, resume=True)
+    sc.train(sample, cfg, out_dir=ref)
+    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (out, ref))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_training_noise_depends_on_the_seed_and_step_only(sample):
+    """Each step's noise comes from a generator seeded by (seed, step): reproducible, new every step."""
+    cfg = sc.TrainConfig(hidden=100, epochs=1, batch_size=64, noise=0.5, device="cpu")
+    a, b = Trainer(sample, cfg), Trainer(sample, cfg)
+    x = a.source.batch(0)
+    first = a._noise(x)
+    a.train_step()
+    b.train_step()
+    assert torch.equal(first, Trainer(sample, cfg)._noise(x))
+    second = a._noise(a.source.batch(1))
+    assert first.shape == (64, sample.vectors.shape[1]) and not torch.allclose(first, second)
+    assert torch.equal(second, b._noise(b.source.batch(1)))
+    assert abs(float(first.mean())) < 0.05 and abs(float(first.std()) - 1) < 0.05
+    assert len({noise_seed(0, t) for t in range(1000)} | {noise_seed(1, t) for t in range(1000)}) == 2000
 
 
 def test_resume_refuses_other_settings_and_finished_runs(tmp_path, sample, run_dir):
