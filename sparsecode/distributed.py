@@ -58,8 +58,8 @@ class GlobalBatch(NamedTuple):
     """(H,) float32: rows in which each unit fired."""
     residual_var: Tensor | None
     """0-d float32: squared deviation of the residual about its batch mean (for AuxK), or None."""
-    stop: bool
-    """Whether any process was asked to stop (SIGINT/SIGTERM)."""
+    stop: Tensor
+    """0-d bool: whether any process was asked to stop (SIGINT/SIGTERM); read it at report points only."""
 
 
 def _is_comm_failure(exc: BaseException) -> bool:
@@ -161,10 +161,15 @@ class Distributed:
 
     def reduce_batch(self, rows: int, ssd: Tensor, sse: Tensor, row_l0: Tensor, counts: Tensor,
                      residual: Tensor | None, stop: bool) -> GlobalBatch:
-        """One all-reduce of what the loss and the statistics need over the global batch: this
-        process's ``rows``, ``ssd``, ``sse``, per-row L0 ``row_l0`` (B,), fire ``counts`` (H,) and,
-        for AuxK, the detached ``residual`` (B, D)."""
-        parts = [torch.tensor([rows, float(stop)], dtype=torch.float64, device=ssd.device),
+        """One all-reduce of what the loss and the statistics need over the global batch of ``rows``
+        rows: this process's ``ssd``, ``sse``, per-row L0 ``row_l0`` (B,), fire ``counts`` (H,), for
+        AuxK the detached ``residual`` (B, D), and whether it was asked to ``stop``.
+
+        Nothing is read back to the host: the buffer is built on the device (the stop flag by a fill,
+        not a copy of a host list), the global row count is known to every process without asking
+        (see :class:`sparsecode.data.BatchSource`), and the stop flag stays a tensor.
+        """
+        parts = [torch.full((1,), float(stop), dtype=torch.float64, device=ssd.device),
                  torch.stack([ssd.detach().double(), sse.detach().double(), row_l0.sum().double(),
                               (row_l0 == 0).sum().double()])]
         if residual is not None:
@@ -172,13 +177,12 @@ class Distributed:
             parts += [r.pow(2).sum().reshape(1), r.sum(0)]
         parts.append(counts.double())
         total = self.all_reduce(torch.cat(parts))
-        n = int(total[0])
         residual_var = None
         if residual is not None:
-            s1 = total[7 : 7 + residual.shape[1]]
-            residual_var = (total[6] - s1.dot(s1) / max(n, 1)).float()
-        return GlobalBatch(n, total[2].float(), total[3].float(), total[4], total[5],
-                           total[-counts.shape[0]:].float(), residual_var, bool(total[1] > 0))
+            s1 = total[6 : 6 + residual.shape[1]]
+            residual_var = (total[5] - s1.dot(s1) / max(rows, 1)).float()
+        return GlobalBatch(rows, total[1].float(), total[2].float(), total[3], total[4],
+                           total[-counts.shape[0]:].float(), residual_var, total[0] > 0)
 
     def close(self) -> None:
         """Leave the job once every process is done (a barrier), after DDP's reducers are gone

@@ -69,6 +69,18 @@ def _unit_order(flat: Tensor, n_units: int) -> Tensor:
     return torch.sort(flat, stable=True).indices
 
 
+def unit_offsets(flat: Tensor, n_units: int) -> Tensor:
+    """(n_units + 1,) int64: where each unit's entries begin among ``flat`` (n,) unit ids sorted by unit.
+
+    The counts are a scatter-add into a fixed-size output, not ``torch.bincount``, which on CUDA reads
+    the ids' minimum and maximum back to the host (a sync per call, even with ``minlength``); on a
+    CPU the scatter-add is as fast as ``bincount``.
+    """
+    offsets = torch.zeros(n_units + 1, dtype=torch.int64, device=flat.device)
+    offsets[1:].scatter_add_(0, flat, torch.ones_like(flat))
+    return offsets.cumsum_(0)
+
+
 def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int) -> Tensor:
     """Sum over examples of the outer products ``grads[b, j] * rows[b]`` into unit ``indices[b, j]``.
 
@@ -81,8 +93,7 @@ def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int)
     B, m = indices.shape
     flat = indices.reshape(-1)
     order = _unit_order(flat, n_units)
-    offsets = torch.zeros(n_units + 1, dtype=torch.int64, device=flat.device)
-    offsets[1:] = torch.bincount(flat, minlength=n_units).cumsum(0)
+    offsets = unit_offsets(flat, n_units)
     example = order.div(m, rounding_mode="floor")  # entry b*m + j belongs to example b
     return F.embedding_bag(example, rows, offsets, mode="sum", per_sample_weights=grads.reshape(-1)[order],
                            include_last_offset=True)

@@ -158,7 +158,9 @@ class Trainer:
         self.opt = make_adam(list(self.model.parameters()), cfg.lr)
         self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world)
         self.forward = self.dist.wrap(_Step(self.model, self.objective))
-        self.stop_asked = self.stop_agreed = False  # SIGINT/SIGTERM, as the processes agree on it
+        # SIGINT/SIGTERM asked of this process; and (several processes) whether any was asked, as of the
+        # last step: a 0-d tensor the host reads at report points only.
+        self.stop_asked, self.stop_flag = False, None
 
         self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 and cfg.uses_k else 0  # no AuxK work when it is off
         self.steps_per_epoch = self.source.steps_per_epoch
@@ -233,7 +235,7 @@ class Trainer:
         rec = reconstruction(x, codes.x_hat, self.data_mean)
         penalty, aux_var = codes.penalty, None
         if self.dist.active:  # denominators of the global batch; x W because DDP averages the W gradients
-            glob = self.dist.reduce_batch(x.shape[0], rec.ssd, rec.sse, codes.row_l0, codes.counts,
+            glob = self.dist.reduce_batch(self.source.global_size(self.batch), rec.ssd, rec.sse, codes.row_l0, codes.counts,
                                           (x - codes.x_hat).detach() if self.aux_k > 0 else None, self.stop_asked)
             world = self.dist.world
             rec = Reconstruction(rec.sse * world, glob.ssd)
@@ -256,7 +258,7 @@ class Trainer:
             batch_stats = (("loss", loss.detach()), ("sse", rec.sse.detach()), ("ssd", rec.ssd),
                            ("l0", row_l0.sum()), ("zero_rows", (row_l0 == 0).sum()))
             if self.dist.active:  # the whole batch's figures, the same in every process
-                rows, counts, self.stop_agreed = glob.rows, glob.counts, glob.stop
+                rows, counts, self.stop_flag = glob.rows, glob.counts, glob.stop
                 batch_stats = (("loss", self.dist.all_reduce(loss.detach() / world)), ("sse", glob.sse),
                                ("ssd", glob.ssd), ("l0", glob.l0), ("zero_rows", glob.zero_rows))
             fired = counts > 0
@@ -401,8 +403,8 @@ class Trainer:
             at_epoch_end = self.batch == self.steps_per_epoch
             report = self.batch % self.report_every == 0 or at_epoch_end
             save = checkpoint is not None and (at_epoch_end or self.step % cfg.checkpoint_every == 0)
-            if self.dist.active:
-                stop = self.stop_agreed
+            if self.dist.active:  # read at report points only, the same steps in every process
+                stop = (report or save) and bool(self.stop_flag)
             else:
                 stop = stop_requested is not None and bool(stop_requested())
             # The host reads the loss only here; nothing unverified is reported, kept or checkpointed.

@@ -111,3 +111,28 @@ def test_a_killed_process_stops_the_job_cleanly_and_its_checkpoint_resumes(tmp_p
     assert resumed.returncode == 0, resumed.stderr
     reference = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=30)).model.weights()
     assert_close_weights(torch.load(out / "model.pt", weights_only=True), reference)
+
+
+def test_a_stop_asked_of_both_processes_ends_at_one_step_with_a_checkpoint(tmp_path, emb_path):
+    """SIGTERM to both processes (as Ctrl-C reaches a terminal's process group): they agree on the
+    stop at the next report point (the flag travels in the step's all-reduce, read there only), write
+    one checkpoint and exit 143; it resumes to the model of an uninterrupted run."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sparsecode", "train", str(emb_path), "--out", str(out), *ARGS, "--epochs", "30",
+           "--checkpoint-every", "5", "--quiet"]
+    launcher = subprocess.Popen([*cmd, "--nproc", "2"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    ranks = [_child_with_rank(launcher.pid, r, deadline) for r in (0, 1)]
+    while not (out / "checkpoint.pt").exists() and launcher.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    for pid in ranks:
+        os.kill(pid, signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 143, stderr
+    assert "interrupted at step" in stderr and "Traceback" not in stderr, stderr
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"]
+    assert f"interrupted at step {step} of " in stderr
+    resumed = subprocess.run([*cmd, "--resume"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=30)).model.weights()
+    assert_close_weights(torch.load(out / "model.pt", weights_only=True), reference)

@@ -239,3 +239,16 @@ def test_cpu_pre_activation_buffer_is_reused_safely():
     Wg = W.clone().requires_grad_()
     topk_encode(xs[0], Wg, b, 5).acts.sum().backward()
     assert torch.equal(first.indices, got[0].indices) and Wg.grad is not None
+
+
+@pytest.mark.parametrize("n,n_units", [(0, 5), (1, 1), (40, 30), (5000, 1000), (3000, 7)])
+def test_unit_offsets_equal_bincount(n, n_units):
+    """The scatter-add counts (no host read on CUDA) give bincount's offsets exactly, skewed use included."""
+    from sparsecode.topk import unit_offsets
+
+    g = torch.Generator().manual_seed(n)
+    flat = (torch.rand(n, generator=g) ** 4 * n_units).long()  # most entries on the first units
+    want = torch.zeros(n_units + 1, dtype=torch.int64)
+    want[1:] = torch.bincount(flat, minlength=n_units).cumsum(0)
+    got = unit_offsets(flat, n_units)
+    assert got.dtype == torch.int64 and torch.equal(got, want)
