@@ -203,6 +203,9 @@ def from_environment(device: str) -> Distributed:
         return Distributed(None)  # the device is resolved where it is used, as before
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        raise SparsecodeError(f"--device {device} names one GPU, but each of the {world} processes takes its own "
+                              "(GPU LOCAL_RANK): use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
     if dev.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise SparsecodeError(f"process {rank}: no GPU {local_rank} here ({torch.cuda.device_count()} GPUs); "

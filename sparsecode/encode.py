@@ -21,7 +21,7 @@ import torch
 
 from .atomic import atomic_output, check_output, check_space
 from .codes import config_attrs
-from .config import resolve_device
+from .config import on_device, resolve_device
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile
 from .errors import SparsecodeError
 from .model import SparseAutoencoder
@@ -149,7 +149,7 @@ def encode(
     H = model.n_hidden
 
     # keep_words: the codes file stores them all; the encoder's kept buffer is freed at the end.
-    with kept_workspace(), EmbeddingFile(embeddings_path, keep_words=True) as emb:
+    with on_device(dev), kept_workspace(), EmbeddingFile(embeddings_path, keep_words=True) as emb:
         if emb.dim != model.d_in:
             raise SparsecodeError(
                 f"{emb.path}: vectors have {emb.dim} dimensions but the model in {run_dir} expects {model.d_in}; "

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
-from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
+from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, on_device, resolve_device
 from .data import CHUNK_ROWS, BatchSource, TrainingData, open_training_data
 from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
@@ -292,7 +292,7 @@ class Trainer:
 
     def _end_epoch(self) -> dict:
         if self.device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
         acc, n = self.acc, self.n
         line = {
             "epoch": self.epoch,
@@ -503,7 +503,7 @@ def train(
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    with session(cfg.device) as dist:
+    with session(cfg.device) as dist, on_device(dist.device or resolve_device(cfg.device)):
         data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
         try:
             with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
