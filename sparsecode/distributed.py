@@ -113,6 +113,25 @@ class Distributed:
                 dist.all_reduce(tensor)
         return tensor
 
+    def sum_with_local_grad(self, tensor: Tensor) -> Tensor:
+        """The sum of ``tensor`` over the processes, whose gradient flows back to this process's
+        ``tensor`` times ``world``: DistributedDataParallel averages the gradients of the processes,
+        and the average of these is the gradient of the sum (as one process with the whole batch
+        would have it)."""
+        if not self.active:
+            return tensor
+        total = self.all_reduce(tensor.detach().clone())
+        return total + self.world * (tensor - tensor.detach())
+
+    def all_gather(self, tensor: Tensor) -> Tensor:
+        """The (n,) ``tensor`` of every process, concatenated in rank order: (world * n,), no gradient."""
+        if not self.active:
+            return tensor.detach()
+        parts = [torch.empty_like(tensor) for _ in range(self.world)]
+        with self.collective("a step"):
+            dist.all_gather(parts, tensor.detach().contiguous())
+        return torch.cat(parts)
+
     def from_main(self, fn: Callable[[], T], what: str) -> T:
         """Run ``fn`` on process 0 only and hand its result (or its error) to every process."""
         if not self.active:

@@ -121,8 +121,8 @@ class _Step(nn.Module):
         super().__init__()
         self.model, self.objective = model, objective
 
-    def forward(self, x: torch.Tensor, k: int, aux_k: int, dead: torch.Tensor, t: int):
-        return self.objective.step(self.model, x, k, aux_k, dead, t)
+    def forward(self, x: torch.Tensor, k: int, aux_k: int, dead: torch.Tensor, t: int, rows: int):
+        return self.objective.step(self.model, x, k, aux_k, dead, t, rows)
 
 
 class Trainer:
@@ -147,7 +147,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
                                        encoder_layers=cfg.encoder_layers)
-        self.objective = make_objective(cfg)
+        self.objective = make_objective(cfg, self.dist)
         # Normalisation as estimate_normalisation gives it, from the streamed statistics; the mean of
         # the normalised data is then (mean - input_mean) / input_scale.
         norm = Normalisation(torch.from_numpy(stats.mean).float(), torch.tensor(stats.scale, dtype=torch.float32))
@@ -231,16 +231,15 @@ class Trainer:
         dead = (self.seen - self.last_fired) >= self.dead_after
         noise = cfg.noise_value
         x_in = x + noise * self._noise(x) if noise > 0 else x
-        codes = self.forward(x_in, k, self.aux_k, dead, self.step)
+        global_rows = self.source.global_size(self.batch)
+        codes = self.forward(x_in, k, self.aux_k, dead, self.step, global_rows)
         rec = reconstruction(x, codes.x_hat, self.data_mean)
         penalty, aux_var = codes.penalty, None
         if self.dist.active:  # denominators of the global batch; x W because DDP averages the W gradients
-            glob = self.dist.reduce_batch(self.source.global_size(self.batch), rec.ssd, rec.sse, codes.row_l0, codes.counts,
+            glob = self.dist.reduce_batch(global_rows, rec.ssd, rec.sse, codes.row_l0, codes.counts,
                                           (x - codes.x_hat).detach() if self.aux_k > 0 else None, self.stop_asked)
             world = self.dist.world
-            rec = Reconstruction(rec.sse * world, glob.ssd)
-            # A penalty that is a mean over rows: this slice's share of the global batch's.
-            penalty = penalty * (world * x.shape[0] / glob.rows) if x.shape[0] else penalty.new_zeros(())
+            rec = Reconstruction(rec.sse * world, glob.ssd)  # the penalty is in this convention already
             aux_var = glob.residual_var.clamp_min(1e-12) / world if self.aux_k > 0 else None
         loss = rec.fvu + penalty
         if self.aux_k > 0:

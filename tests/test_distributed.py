@@ -136,3 +136,44 @@ def test_a_stop_asked_of_both_processes_ends_at_one_step_with_a_checkpoint(tmp_p
     assert resumed.returncode == 0, resumed.stderr
     reference = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=30)).model.weights()
     assert_close_weights(torch.load(out / "model.pt", weights_only=True), reference)
+
+
+#: Each objective's own settings for the two-process comparison (tiny: one launch trains them all).
+OBJECTIVE_RUNS = {
+    "batchtopk": dict(sparsity="batchtopk", k=8, aux_coef=0.03125),
+    "kl": dict(sparsity="kl"),
+    "l1": dict(sparsity="l1"),
+    "spine": dict(sparsity="spine"),  # with its default input noise, 0.2
+    "topk-noise": dict(sparsity="topk", k=8, noise=0.3),
+}
+OBJECTIVES_SCRIPT = """
+import sys, torch, torch.distributed as dist
+import sparsecode as sc
+dist.init_process_group("gloo")  # joined here, so that every sc.train below shares the one job
+runs = {runs!r}
+for name, settings in runs.items():
+    result = sc.train(sys.argv[1], sc.TrainConfig(hidden=64, batch_size=128, epochs=2, device="cpu", **settings))
+    if dist.get_rank() == 0:
+        torch.save({{"weights": result.model.weights(), "metrics": result.metrics}}, f"{{sys.argv[2]}}/{{name}}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_every_objective_on_two_processes_trains_the_model_of_one(tmp_path, emb_path):
+    """BatchTopK's k·B largest and its threshold, the KL and SPINE firing rates, the L1 and SPINE
+    penalties and the input noise are those of the global batch: two processes give one process's
+    model (weights within 1e-4, epoch metrics alike)."""
+    script = tmp_path / "objectives.py"
+    script.write_text(OBJECTIVES_SCRIPT.format(runs=OBJECTIVE_RUNS))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(emb_path), str(tmp_path)], capture_output=True, text=True, env=ENV,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for name, settings in OBJECTIVE_RUNS.items():
+        one = sc.train(emb_path, sc.TrainConfig(hidden=64, batch_size=128, epochs=2, device="cpu", **settings))
+        two = torch.load(tmp_path / f"{name}.pt", weights_only=True)
+        for key, tensor in one.model.weights().items():
+            torch.testing.assert_close(two["weights"][key], tensor, rtol=1e-4, atol=1e-5, msg=f"{name}: {key}")
+        for got, want in zip(two["metrics"], one.metrics, strict=True):
+            for key in ("loss", "fvu", "mean_l0", "dead_fraction"):
+                assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-7), (name, key)
