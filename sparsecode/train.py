@@ -42,7 +42,7 @@ from torch import nn
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, on_device, resolve_device
-from .data import CHUNK_ROWS, BatchSource, TrainingData, open_training_data
+from .data import CHUNK_ROWS, BatchSource, DeviceFeed, TrainingData, data_fits_on_device, open_training_data
 from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
@@ -156,7 +156,12 @@ class Trainer:
                                    normalised_mean.to(self.device), generator=self.gen)
         self.data_mean = normalised_mean.to(self.device)
         self.opt = make_adam(list(self.model.parameters()), cfg.lr)
-        self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world)
+        # On a GPU: the data on the device if it fits, else pinned copies with the next buffer fetched ahead.
+        self.feed = DeviceFeed(self.device)
+        self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world,
+                                  feed=self.feed, prefetch=self.feed.cuda)
+        if data_fits_on_device(self.n, self.d_in, self.device):
+            self.source.keep_resident()
         self.forward = self.dist.wrap(_Step(self.model, self.objective))
         # SIGINT/SIGTERM asked of this process; and (several processes) whether any was asked, as of the
         # last step: a 0-d tensor the host reads at report points only.
@@ -187,7 +192,7 @@ class Trainer:
     @torch.no_grad()
     def _prepare(self, rows: np.ndarray) -> torch.Tensor:
         """(K, D) rows read from the data -> normalised, on the device."""
-        return self.model.normalise(torch.from_numpy(rows).to(self.device))
+        return self.model.normalise(self.feed.tensor(rows))
 
     def _start_epoch(self) -> None:
         self.epoch_rng = self.gen.get_state()
