@@ -258,6 +258,26 @@ class DeviceFeed:
             return t.to(self.device)
         return t.pin_memory().to(self.device, non_blocking=True)
 
+    def to_host(self, *tensors: torch.Tensor) -> list:
+        """Start copying device ``tensors`` to the host: ``[host tensors, event]`` (on CUDA into pinned
+        memory, not waiting; elsewhere the tensors themselves, event None). :meth:`wait` returns them."""
+        if not self.cuda:
+            return [tensors, None]
+        host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors)
+        for h, t in zip(host, tensors):
+            h.copy_(t, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        return [host, event]
+
+    @staticmethod
+    def wait(entry: list) -> tuple[torch.Tensor, ...]:
+        """The host tensors of a :meth:`to_host` entry, once their copy is done (the one wait)."""
+        if entry[1] is not None:
+            entry[1].synchronize()
+            entry[1] = None
+        return entry[0]
+
     def run(self, fn: Callable[[], tuple[torch.Tensor, ...]], side: bool) -> list:
         """``[fn(), event]``: on CUDA with ``side``, fn's copies and kernels queue on the side stream and
         the event marks their end; otherwise they run as usual (event None)."""

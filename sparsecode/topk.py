@@ -99,7 +99,7 @@ def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int)
                            include_last_offset=True)
 
 
-def _row_order(indices: Tensor) -> Tensor | None:
+def row_order(indices: Tensor) -> Tensor | None:
     """The permutation that sorts each row of (B, m) ``indices`` increasingly, or None when they are.
 
     On CUDA always a sort (small next to the step, and no host read). On a CPU the top-k comes out
@@ -123,7 +123,7 @@ def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
     ``indices`` within a row gives the same result.
     """
     B, m = indices.shape
-    order = _row_order(indices)
+    order = row_order(indices)
     cols = indices if order is None else indices.gather(1, order)
     crow = torch.arange(0, B * m + 1, m, device=indices.device)
     pattern = _csr(crow, cols.reshape(-1), left.new_zeros(B * m), (B, table.shape[0]))
