@@ -9,7 +9,10 @@ What the processes share, per step (see :meth:`Distributed.reduce_batch`): each 
 of the global batch (:mod:`sparsecode.data`); one all-reduce adds up what the loss and the
 statistics need over the whole batch (its size, the squared deviation that divides the FVU, the
 residual's moments for AuxK, each unit's fire count, whether a stop was asked for), then
-DistributedDataParallel all-reduces the gradients. Every process thus computes the same update and
+DistributedDataParallel all-reduces the gradients. The objectives that need batch statistics take
+them over the global batch too (:meth:`Distributed.all_gather` for BatchTopK's k·B largest,
+:meth:`Distributed.sum_with_local_grad` for the firing rates of KL and SPINE). Nothing is read back
+to the host within a step. Every process thus computes the same update and
 the same dead units, and keeps identical parameters, optimizer state and statistics: any of them
 holds the whole training state, which process 0 checkpoints.
 """
