@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 
 import sparsecode as sc
 
-from .conftest import sample_subset, stop_at
+from .conftest import host_reads_of, sample_subset, stop_at
 
 #: Small enough for a few seconds per run; AuxK on, so that its global-batch variance is exercised.
 ARGS = ["--hidden", "64", "--k", "8", "--batch-size", "128", "--aux-coef", "0.03125", "--device", "cpu"]
@@ -177,3 +178,34 @@ def test_every_objective_on_two_processes_trains_the_model_of_one(tmp_path, emb_
         for got, want in zip(two["metrics"], one.metrics, strict=True):
             for key in ("loss", "fvu", "mean_l0", "dead_fraction"):
                 assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-7), (name, key)
+
+
+@pytest.mark.parametrize("settings", [dict(sparsity="topk", aux_coef=1 / 32), dict(sparsity="batchtopk", aux_coef=1 / 32),
+                                      dict(sparsity="kl"), dict(sparsity="spine")], ids=lambda s: s["sparsity"])
+def test_the_ddp_step_reads_nothing_back(sample, cuda_code_paths, settings):
+    """The several-process step (DDP, the step's all-reduce, BatchTopK's all-gather, the all-reduced
+    rates) in a one-process gloo job: three warmed-up steps dispatch no read back to the host."""
+    import gc
+
+    import torch.distributed as tdist
+
+    from sparsecode.distributed import Distributed
+    from sparsecode.train import Trainer
+
+    class OneRank(Distributed):
+        active = True  # a job of one that takes every several-process path
+
+    tdist.init_process_group("gloo", store=tdist.HashStore(), rank=0, world_size=1)
+    try:
+        cfg = sc.TrainConfig(hidden=4000, batch_size=256, epochs=1, dead_window=0.01, device="cpu", **settings)
+        with warnings.catch_warnings():  # torch 2.13 deprecates broadcast_buffers, which we still need
+            warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+            trainer = Trainer(sample, cfg, OneRank(torch.device("cpu")))
+        for _ in range(3):
+            trainer.train_step()
+        assert not host_reads_of(lambda: [trainer.train_step() for _ in range(3)])
+        assert trainer.stop_flag is not None and not bool(trainer.stop_flag)
+        del trainer
+    finally:
+        gc.collect()  # DDP's reducer before its process group
+        tdist.destroy_process_group()

@@ -10,7 +10,7 @@ import torch
 import sparsecode as sc
 from sparsecode.train import Trainer, k_at, lr_factor, noise_seed
 
-from .conftest import SMALL, stop_at
+from .conftest import SMALL, host_reads_of, stop_at
 
 
 def test_k_annealing_schedule():
@@ -295,3 +295,30 @@ def test_no_checkpoint_ever_holds_a_diverged_state(tmp_path, sample, monkeypatch
     assert len(saved) > 20 and all(finite for _, finite in saved), saved
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["position"]["step"] < 25
+
+
+SYNC_FREE = [dict(sparsity="topk", aux_coef=1 / 32), dict(sparsity="batchtopk", aux_coef=1 / 32),
+             dict(sparsity="kl"), dict(sparsity="spine")]
+
+
+@pytest.mark.parametrize("settings", SYNC_FREE, ids=lambda s: s["sparsity"])
+def test_a_step_reads_nothing_back_on_the_cuda_code_path(sample, cuda_code_paths, settings):
+    """What set_sync_debug_mode("error") checks on a GPU, checked on the CPU at the operators the step
+    dispatches: three warmed-up steps (AuxK with dead units; SPINE's noise) read nothing back."""
+    cfg = sc.TrainConfig(hidden=4000, batch_size=256, epochs=1, dead_window=0.01, device="cpu", **settings)
+    trainer = Trainer(sample, cfg)
+    for _ in range(3):
+        trainer.train_step()
+    assert not host_reads_of(lambda: [trainer.train_step() for _ in range(3)])
+    if cfg.aux_coef > 0:
+        assert trainer.dead.any()  # AuxK had dead units to work on
+
+
+def test_the_audit_sees_a_host_read(cuda_code_paths):
+    from sparsecode import topk
+
+    flat = torch.tensor([1, 2, 2])
+    assert host_reads_of(lambda: torch.bincount(flat, minlength=4)) == ["aten.bincount.default"]
+    assert host_reads_of(lambda: bool((flat > 0).all())) == ["aten._local_scalar_dense.default"]
+    assert host_reads_of(lambda: flat[flat > 1]) == ["aten.index.Tensor"]
+    assert not host_reads_of(lambda: topk.unit_offsets(flat, 4))
