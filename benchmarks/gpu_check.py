@@ -51,7 +51,7 @@ from sparsecode import topk
 from sparsecode.config import TrainConfig
 from sparsecode.data import open_training_data
 from sparsecode.distributed import Distributed
-from sparsecode.topk import SparseDecode, TopKEncode, decode, dense_decode, dense_encode, topk_encode, topk_select
+from sparsecode.topk import SparseDecode, TopKEncode, dense_decode, dense_encode, topk_encode, topk_select
 from synthetic import synthetic, write_synthetic
 
 train_module = importlib.import_module("sparsecode.train")  # the package's "train" and "encode" are functions
@@ -282,7 +282,7 @@ def resume_across(data, device: torch.device) -> dict:
 
 
 # -- 4. host syncs -----------------------------------------------------------------------------------
-def sync_audit(device: torch.device, small: bool) -> dict:
+def sync_audit(device: torch.device) -> dict:
     if device.type != "cuda":
         return {"skipped": "no CUDA device: torch.cuda.set_sync_debug_mode has nothing to watch on a CPU"}
     results = {}
@@ -558,12 +558,12 @@ def main() -> int:
         section("gradcheck", lambda: gradient_checks(device))
         section("cpu_vs_device", lambda: cpu_vs_device(small_data, device))
         section("resume", lambda: resume_across(small_data, device))
-        section("sync_audit", lambda: sync_audit(device, args.small))
+        section("sync_audit", lambda: sync_audit(device))
         write_synthetic(tmp / "big.h5", n_words, D)
         datasets = {"resident": open_training_data(synthetic(n_words, D)), "streamed": open_training_data(tmp / "big.h5")}
         section("throughput", lambda: throughput(shapes, device, modes, datasets, n_steps, warmup))
         datasets["streamed"].close()
-        del datasets
+        datasets = None  # the 1M rows in memory: freed
         section("sparsify", lambda: sparsify_steps(shapes, device, n_steps, warmup) if device.type == "cuda" else {
             "skipped": "on CUDA only (its decoder is a Triton kernel)"})
         section("encode", lambda: encode_check(device, tmp, 1000 if args.small else None))

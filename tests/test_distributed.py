@@ -205,7 +205,7 @@ def test_the_ddp_step_reads_nothing_back(sample, cuda_code_paths, settings):
             trainer.train_step()
         assert not host_reads_of(lambda: [trainer.train_step() for _ in range(3)])
         assert trainer.stop_flag is not None and not bool(trainer.stop_flag)
-        del trainer
+        trainer = None
     finally:
         gc.collect()  # DDP's reducer before its process group
         tdist.destroy_process_group()
