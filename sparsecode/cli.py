@@ -147,7 +147,7 @@ def train(
     init: Optional[str] = typer.Option(None, help="Decoder start: kmeans (centroids of the most frequent words) or random  \\[default: kmeans; random with --encoder-layers]"),
     encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk); caps kl, l1, spine, batchtopk codes  \\[default: --k for topk, else none]"),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
-    device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
+    device: str = typer.Option(DEFAULTS.device, help="auto, cpu, cuda or cuda:N (GPU N); several processes take one GPU each."),
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
@@ -175,6 +175,9 @@ def train(
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise SparsecodeError("--nproc: this process is already one of a torchrun job; drop --nproc")
             cfg.validate()
+            if nproc > 1 and device.startswith("cuda:"):
+                raise SparsecodeError(f"--device {device} names one GPU, but each of the {nproc} processes takes its "
+                                      "own: use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
         raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
     with user_errors(), session(device) as dist:  # a torchrun job's processes, or just this one
         cfg.validate()
@@ -243,7 +246,7 @@ def encode(
     nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
     top_words: int = typer.Option(10, help="Top words stored per unit."),
     batch_size: int = typer.Option(8192, help="Words encoded at a time."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (GPU N)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

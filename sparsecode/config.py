@@ -6,8 +6,11 @@ as JSON, plus what the run resolved (device, data size, the sizes used).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import re
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from .errors import SparsecodeError
 
@@ -111,7 +114,8 @@ class TrainConfig:
     checkpoint_every: int = 1000
     """Steps between checkpoints of a run directory (also at the end of every epoch)."""
     device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` (the current GPU) or ``cuda:N`` (GPU N). With
+    several processes each takes GPU ``LOCAL_RANK`` (``auto`` or ``cuda``)."""
 
     def validate(self) -> None:
         """Check the settings at the boundary; every problem is one clear line."""
@@ -162,7 +166,8 @@ class TrainConfig:
         need(self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1 (got {self.checkpoint_every})")
         need(self.homeostasis is None or self.homeostasis >= 0, f"--homeostasis must be 0 or more (got {self.homeostasis})")
         need(self.dead_window > 0, f"dead_window must be positive (got {self.dead_window})")
-        need(self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {self.device!r})")
+        need(isinstance(self.device, str) and DEVICE_PATTERN.fullmatch(self.device) is not None,
+             f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
 
     # Resolved values ------------------------------------------------------------------------------
     def resolved(self, name: str):
@@ -227,14 +232,39 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+#: What ``--device`` accepts: auto, cpu, cuda (the current GPU) or cuda:N (GPU N).
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
 def resolve_device(name: str):
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` or ``cuda:N`` without that GPU is a clear error."""
     import torch
 
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise SparsecodeError(f"--device must be auto, cpu, cuda or cuda:N (got {name!r})")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SparsecodeError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise SparsecodeError(f"--device must be auto, cpu or cuda (got {name!r})")
-    return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise SparsecodeError(f"--device {name}: no CUDA GPU is available here; use --device cpu or auto")
+    device = torch.device(name)
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        have = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise SparsecodeError(f"--device {name}: there is no GPU {device.index} here ({count} GPU{'s' * (count != 1)}: "
+                              f"{have}); choose one of those")
+    return device
+
+
+@contextlib.contextmanager
+def on_device(device) -> Iterator[None]:
+    """Make ``device`` the current CUDA device for the block (a GPU other than the first one: streams,
+    generators and synchronisation then default to it); nothing for a CPU or an unnumbered ``cuda``."""
+    import torch
+
+    if device.type == "cuda" and device.index is not None:
+        with torch.cuda.device(device):
+            yield
+    else:
+        yield

@@ -12,10 +12,16 @@ The order of an epoch is defined on *global* batches, whatever the number of pro
 
 With W processes, process r takes the r-th of W near-equal contiguous slices of every global batch
 and reads only the rows of its slices (W = 1: the whole batch). Memory holds the rows of at most two
-buffers (a batch may straddle two), however large the file. A buffer whose rows are the same as the
+buffers (a batch may straddle two; three on a GPU, where the next one is fetched ahead), however
+large the file. A buffer whose rows are the same as the
 last one read (the whole data, when it fits in one buffer, in one process) is kept, not read again:
 so up to ``CHUNK_ROWS * BUFFER_CHUNKS`` = 65,536 words train from memory, shuffled as a whole each
 epoch, and larger files stream a buffer at a time.
+
+On a GPU (see :class:`DeviceFeed`) the data stays on the device when it fits
+:data:`DEVICE_DATA_FRACTION` of the GPU's free memory: it is read once, and a buffer is then only
+the device's index of its rows. Otherwise buffers travel through pinned host memory without
+blocking the host, the next one fetched ahead on a side stream.
 
 All randomness comes from one ``torch.Generator``, drawn in a fixed sequence (the chunk permutation,
 then each buffer's permutation in turn): its state at the start of an epoch and a batch number
@@ -42,6 +48,9 @@ from .embeddings import EmbeddingFile, Embeddings
 CHUNK_ROWS = 8192
 #: Chunks shuffled together (a buffer): 65,536 rows, ~80 MB of float32 at D=300.
 BUFFER_CHUNKS = 8
+#: On a GPU the training data stays on the device when its float32 rows take at most this fraction of
+#: the GPU's free memory when training starts (GloVe 400k x 300, 0.5 GB, on any GPU of 2 GB or more).
+DEVICE_DATA_FRACTION = 0.25
 
 
 class Rows(Protocol):
@@ -219,6 +228,81 @@ class EpochOrder:
         self.perm(len(self) - 1)
 
 
+def data_fits_on_device(n: int, dim: int, device: torch.device) -> bool:
+    """Whether (n, dim) float32 rows stay on ``device`` for training: CUDA only, within
+    :data:`DEVICE_DATA_FRACTION` of its free memory (a CPU streams them: memory stays bounded)."""
+    if device.type != "cuda":
+        return False
+    free, _total = torch.cuda.mem_get_info(device)
+    return n * dim * 4 <= DEVICE_DATA_FRACTION * free
+
+
+class DeviceFeed:
+    """How rows read on the host reach the device.
+
+    On a CPU an array read is used as it is (``torch.from_numpy``, no copy). On CUDA it is copied to
+    pinned (page-locked) memory and from there with ``non_blocking=True``, which does not wait for the
+    device (a copy from pageable memory does: a host sync); :meth:`run` puts work on a side stream,
+    whose event the current stream waits for when the result is first used (:meth:`ready`).
+    """
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        """``array`` on the device (on CUDA: through pinned memory, not waiting for the device)."""
+        t = torch.from_numpy(np.ascontiguousarray(array))
+        if not self.cuda:
+            return t.to(self.device)
+        return t.pin_memory().to(self.device, non_blocking=True)
+
+    def to_host(self, *tensors: torch.Tensor) -> list:
+        """Start copying device ``tensors`` to the host: ``[host tensors, event]`` (on CUDA into pinned
+        memory, not waiting; elsewhere the tensors themselves, event None). :meth:`wait` returns them."""
+        if not self.cuda:
+            return [tensors, None]
+        host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors)
+        for h, t in zip(host, tensors):
+            h.copy_(t, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))
+        return [host, event]
+
+    @staticmethod
+    def wait(entry: list) -> tuple[torch.Tensor, ...]:
+        """The host tensors of a :meth:`to_host` entry, once their copy is done (the one wait)."""
+        if entry[1] is not None:
+            entry[1].synchronize()
+            entry[1] = None
+        return entry[0]
+
+    def run(self, fn: Callable[[], tuple[torch.Tensor, ...]], side: bool) -> list:
+        """``[fn(), event]``: on CUDA with ``side``, fn's copies and kernels queue on the side stream and
+        the event marks their end; otherwise they run as usual (event None)."""
+        if not (side and self.cuda):
+            return [fn(), None]
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))  # after what it may read is ready
+        with torch.cuda.stream(self.stream):
+            out = fn()
+            event = torch.cuda.Event()
+            event.record(self.stream)
+        return [out, event]
+
+    def ready(self, entry: list) -> tuple[torch.Tensor, ...]:
+        """The tensors of a :meth:`run` entry, usable on the current stream (waits for the side stream's
+        event once, on the device, and tells the allocator that the current stream uses them)."""
+        out, event = entry
+        if event is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(event)
+            for t in out:
+                t.record_stream(current)
+            entry[1] = None
+        return out
+
+
 def slice_bounds(length: int, rank: int, world: int) -> tuple[int, int]:
     """Offsets of process ``rank``'s slice of a batch of ``length`` rows split over ``world``."""
     return length * rank // world, length * (rank + 1) // world
@@ -227,26 +311,49 @@ def slice_bounds(length: int, rank: int, world: int) -> tuple[int, int]:
 class BatchSource:
     """This process's rows of each global batch, on the device, prepared (normalised).
 
-    ``prepare`` turns (K, D) float32 rows on the host into what the model takes (on the device).
+    ``prepare`` turns (K, D) float32 rows on the host into what the model takes (on the device);
+    ``feed`` (a :class:`DeviceFeed`, default the CPU's) carries the index maps there. With
+    ``prefetch`` the next buffer is loaded one step after the current one is first used (on CUDA
+    on the feed's side stream, while the device works on the steps queued so far).
+    :meth:`keep_resident` reads every row once and keeps them prepared on the device.
     """
 
     def __init__(self, rows: Rows, batch_size: int, prepare: Callable[[np.ndarray], torch.Tensor],
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, feed: DeviceFeed | None = None, prefetch: bool = False):
         self.rows, self.batch_size, self.prepare = rows, batch_size, prepare
         self.rank, self.world = rank, world
+        self.feed = feed if feed is not None else DeviceFeed("cpu")
+        self.prefetch = prefetch
         self.steps_per_epoch = math.ceil(rows.n / batch_size)
         self.order: EpochOrder | None = None
-        self._loaded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._loaded: dict[int, list] = {}  # buffer -> DeviceFeed.run entry of (data, index of each position)
         self._kept: tuple[np.ndarray, torch.Tensor] | None = None
+        self._ahead: int | None = None  # the buffer to load ahead at the next call
+        self.resident: torch.Tensor | None = None
+        """(N, D) every row prepared, on the device (see :meth:`keep_resident`), or None: streamed."""
+
+    def keep_resident(self) -> None:
+        """Read every row once (a buffer's worth at a time) and keep them prepared: each buffer is
+        then the index of its rows in this tensor, and nothing is read again."""
+        step = CHUNK_ROWS * BUFFER_CHUNKS
+        resident = None
+        for start in range(0, self.rows.n, step):
+            stop = min(self.rows.n, start + step)
+            block = self.prepare(self.rows.read(start, stop))
+            if resident is None:
+                resident = block.new_empty((self.rows.n, block.shape[1]))
+            resident[start:stop] = block
+        self.resident = resident
+        self._kept = None
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """Draw the order of a new epoch from ``generator`` (in its state at the epoch's start)."""
         self.order = EpochOrder(self.rows.n, generator)
-        self._loaded = {}
+        self._loaded, self._ahead = {}, None
 
     def finish_epoch(self) -> None:
         self.order.finish()
-        self._loaded = {}
+        self._loaded, self._ahead = {}, None
 
     def global_size(self, batch: int) -> int:
         """Rows in global batch ``batch``."""
@@ -260,6 +367,10 @@ class BatchSource:
 
     def batch(self, batch: int) -> torch.Tensor:
         """(B_local, D) this process's rows of global batch ``batch`` (0-based, of the current epoch)."""
+        if self._ahead is not None:  # asked for at the last call: the step queued since overlaps its loading
+            ahead, self._ahead = self._ahead, None
+            if ahead not in self._loaded and ahead < len(self.order):
+                self._loaded[ahead] = self.feed.run(lambda: self._load(ahead), side=True)
         lo, hi = self.local_span(batch)
         starts = self.order.starts
         first = int(np.searchsorted(starts, lo, side="right")) - 1
@@ -271,6 +382,8 @@ class BatchSource:
             data, pos_to_row = self._buffer(j)
             a, b = max(lo, int(starts[j])) - int(starts[j]), min(hi, int(starts[j + 1])) - int(starts[j])
             pieces.append(data[pos_to_row[a:b]])
+        if self.prefetch and last + 1 not in self._loaded:
+            self._ahead = last + 1
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     def _needed(self, j: int) -> np.ndarray:
@@ -286,10 +399,15 @@ class BatchSource:
 
     def _buffer(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Buffer ``j`` as (rows read, prepared) and, per position, the index of its row there."""
-        if j in self._loaded:
-            return self._loaded[j]
+        if j not in self._loaded:
+            self._loaded[j] = self.feed.run(lambda: self._load(j), side=False)
+        return self.feed.ready(self._loaded[j])
+
+    def _load(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         perm = self.order.perm(j)
         rows_j = self.order.rows(j)
+        if self.resident is not None:  # every row is there: the buffer is its rows' index
+            return self.resident, self.feed.tensor(rows_j[perm.numpy()])
         needed = self._needed(j)
         if len(needed) == len(rows_j):  # every row: the read rows are the buffer's, sorted
             unique, inverse = rows_j, perm
@@ -303,6 +421,4 @@ class BatchSource:
             self._kept = None  # free it before reading the next
             data = self.prepare(self.rows.take(unique))
             self._kept = (unique, data)
-        device = data.device
-        self._loaded[j] = (data, inverse.to(device))
-        return self._loaded[j]
+        return data, self.feed.tensor(inverse.numpy())

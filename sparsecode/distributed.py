@@ -9,7 +9,10 @@ What the processes share, per step (see :meth:`Distributed.reduce_batch`): each 
 of the global batch (:mod:`sparsecode.data`); one all-reduce adds up what the loss and the
 statistics need over the whole batch (its size, the squared deviation that divides the FVU, the
 residual's moments for AuxK, each unit's fire count, whether a stop was asked for), then
-DistributedDataParallel all-reduces the gradients. Every process thus computes the same update and
+DistributedDataParallel all-reduces the gradients. The objectives that need batch statistics take
+them over the global batch too (:meth:`Distributed.all_gather` for BatchTopK's k·B largest,
+:meth:`Distributed.sum_with_local_grad` for the firing rates of KL and SPINE). Nothing is read back
+to the host within a step. Every process thus computes the same update and
 the same dead units, and keeps identical parameters, optimizer state and statistics: any of them
 holds the whole training state, which process 0 checkpoints.
 """
@@ -58,8 +61,8 @@ class GlobalBatch(NamedTuple):
     """(H,) float32: rows in which each unit fired."""
     residual_var: Tensor | None
     """0-d float32: squared deviation of the residual about its batch mean (for AuxK), or None."""
-    stop: bool
-    """Whether any process was asked to stop (SIGINT/SIGTERM)."""
+    stop: Tensor
+    """0-d bool: whether any process was asked to stop (SIGINT/SIGTERM); read it at report points only."""
 
 
 def _is_comm_failure(exc: BaseException) -> bool:
@@ -113,6 +116,25 @@ class Distributed:
                 dist.all_reduce(tensor)
         return tensor
 
+    def sum_with_local_grad(self, tensor: Tensor) -> Tensor:
+        """The sum of ``tensor`` over the processes, whose gradient flows back to this process's
+        ``tensor`` times ``world``: DistributedDataParallel averages the gradients of the processes,
+        and the average of these is the gradient of the sum (as one process with the whole batch
+        would have it)."""
+        if not self.active:
+            return tensor
+        total = self.all_reduce(tensor.detach().clone())
+        return total + self.world * (tensor - tensor.detach())
+
+    def all_gather(self, tensor: Tensor) -> Tensor:
+        """The (n,) ``tensor`` of every process, concatenated in rank order: (world * n,), no gradient."""
+        if not self.active:
+            return tensor.detach()
+        parts = [torch.empty_like(tensor) for _ in range(self.world)]
+        with self.collective("a step"):
+            dist.all_gather(parts, tensor.detach().contiguous())
+        return torch.cat(parts)
+
     def from_main(self, fn: Callable[[], T], what: str) -> T:
         """Run ``fn`` on process 0 only and hand its result (or its error) to every process."""
         if not self.active:
@@ -161,10 +183,15 @@ class Distributed:
 
     def reduce_batch(self, rows: int, ssd: Tensor, sse: Tensor, row_l0: Tensor, counts: Tensor,
                      residual: Tensor | None, stop: bool) -> GlobalBatch:
-        """One all-reduce of what the loss and the statistics need over the global batch: this
-        process's ``rows``, ``ssd``, ``sse``, per-row L0 ``row_l0`` (B,), fire ``counts`` (H,) and,
-        for AuxK, the detached ``residual`` (B, D)."""
-        parts = [torch.tensor([rows, float(stop)], dtype=torch.float64, device=ssd.device),
+        """One all-reduce of what the loss and the statistics need over the global batch of ``rows``
+        rows: this process's ``ssd``, ``sse``, per-row L0 ``row_l0`` (B,), fire ``counts`` (H,), for
+        AuxK the detached ``residual`` (B, D), and whether it was asked to ``stop``.
+
+        Nothing is read back to the host: the buffer is built on the device (the stop flag by a fill,
+        not a copy of a host list), the global row count is known to every process without asking
+        (see :class:`sparsecode.data.BatchSource`), and the stop flag stays a tensor.
+        """
+        parts = [torch.full((1,), float(stop), dtype=torch.float64, device=ssd.device),
                  torch.stack([ssd.detach().double(), sse.detach().double(), row_l0.sum().double(),
                               (row_l0 == 0).sum().double()])]
         if residual is not None:
@@ -172,13 +199,12 @@ class Distributed:
             parts += [r.pow(2).sum().reshape(1), r.sum(0)]
         parts.append(counts.double())
         total = self.all_reduce(torch.cat(parts))
-        n = int(total[0])
         residual_var = None
         if residual is not None:
-            s1 = total[7 : 7 + residual.shape[1]]
-            residual_var = (total[6] - s1.dot(s1) / max(n, 1)).float()
-        return GlobalBatch(n, total[2].float(), total[3].float(), total[4], total[5],
-                           total[-counts.shape[0]:].float(), residual_var, bool(total[1] > 0))
+            s1 = total[6 : 6 + residual.shape[1]]
+            residual_var = (total[5] - s1.dot(s1) / max(rows, 1)).float()
+        return GlobalBatch(rows, total[1].float(), total[2].float(), total[3], total[4],
+                           total[-counts.shape[0]:].float(), residual_var, total[0] > 0)
 
     def close(self) -> None:
         """Leave the job once every process is done (a barrier), after DDP's reducers are gone
@@ -199,6 +225,9 @@ def from_environment(device: str) -> Distributed:
         return Distributed(None)  # the device is resolved where it is used, as before
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        raise SparsecodeError(f"--device {device} names one GPU, but each of the {world} processes takes its own "
+                              "(GPU LOCAL_RANK): use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
     if dev.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise SparsecodeError(f"process {rank}: no GPU {local_rank} here ({torch.cuda.device_count()} GPUs); "

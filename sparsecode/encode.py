@@ -21,13 +21,14 @@ import torch
 
 from .atomic import atomic_output, check_output, check_space
 from .codes import config_attrs
-from .config import resolve_device
+from .config import on_device, resolve_device
+from .data import DeviceFeed
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile
 from .errors import SparsecodeError
 from .model import SparseAutoencoder
 from .pursuit import check_method, make_coder
 from .report import UnitReport
-from .topk import kept_workspace
+from .topk import kept_workspace, row_order
 from .train import load_run, read_json
 
 #: Words encoded per batch on the device.
@@ -37,7 +38,7 @@ DEFAULT_TOP_WORDS = 10
 
 
 class CSRBatch(NamedTuple):
-    """The non-zero entries of a batch of codes, on the device, in CSR order."""
+    """The non-zero entries of a batch of codes, on the host, in CSR order."""
 
     counts: torch.Tensor
     """(B,) int64 non-zero entries per row."""
@@ -50,35 +51,60 @@ class CSRBatch(NamedTuple):
 
 
 @torch.no_grad()
-def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
-    """Codes of (B, D) vectors (original scale) with ``k`` active units at most, as CSR entries.
+def device_codes(coder, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes of (B, D) vectors (original scale) with ``k`` active units at most: (B, m) activations and
+    (B, m) unit ids, increasing within each row, on the device and read back by nothing.
 
     ``coder`` is a model (its encoder, as trained: no noise, no annealing) or a pursuit coder
-    (see :func:`sparsecode.pursuit.make_coder`). Zero coefficients are left out.
+    (see :func:`sparsecode.pursuit.make_coder`). (An objective without a k and no ``k`` given reads the
+    widest row's number of units back, to size the codes.)
     """
     enc = coder.encode(x, k)
     units, acts = enc.indices, enc.acts
-    if units.shape[1] > 1 and not bool((units[:, 1:] > units[:, :-1]).all()):  # the CPU top-k gives them sorted
-        units, order = units.sort(dim=1)
-        acts = acts.gather(1, order)
+    order = row_order(units)  # CUDA's top-k leaves a row's units in any order; the CPU's sorts them
+    if order is not None:
+        units, acts = units.gather(1, order), acts.gather(1, order)
+    return acts, units
+
+
+def csr_entries(acts: torch.Tensor, units: torch.Tensor) -> CSRBatch:
+    """(B, m) activations and unit ids on the host -> their CSR entries, zero coefficients left out."""
     keep = acts != 0
-    rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1).expand_as(keep)
+    rows = torch.arange(acts.shape[0]).unsqueeze(1).expand_as(keep)
     if bool(keep.all()):  # the usual case: no zeros to leave out, no masked copies
         return CSRBatch(keep.sum(1), rows.reshape(-1), units.reshape(-1), acts.reshape(-1))
     return CSRBatch(keep.sum(1), rows[keep], units[keep], acts[keep])
+
+
+def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
+    """:func:`device_codes` of (B, D) ``x`` as CSR entries on the host (one copy back: one sync on CUDA)."""
+    acts, units = device_codes(coder, x, k)
+    return csr_entries(*DeviceFeed.wait(DeviceFeed(acts.device).to_host(acts, units)))
 
 
 def iter_codes(
     model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int = DEFAULT_BATCH,
     method: str = "encoder", nonneg: bool = False,
 ) -> Iterator[tuple[int, CSRBatch]]:
-    """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch."""
-    device = model.W_enc.device
+    """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch.
+
+    On CUDA the vectors go to the device and the codes come back through pinned memory without
+    waiting, and a batch is handed on only once the next one is queued: the host builds the CSR
+    entries, the unit report and the file of one batch while the device encodes the next, and waits
+    once per batch, for its codes.
+    """
+    feed = DeviceFeed(model.W_enc.device)
     coder = make_coder(model, method, nonneg)
+    pending = None  # (first row, to_host entry) of the batch queued last
     for first, block in chunks:
         for start in range(0, block.shape[0], batch_size):
-            x = torch.from_numpy(block[start : start + batch_size]).to(device)
-            yield first + start, encode_batch(coder, x, k)
+            x = feed.tensor(block[start : start + batch_size])
+            queued = (first + start, feed.to_host(*device_codes(coder, x, k)))
+            if pending is not None:
+                yield pending[0], csr_entries(*feed.wait(pending[1]))
+            pending = queued
+    if pending is not None:
+        yield pending[0], csr_entries(*feed.wait(pending[1]))
 
 
 def default_encode_k(config: dict) -> int | None:
@@ -149,7 +175,7 @@ def encode(
     H = model.n_hidden
 
     # keep_words: the codes file stores them all; the encoder's kept buffer is freed at the end.
-    with kept_workspace(), EmbeddingFile(embeddings_path, keep_words=True) as emb:
+    with on_device(dev), kept_workspace(), EmbeddingFile(embeddings_path, keep_words=True) as emb:
         if emb.dim != model.d_in:
             raise SparsecodeError(
                 f"{emb.path}: vectors have {emb.dim} dimensions but the model in {run_dir} expects {model.d_in}; "
@@ -158,7 +184,7 @@ def encode(
         n = len(emb)
         # Upper bound: k entries (int32 + float32) per word, pointers, words, the unit report.
         check_space(out, n * (k or expected_l0(run_dir, H)) * 8 + (n + 1) * 8 + sum(len(w) + 16 for w in emb.words) + H * top_words * 40 + 2**20)
-        report = UnitReport(H, top_words, device=dev)
+        report = UnitReport(H, top_words)  # on the host, where the codes arrive
         with atomic_output(out, force=force) as tmp, h5py.File(tmp, "w") as f:
             grp = f.create_group("codes")
             grp.attrs["shape"] = np.array([n, H], dtype=np.int64)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
+from .distributed import Distributed
 from .topk import decode
 
 if TYPE_CHECKING:
@@ -95,15 +96,17 @@ def kl_divergence(rho: float, rho_hat: Tensor) -> Tensor:
     return rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))
 
 
-def firing_rate(acts: Tensor) -> Tensor:
+def firing_rate(acts: Tensor, batch_mean=None) -> Tensor:
     """ρ̂: (B, H) non-negative activations -> (H,) differentiable mean firing rate in [EPS, 1 - EPS].
 
     Each activation counts through ``tanh(z / FIRING_SCALE)``, a soft, bounded version of "fired" (0
     at 0, near 1 for a clear activation), so ρ̂ follows the fraction of rows a unit fires on and, unlike
     ``(acts > 0).float().mean(0)``, has a gradient. The affine squeeze keeps the logarithms of
-    the KL finite without clamping (a clamp would cut the gradient at the bounds).
+    the KL finite without clamping (a clamp would cut the gradient at the bounds). ``batch_mean``
+    replaces the mean over rows (see :meth:`Objective.batch_mean`: the global batch's).
     """
-    return EPS + (1 - 2 * EPS) * torch.tanh(acts / FIRING_SCALE).mean(0)
+    soft = torch.tanh(acts / FIRING_SCALE)
+    return EPS + (1 - 2 * EPS) * (soft.mean(0) if batch_mean is None else batch_mean(soft))
 
 
 class StepCodes(NamedTuple):
@@ -140,18 +143,41 @@ def _dense_codes(model: "SparseAutoencoder", z: Tensor, penalty: Tensor, aux: tu
 
 
 class Objective:
-    """A sparsity objective: ``step`` maps a batch to a :class:`StepCodes`."""
+    """A sparsity objective: ``step`` maps a batch to a :class:`StepCodes`.
+
+    With several processes (``dist``, a :class:`~sparsecode.distributed.Distributed`) each holds a
+    slice of the global batch of ``rows`` rows. Batch statistics are then those of the global batch
+    (the same in every process), and a penalty follows the loss's convention of the training loop:
+    its mean over the processes is the global batch's penalty, and so is the mean of its gradients,
+    which DistributedDataParallel takes (hence the factor ``world`` on what flows back locally).
+    """
 
     name = ""
 
-    def __init__(self, cfg: "TrainConfig"):
+    def __init__(self, cfg: "TrainConfig", dist: "Distributed | None" = None):
         self.cfg = cfg
+        self.dist = dist if dist is not None else Distributed(None)
 
     def step(self, model: "SparseAutoencoder", x: Tensor, k: int, aux_k: int = 0, dead: Tensor | None = None,
-             t: int = 0) -> StepCodes:
+             t: int = 0, rows: int | None = None) -> StepCodes:
         """Codes of the (B, D) normalised inputs ``x`` at 0-based step ``t`` with the current ``k``;
-        AuxK picks ``aux_k`` units among the ``dead`` (H,) ones (top-k objectives only)."""
+        AuxK picks ``aux_k`` units among the ``dead`` (H,) ones (top-k objectives only). ``rows`` is
+        the global batch's size (default B: one process)."""
         raise NotImplementedError
+
+    def batch_mean(self, per_row: Tensor, rows: int) -> Tensor:
+        """(B, ...) -> (...) the mean over the global batch's ``rows`` rows (all-reduced: the same in
+        every process), its gradient flowing to this process's rows, times ``world``."""
+        if not self.dist.active:
+            return per_row.mean(0)
+        return self.dist.sum_with_local_grad(per_row.sum(0)) / rows
+
+    def share(self, local_sum: Tensor, denominator: float) -> Tensor:
+        """``local_sum / denominator``, where the global value divides the sum over every process's rows
+        by ``denominator``: this process's share, times ``world`` (their mean is the global value)."""
+        if not self.dist.active:
+            return local_sum / denominator
+        return local_sum * (self.dist.world / denominator)
 
 
 class TopK(Objective):
@@ -159,7 +185,7 @@ class TopK(Objective):
 
     name = "topk"
 
-    def step(self, model, x, k, aux_k=0, dead=None, t=0) -> StepCodes:
+    def step(self, model, x, k, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
         enc = model.encode_normalised(x, k, aux_k, dead)
         counts, row_l0 = _sparse_stats(enc.acts, enc.indices, model.n_hidden)
         x_hat = model.decode_normalised(enc.acts, enc.indices)
@@ -171,18 +197,25 @@ class BatchTopK(Objective):
 
     The threshold is the running mean of the smallest activation kept per batch (an exponential
     mean with weight ``THRESHOLD_DECAY``, bias-corrected so that it needs no state besides the step).
+    With several processes the k·B are those of the global batch and the threshold is one, the same
+    in every process (see :meth:`_global_top`).
     """
 
     name = "batchtopk"
     THRESHOLD_DECAY = 0.99
 
-    def step(self, model, x, k, aux_k=0, dead=None, t=0) -> StepCodes:
+    def step(self, model, x, k, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
+        rows = x.shape[0] if rows is None else rows
         pre = model.pre_acts(x)
         acts = torch.relu(pre)
         B, H = acts.shape
-        kept_vals, kept_flat = acts.reshape(-1).topk(min(k * B, B * H), sorted=False)
-        mask = torch.zeros(B * H, dtype=torch.bool, device=x.device).index_fill_(0, kept_flat, True).view(B, H)
-        z = torch.where(mask & (acts > 0), acts, 0.0)
+        n_keep = min(k * rows, rows * H)
+        if self.dist.active:
+            z, kept_vals = self._global_top(acts, n_keep)
+        else:
+            kept_vals, kept_flat = acts.reshape(-1).topk(n_keep, sorted=False)
+            mask = torch.zeros(B * H, dtype=torch.bool, device=x.device).index_fill_(0, kept_flat, True).view(B, H)
+            z = torch.where(mask & (acts > 0), acts, 0.0)
         with torch.no_grad():
             positive = torch.where(kept_vals > 0, kept_vals, torch.inf)
             smallest = torch.where(torch.isfinite(positive.min()), positive.min(), model.threshold)
@@ -195,15 +228,33 @@ class BatchTopK(Objective):
             aux = (torch.where(dead[aux_idx], acts.gather(1, aux_idx), 0.0), aux_idx)
         return _dense_codes(model, z, x.new_zeros(()), aux)
 
+    def _global_top(self, acts: Tensor, n_keep: int) -> tuple[Tensor, Tensor]:
+        """The ``n_keep`` largest activations of the global batch, this process's slice holding (B, H)
+        ``acts``: the codes (those of ``acts`` at or above the n_keep-th largest value, positive) and
+        the n_keep values kept (the same in every process).
+
+        Each process offers its own n_keep largest (padded with -1, below any activation), one
+        all-gather collects them, and the n_keep largest of those are the global batch's.
+        """
+        with torch.no_grad():
+            flat = acts.detach().reshape(-1)
+            local = flat.topk(min(n_keep, flat.numel()), sorted=False).values
+            offer = torch.cat([local, local.new_full((n_keep - local.numel(),), -1.0)])
+            kept_vals = self.dist.all_gather(offer).topk(n_keep, sorted=False).values
+            cutoff = kept_vals.min()
+        return torch.where((acts >= cutoff) & (acts > 0), acts, 0.0), kept_vals
+
 
 class KL(Objective):
     """β · mean over units of KL(ρ ‖ ρ̂_j), ρ̂_j from :func:`firing_rate`, on ReLU codes."""
 
     name = "kl"
 
-    def step(self, model, x, k=0, aux_k=0, dead=None, t=0) -> StepCodes:
+    def step(self, model, x, k=0, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
+        rows = x.shape[0] if rows is None else rows
         z = torch.relu(model.pre_acts(x))
-        penalty = self.cfg.resolved("beta") * kl_divergence(self.cfg.rho_value, firing_rate(z)).mean()
+        rate = firing_rate(z, lambda soft: self.batch_mean(soft, rows))
+        penalty = self.cfg.resolved("beta") * kl_divergence(self.cfg.rho_value, rate).mean()
         return _dense_codes(model, z, penalty)
 
 
@@ -217,9 +268,10 @@ class L1(Objective):
 
     name = "l1"
 
-    def step(self, model, x, k=0, aux_k=0, dead=None, t=0) -> StepCodes:
+    def step(self, model, x, k=0, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
+        rows = x.shape[0] if rows is None else rows
         z = torch.relu(model.pre_acts(x))
-        return _dense_codes(model, z, self.cfg.resolved("l1_coef") * z.sum() / (x.shape[0] * x.shape[1] ** 0.5))
+        return _dense_codes(model, z, self.share(self.cfg.resolved("l1_coef") * z.sum(), rows * x.shape[1] ** 0.5))
 
 
 class Spine(Objective):
@@ -231,16 +283,17 @@ class Spine(Objective):
 
     name = "spine"
 
-    def step(self, model, x, k=0, aux_k=0, dead=None, t=0) -> StepCodes:
+    def step(self, model, x, k=0, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
+        rows = x.shape[0] if rows is None else rows
         z = model.pre_acts(x).clamp(0, 1)
-        asl = torch.relu(z.mean(0) - self.cfg.rho_value).pow(2).mean()
-        psl = (z * (1 - z)).mean()
+        asl = torch.relu(self.batch_mean(z, rows) - self.cfg.rho_value).pow(2).mean()
+        psl = (z * (1 - z)).mean() if not self.dist.active else self.share((z * (1 - z)).sum(), rows * z.shape[1])
         return _dense_codes(model, z, SPINE_WEIGHT * (asl + psl))
 
 
 OBJECTIVES = {cls.name: cls for cls in (TopK, BatchTopK, KL, L1, Spine)}
 
 
-def make_objective(cfg: "TrainConfig") -> Objective:
-    """The objective object for ``cfg.sparsity``."""
-    return OBJECTIVES[cfg.sparsity](cfg)
+def make_objective(cfg: "TrainConfig", dist: "Distributed | None" = None) -> Objective:
+    """The objective object for ``cfg.sparsity`` (``dist``: the processes that share each batch)."""
+    return OBJECTIVES[cfg.sparsity](cfg, dist)

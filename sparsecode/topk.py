@@ -69,6 +69,18 @@ def _unit_order(flat: Tensor, n_units: int) -> Tensor:
     return torch.sort(flat, stable=True).indices
 
 
+def unit_offsets(flat: Tensor, n_units: int) -> Tensor:
+    """(n_units + 1,) int64: where each unit's entries begin among ``flat`` (n,) unit ids sorted by unit.
+
+    The counts are a scatter-add into a fixed-size output, not ``torch.bincount``, which on CUDA reads
+    the ids' minimum and maximum back to the host (a sync per call, even with ``minlength``); on a
+    CPU the scatter-add is as fast as ``bincount``.
+    """
+    offsets = torch.zeros(n_units + 1, dtype=torch.int64, device=flat.device)
+    offsets[1:].scatter_add_(0, flat, torch.ones_like(flat))
+    return offsets.cumsum_(0)
+
+
 def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int) -> Tensor:
     """Sum over examples of the outer products ``grads[b, j] * rows[b]`` into unit ``indices[b, j]``.
 
@@ -81,23 +93,42 @@ def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int)
     B, m = indices.shape
     flat = indices.reshape(-1)
     order = _unit_order(flat, n_units)
-    offsets = torch.zeros(n_units + 1, dtype=torch.int64, device=flat.device)
-    offsets[1:] = torch.bincount(flat, minlength=n_units).cumsum(0)
+    offsets = unit_offsets(flat, n_units)
     example = order.div(m, rounding_mode="floor")  # entry b*m + j belongs to example b
     return F.embedding_bag(example, rows, offsets, mode="sum", per_sample_weights=grads.reshape(-1)[order],
                            include_last_offset=True)
+
+
+def row_order(indices: Tensor) -> Tensor | None:
+    """The permutation that sorts each row of (B, m) ``indices`` increasingly, or None when they are.
+
+    On CUDA always a sort (small next to the step, and no host read). On a CPU the top-k comes out
+    sorted by column already (see :func:`topk_select`): a vectorised check spares the sort, and
+    numpy's argsort of the rows, when they are not, costs a sixth of ``torch.sort``'s.
+    """
+    if indices.device.type != "cpu":
+        return indices.sort(dim=1).indices
+    if indices.shape[1] < 2 or bool((indices[:, 1:] > indices[:, :-1]).all()):
+        return None
+    return torch.from_numpy(np.argsort(indices.numpy(), axis=1, kind="stable"))
 
 
 def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
     """``out[b, j] = <left[b], table[indices[b, j]]>``: (B, m) from (B, m), (B, D), (H, D).
 
     A sampled dense-dense product over the sparsity pattern of ``indices``: O(B·m·D) work without
-    gathering a (B, m, D) copy of the table.
+    gathering a (B, m, D) copy of the table. The pattern is a CSR matrix, whose column ids must
+    increase within each row (cuSPARSE's SDDMM assumes it, and ``check_invariants=False`` would not
+    say): rows are sorted first and the results put back in the callers' order, so any order of
+    ``indices`` within a row gives the same result.
     """
     B, m = indices.shape
+    order = row_order(indices)
+    cols = indices if order is None else indices.gather(1, order)
     crow = torch.arange(0, B * m + 1, m, device=indices.device)
-    pattern = _csr(crow, indices.reshape(-1), left.new_zeros(B * m), (B, table.shape[0]))
-    return torch.sparse.sampled_addmm(pattern, left, table.t(), beta=0.0).values().view(B, m)
+    pattern = _csr(crow, cols.reshape(-1), left.new_zeros(B * m), (B, table.shape[0]))
+    dots = torch.sparse.sampled_addmm(pattern, left, table.t(), beta=0.0).values().view(B, m)
+    return dots if order is None else torch.empty_like(dots).scatter_(1, order, dots)
 
 
 @functools.lru_cache(maxsize=None)

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
-from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
-from .data import CHUNK_ROWS, BatchSource, TrainingData, open_training_data
+from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, on_device, resolve_device
+from .data import CHUNK_ROWS, BatchSource, DeviceFeed, TrainingData, data_fits_on_device, open_training_data
 from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
@@ -125,8 +125,8 @@ class _Step(nn.Module):
         super().__init__()
         self.model, self.objective = model, objective
 
-    def forward(self, x: torch.Tensor, k: int, aux_k: int, dead: torch.Tensor, t: int):
-        return self.objective.step(self.model, x, k, aux_k, dead, t)
+    def forward(self, x: torch.Tensor, k: int, aux_k: int, dead: torch.Tensor, t: int, rows: int):
+        return self.objective.step(self.model, x, k, aux_k, dead, t, rows)
 
 
 class Trainer:
@@ -145,12 +145,13 @@ class Trainer:
         self.n, self.d_in = stats.n, stats.dim
         self.fingerprint = stats.fingerprint
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        # Training noise draws from its own generator on the device, checkpointed with the rest.
-        self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        # Training noise draws from its own generator on the device, seeded anew for every step from
+        # (seed, step) alone (see noise_seed): a checkpoint holds no generator state of a device.
+        self.noise_gen = torch.Generator(device=self.device)
         torch.manual_seed(cfg.seed)
         self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
                                        encoder_layers=cfg.encoder_layers)
-        self.objective = make_objective(cfg)
+        self.objective = make_objective(cfg, self.dist)
         # Normalisation as estimate_normalisation gives it, from the streamed statistics; the mean of
         # the normalised data is then (mean - input_mean) / input_scale.
         norm = Normalisation(torch.from_numpy(stats.mean).float(), torch.tensor(stats.scale, dtype=torch.float32))
@@ -164,9 +165,16 @@ class Trainer:
         if (cfg.resolved("balance") or 0) > 0:
             self.model.use_select_bias()
         self.opt = make_adam(list(self.model.parameters()), cfg.lr)
-        self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world)
+        # On a GPU: the data on the device if it fits, else pinned copies with the next buffer fetched ahead.
+        self.feed = DeviceFeed(self.device)
+        self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world,
+                                  feed=self.feed, prefetch=self.feed.cuda)
+        if data_fits_on_device(self.n, self.d_in, self.device):
+            self.source.keep_resident()
         self.forward = self.dist.wrap(_Step(self.model, self.objective))
-        self.stop_asked = self.stop_agreed = False  # SIGINT/SIGTERM, as the processes agree on it
+        # SIGINT/SIGTERM asked of this process; and (several processes) whether any was asked, as of the
+        # last step: a 0-d tensor the host reads at report points only.
+        self.stop_asked, self.stop_flag = False, None
 
         self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 and cfg.uses_k else 0  # no AuxK work when it is off
         self.steps_per_epoch = self.source.steps_per_epoch
@@ -193,7 +201,7 @@ class Trainer:
     @torch.no_grad()
     def _prepare(self, rows: np.ndarray) -> torch.Tensor:
         """(K, D) rows read from the data -> normalised, on the device."""
-        return self.model.normalise(torch.from_numpy(rows).to(self.device))
+        return self.model.normalise(self.feed.tensor(rows))
 
     def _start_epoch(self) -> None:
         self.epoch_rng = self.gen.get_state()
@@ -238,17 +246,16 @@ class Trainer:
 
         dead = (self.seen - self.last_fired) >= self.dead_after
         noise = cfg.noise_value
-        x_in = x + noise * torch.randn(x.shape, device=x.device, generator=self.noise_gen) if noise > 0 else x
-        codes = self.forward(x_in, k, self.aux_k, dead, self.step)
+        x_in = x + noise * self._noise(x) if noise > 0 else x
+        global_rows = self.source.global_size(self.batch)
+        codes = self.forward(x_in, k, self.aux_k, dead, self.step, global_rows)
         rec = reconstruction(x, codes.x_hat, self.data_mean)
         penalty, aux_var = codes.penalty, None
         if self.dist.active:  # denominators of the global batch; x W because DDP averages the W gradients
-            glob = self.dist.reduce_batch(x.shape[0], rec.ssd, rec.sse, codes.row_l0, codes.counts,
+            glob = self.dist.reduce_batch(global_rows, rec.ssd, rec.sse, codes.row_l0, codes.counts,
                                           (x - codes.x_hat).detach() if self.aux_k > 0 else None, self.stop_asked)
             world = self.dist.world
-            rec = Reconstruction(rec.sse * world, glob.ssd)
-            # A penalty that is a mean over rows: this slice's share of the global batch's.
-            penalty = penalty * (world * x.shape[0] / glob.rows) if x.shape[0] else penalty.new_zeros(())
+            rec = Reconstruction(rec.sse * world, glob.ssd)  # the penalty is in this convention already
             aux_var = glob.residual_var.clamp_min(1e-12) / world if self.aux_k > 0 else None
         loss = rec.fvu + penalty
         if self.aux_k > 0:
@@ -266,7 +273,7 @@ class Trainer:
             batch_stats = (("loss", loss.detach()), ("sse", rec.sse.detach()), ("ssd", rec.ssd),
                            ("l0", row_l0.sum()), ("zero_rows", (row_l0 == 0).sum()))
             if self.dist.active:  # the whole batch's figures, the same in every process
-                rows, counts, self.stop_agreed = glob.rows, glob.counts, glob.stop
+                rows, counts, self.stop_flag = glob.rows, glob.counts, glob.stop
                 batch_stats = (("loss", self.dist.all_reduce(loss.detach() / world)), ("sse", glob.sse),
                                ("ssd", glob.ssd), ("l0", glob.l0), ("zero_rows", glob.zero_rows))
             fired = counts > 0
@@ -290,9 +297,23 @@ class Trainer:
         self.batch += 1
         self.dead = dead
 
+    def _noise(self, x: torch.Tensor) -> torch.Tensor:
+        """(B_local, D) standard normal noise for this process's rows of the current step.
+
+        The noise of the whole global batch is drawn from the generator seeded by (seed, step), and
+        each process takes its slice's rows: every row of a step gets its own noise, the same as it
+        gets in one process, and a resumed run (on any device of the same type) draws the same.
+        """
+        self.noise_gen.manual_seed(noise_seed(self.cfg.seed, self.step))
+        lo, hi = self.source.local_span(self.batch)
+        start = self.batch * self.cfg.batch_size
+        full = torch.randn((self.source.global_size(self.batch), x.shape[1]), device=x.device, dtype=x.dtype,
+                           generator=self.noise_gen)
+        return full[lo - start : hi - start]
+
     def _end_epoch(self) -> dict:
         if self.device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
         acc, n = self.acc, self.n
         balance = unit_balance(self.unit_counts.cpu().numpy(), n)
         line = {
@@ -341,8 +362,7 @@ class Trainer:
             "fingerprint": self.fingerprint,
             "model": {k: clone(v) for k, v in self.model.state_dict().items()},
             "optimizer": _to_cpu(self.opt.state_dict()),
-            "epoch_rng": self.epoch_rng.clone(),
-            "noise_generator": self.noise_gen.get_state(),
+            "epoch_rng": self.epoch_rng.clone(),  # a CPU generator's state, whatever the device
             "torch_rng": torch.get_rng_state(),
             "position": {"step": self.step, "seen": self.seen, "epoch": self.epoch, "batch": self.batch,
                          "lr_scale": self.lr_scale, "diverged": self.diverged, "elapsed": self.elapsed,
@@ -359,8 +379,9 @@ class Trainer:
         dev = self.device
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        if "noise_generator" in state:
-            self.noise_gen.set_state(state["noise_generator"])
+        # Checkpoints of earlier versions hold "noise_generator", the state of a generator of the device
+        # they were made on (a CUDA state does not fit a CPU generator): unused, the noise of a step
+        # depends on (seed, step) alone.
         torch.set_rng_state(state["torch_rng"])
         pos = state["position"]
         self.step, self.seen, self.epoch, self.batch = pos["step"], pos["seen"], pos["epoch"], pos["batch"]
@@ -408,8 +429,8 @@ class Trainer:
             at_epoch_end = self.batch == self.steps_per_epoch
             report = self.batch % self.report_every == 0 or at_epoch_end
             save = checkpoint is not None and (at_epoch_end or self.step % cfg.checkpoint_every == 0)
-            if self.dist.active:
-                stop = self.stop_agreed
+            if self.dist.active:  # read at report points only, the same steps in every process
+                stop = (report or save) and bool(self.stop_flag)
             else:
                 stop = stop_requested is not None and bool(stop_requested())
             # The host reads the loss only here; nothing unverified is reported, kept or checkpointed.
@@ -452,6 +473,11 @@ class Trainer:
             stacklevel=2,
         )
         return self.state_dict()
+
+
+def noise_seed(seed: int, step: int) -> int:
+    """The seed of the training noise at 0-based ``step`` of a run seeded ``seed`` (63 bits, well mixed)."""
+    return int(np.random.SeedSequence([seed, 1, step]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _to_cpu(obj):
@@ -503,7 +529,7 @@ def train(
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    with session(cfg.device) as dist:
+    with session(cfg.device) as dist, on_device(dist.device or resolve_device(cfg.device)):
         data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
         try:
             with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends

@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 import sparsecode as sc
 
@@ -72,3 +73,42 @@ def _no_stray_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         yield
+
+
+#: Operators that read a device tensor back to the host (a sync on CUDA): scalar reads (item, bool,
+#: int, float), data-dependent sizes (nonzero, masked_select, boolean indexing, bincount), equal.
+HOST_READS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.bincount.default",
+              "aten.equal.default", "aten.masked_select.default", "aten.item.default"}
+
+
+def host_reads_of(fn) -> list[str]:
+    """The operators of ``fn()`` that would read back to the host on CUDA, as dispatched from Python.
+
+    On a CPU the step takes its CPU fast paths (numpy selection, radix sort, a sortedness check); the
+    caller points those to their CUDA forms first (see ``cuda_code_paths``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    found: list[str] = []
+
+    class Audit(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = str(func)
+            bool_index = name.startswith("aten.index.") and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
+            if name in HOST_READS or bool_index:
+                found.append(name)
+            return func(*args, **(kwargs or {}))
+
+    with Audit():
+        fn()
+    return found
+
+
+@pytest.fixture()
+def cuda_code_paths(monkeypatch):
+    """The top-k core as it runs on CUDA, on the CPU: torch.topk, torch.sort, rows always sorted."""
+    from sparsecode import topk
+
+    monkeypatch.setattr(topk, "_block_size", lambda n, k: 0)
+    monkeypatch.setattr(topk, "RADIX_SORT_MAX_UNITS", 0)
+    monkeypatch.setattr(topk, "row_order", lambda indices: indices.sort(dim=1).indices)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,13 +15,24 @@ def _run(*args: str) -> str:
     return proc.stdout
 
 
-def test_gpu_check_runs_on_the_cpu():
-    out = _run("benchmarks/gpu_check.py", "--device", "cpu", "--small")
-    assert "gradient checks: passed" in out
-    assert "FAILED" not in out
-    fp32 = next(line for line in out.splitlines() if line.startswith("fp32"))
-    assert "%" in fp32 and "failed" not in fp32  # throughput, products, efficiency, FVU
-    assert "within 1% of fp32's FVU: fp32" in out
+def test_gpu_check_runs_on_the_cpu(tmp_path):
+    """The GPU machine's script in its CPU smoke mode: every section runs, the correctness checks pass
+    (on one device the CPU-vs-device and resume comparisons are exact), JSON and table are written."""
+    out = _run("benchmarks/gpu_check.py", "--device", "cpu", "--small", "--out", str(tmp_path / "check.json"))
+    results = json.loads((tmp_path / "check.json").read_text())
+    assert results["passed"] and "FAILED" not in out
+    assert set(results["gradcheck"]) >= {"encoder with shift", "decoder, shuffled indices", "unit products, skewed use"}
+    assert all(results["gradcheck"].values())
+    for dtype in ("float64", "float32"):
+        r = results["cpu_vs_device"][dtype]
+        assert r["same_selections"] and r["max_weight_diff"] == 0.0
+    assert results["resume"]["max_weight_diff"] == 0.0
+    assert "skipped" in results["sync_audit"] and "sync audit               skipped: no CUDA device" in out
+    rows = results["throughput"]
+    assert [(r["data"], r["precision"]) for r in rows] == [("resident", "fp32"), ("streamed", "fp32")]
+    assert all(r["step_s"] > 0 and r["floor_s"] > 0 and 0 < r["fvu"] < 2 for r in rows)
+    assert results["encode"]["encoder"]["rows_with_same_units"] == 1.0 and results["ddp"]["passed"]
+    assert (tmp_path / "check.txt").read_text().strip() == out.strip().split("\n\n")[-1].strip()
 
 
 def test_bench_train_prints_both_efficiencies():

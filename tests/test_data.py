@@ -130,3 +130,76 @@ def test_file_rows_read_the_kept_words_after_duplicates(tmp_path):
         stats = data.scan(rows)
         np.testing.assert_allclose(stats.mean, vectors[kept].mean(0))
         assert stats.sq_dev == pytest.approx(((vectors[kept] - vectors[kept].mean(0)) ** 2).sum())
+
+
+def _epochs(source, seeds):
+    out = []
+    for seed in seeds:
+        source.start_epoch(torch.Generator().manual_seed(seed))
+        out.append([source.batch(b)[:, 0].long() for b in range(source.steps_per_epoch)])
+        source.finish_epoch()
+    return out
+
+
+@pytest.mark.parametrize("rank,world", [(0, 1), (0, 2), (1, 2), (2, 3)])
+def test_data_kept_on_the_device_gives_the_streamed_batches(small_chunks, rank, world):
+    """keep_resident (what a GPU does when the data fits): the same batches as streaming, for every
+    process's slice and epoch, from one read of the rows at the start and none after."""
+    streamed = _epochs(BatchSource(CountingRows(1001), 50, torch.from_numpy, rank, world), (3, 4))
+    rows = CountingRows(1001)
+    source = BatchSource(rows, 50, torch.from_numpy, rank, world)
+    source.keep_resident()
+    assert source.resident.shape == (1001, 2) and torch.equal(source.resident[:, 0], torch.arange(1001.0))
+    resident = _epochs(source, (3, 4))
+    assert rows.reads == []  # no row read again
+    for got_epoch, want_epoch in zip(resident, streamed, strict=True):
+        for got, want in zip(got_epoch, want_epoch, strict=True):
+            assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("rank,world", [(0, 1), (1, 2)])
+def test_fetching_the_next_buffer_ahead_gives_the_same_batches_and_reads(small_chunks, rank, world):
+    """prefetch (on a GPU: the next buffer loaded on a side stream): the same batches, each buffer still
+    read once, and at most three buffers held."""
+    plain_rows, ahead_rows = CountingRows(1001), CountingRows(1001)
+    plain = _epochs(BatchSource(plain_rows, 50, torch.from_numpy, rank, world), (5,))
+    source = BatchSource(ahead_rows, 50, torch.from_numpy, rank, world, prefetch=True)
+    source.start_epoch(torch.Generator().manual_seed(5))
+    held = []
+    got = []
+    for b in range(source.steps_per_epoch):
+        got.append(source.batch(b)[:, 0].long())
+        held.append(len(source._loaded))
+    source.finish_epoch()
+    for a, b in zip(got, plain[0], strict=True):
+        assert torch.equal(a, b)
+    assert sorted(ahead_rows.reads) == sorted(plain_rows.reads) and max(held) <= 3 and max(held) >= 2
+
+
+def test_training_with_the_data_kept_on_the_device_is_identical(tmp_path, sample, small_chunks, monkeypatch):
+    """The Trainer's resident path (taken on a GPU when the data fits its budget), forced on the CPU:
+    the same weights as streaming from the file."""
+    import importlib
+
+    train_module = importlib.import_module("sparsecode.train")  # the package's "train" is the function
+    words, vectors = sample_subset(sample, 1500)
+    path = tmp_path / "emb.h5"
+    sc.embeddings.write_embeddings(path, words, vectors)
+    cfg = sc.TrainConfig(**{**SMALL, "epochs": 2, "hidden": 64, "batch_size": 64})
+    streamed = sc.train(path, cfg).model.weights()
+    monkeypatch.setattr(train_module, "data_fits_on_device", lambda n, dim, device: True)
+    trainer = train_module.Trainer(sc.data.open_training_data(path), cfg)
+    assert trainer.source.resident is not None
+    resident = sc.train(path, cfg).model.weights()
+    for name, tensor in streamed.items():
+        assert torch.equal(resident[name], tensor), name
+
+
+def test_the_cpu_streams_and_its_feed_does_not_copy():
+    assert not data.data_fits_on_device(10, 2, torch.device("cpu"))
+    feed = data.DeviceFeed("cpu")
+    array = np.arange(6, dtype=np.float32).reshape(3, 2)
+    t = feed.tensor(array)
+    assert t.data_ptr() == array.ctypes.data  # the read array itself
+    entry = feed.run(lambda: (t,), side=True)
+    assert entry[1] is None and feed.ready(entry)[0] is t

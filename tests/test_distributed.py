@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch
 
 import sparsecode as sc
 
-from .conftest import sample_subset, stop_at
+from .conftest import host_reads_of, sample_subset, stop_at
 
 #: Small enough for a few seconds per run; AuxK on, so that its global-batch variance is exercised.
 ARGS = ["--hidden", "64", "--k", "8", "--batch-size", "128", "--aux-coef", "0.03125", "--device", "cpu"]
@@ -111,3 +112,100 @@ def test_a_killed_process_stops_the_job_cleanly_and_its_checkpoint_resumes(tmp_p
     assert resumed.returncode == 0, resumed.stderr
     reference = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=30)).model.weights()
     assert_close_weights(torch.load(out / "model.pt", weights_only=True), reference)
+
+
+def test_a_stop_asked_of_both_processes_ends_at_one_step_with_a_checkpoint(tmp_path, emb_path):
+    """SIGTERM to both processes (as Ctrl-C reaches a terminal's process group): they agree on the
+    stop at the next report point (the flag travels in the step's all-reduce, read there only), write
+    one checkpoint and exit 143; it resumes to the model of an uninterrupted run."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sparsecode", "train", str(emb_path), "--out", str(out), *ARGS, "--epochs", "30",
+           "--checkpoint-every", "5", "--quiet"]
+    launcher = subprocess.Popen([*cmd, "--nproc", "2"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    ranks = [_child_with_rank(launcher.pid, r, deadline) for r in (0, 1)]
+    while not (out / "checkpoint.pt").exists() and launcher.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    for pid in ranks:
+        os.kill(pid, signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 143, stderr
+    assert "interrupted at step" in stderr and "Traceback" not in stderr, stderr
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"]
+    assert f"interrupted at step {step} of " in stderr
+    resumed = subprocess.run([*cmd, "--resume"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    reference = sc.train(emb_path, sc.TrainConfig(**CFG, epochs=30)).model.weights()
+    assert_close_weights(torch.load(out / "model.pt", weights_only=True), reference)
+
+
+#: Each objective's own settings for the two-process comparison (tiny: one launch trains them all).
+OBJECTIVE_RUNS = {
+    "batchtopk": dict(sparsity="batchtopk", k=8, aux_coef=0.03125),
+    "kl": dict(sparsity="kl"),
+    "l1": dict(sparsity="l1"),
+    "spine": dict(sparsity="spine"),  # with its default input noise, 0.2
+    "topk-noise": dict(sparsity="topk", k=8, noise=0.3),
+}
+OBJECTIVES_SCRIPT = """
+import sys, torch, torch.distributed as dist
+import sparsecode as sc
+dist.init_process_group("gloo")  # joined here, so that every sc.train below shares the one job
+runs = {runs!r}
+for name, settings in runs.items():
+    result = sc.train(sys.argv[1], sc.TrainConfig(hidden=64, batch_size=128, epochs=2, device="cpu", **settings))
+    if dist.get_rank() == 0:
+        torch.save({{"weights": result.model.weights(), "metrics": result.metrics}}, f"{{sys.argv[2]}}/{{name}}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_every_objective_on_two_processes_trains_the_model_of_one(tmp_path, emb_path):
+    """BatchTopK's k·B largest and its threshold, the KL and SPINE firing rates, the L1 and SPINE
+    penalties and the input noise are those of the global batch: two processes give one process's
+    model (weights within 1e-4, epoch metrics alike)."""
+    script = tmp_path / "objectives.py"
+    script.write_text(OBJECTIVES_SCRIPT.format(runs=OBJECTIVE_RUNS))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(emb_path), str(tmp_path)], capture_output=True, text=True, env=ENV,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for name, settings in OBJECTIVE_RUNS.items():
+        one = sc.train(emb_path, sc.TrainConfig(hidden=64, batch_size=128, epochs=2, device="cpu", **settings))
+        two = torch.load(tmp_path / f"{name}.pt", weights_only=True)
+        for key, tensor in one.model.weights().items():
+            torch.testing.assert_close(two["weights"][key], tensor, rtol=1e-4, atol=1e-5, msg=f"{name}: {key}")
+        for got, want in zip(two["metrics"], one.metrics, strict=True):
+            for key in ("loss", "fvu", "mean_l0", "dead_fraction"):
+                assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-7), (name, key)
+
+
+@pytest.mark.parametrize("settings", [dict(sparsity="topk", aux_coef=1 / 32), dict(sparsity="batchtopk", aux_coef=1 / 32),
+                                      dict(sparsity="kl"), dict(sparsity="spine")], ids=lambda s: s["sparsity"])
+def test_the_ddp_step_reads_nothing_back(sample, cuda_code_paths, settings):
+    """The several-process step (DDP, the step's all-reduce, BatchTopK's all-gather, the all-reduced
+    rates) in a one-process gloo job: three warmed-up steps dispatch no read back to the host."""
+    import gc
+
+    import torch.distributed as tdist
+
+    from sparsecode.distributed import Distributed
+    from sparsecode.train import Trainer
+
+    class OneRank(Distributed):
+        active = True  # a job of one that takes every several-process path
+
+    tdist.init_process_group("gloo", store=tdist.HashStore(), rank=0, world_size=1)
+    try:
+        cfg = sc.TrainConfig(hidden=4000, batch_size=256, epochs=1, dead_window=0.01, device="cpu", **settings)
+        with warnings.catch_warnings():  # torch 2.13 deprecates broadcast_buffers, which we still need
+            warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+            trainer = Trainer(sample, cfg, OneRank(torch.device("cpu")))
+        for _ in range(3):
+            trainer.train_step()
+        assert not host_reads_of(lambda: [trainer.train_step() for _ in range(3)])
+        assert trainer.stop_flag is not None and not bool(trainer.stop_flag)
+        trainer = None
+    finally:
+        gc.collect()  # DDP's reducer before its process group
+        tdist.destroy_process_group()

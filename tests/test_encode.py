@@ -124,3 +124,40 @@ def test_unit_report_equals_brute_force_over_batches_with_ties(rows_per_batch):
         assert got.top_rows[unit].tolist() == want_rows, unit
         assert got.top_values[unit].tolist() == [-v for v, _ in mine] + [0.0] * (M - len(mine))
         assert got.frequency[unit] == sum(u == unit for _, u, _ in entries)
+
+
+def test_codes_are_sorted_per_row_whatever_order_the_coder_gives(run_dir, sample):
+    """CUDA's top-k returns a row's units in any order: the CSR entries come out sorted all the same."""
+    from sparsecode.encode import encode_batch
+    from sparsecode.topk import Encoded
+
+    model, _ = sc.load_run(run_dir)
+    g = torch.Generator().manual_seed(0)
+
+    class Shuffled:
+        def encode(self, x, k):
+            enc = model.encode(x, k)
+            order = torch.rand(enc.indices.shape, generator=g).argsort(1)
+            return Encoded(enc.acts.gather(1, order), enc.indices.gather(1, order), enc.aux_acts, enc.aux_indices)
+
+    x = torch.from_numpy(sample.vectors[:300])
+    got, want = encode_batch(Shuffled(), x, 8), encode_batch(model, x, 8)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    assert (got.indices.view(300, -1).diff(1) > 0).all()
+
+
+def test_iter_codes_hands_on_every_batch_in_order(run_dir, sample):
+    """Batches are handed on one behind (on CUDA the next is queued first): the same entries, in order."""
+    from sparsecode.encode import encode_batch, iter_codes
+
+    model, _ = sc.load_run(run_dir)
+    vectors = sample.vectors[:1000]
+    chunks = [(0, vectors[:600]), (600, vectors[600:])]
+    got = list(iter_codes(model, iter(chunks), 8, batch_size=256))
+    assert [first for first, _ in got] == [0, 256, 512, 600, 856]
+    for first, batch in got:
+        size = {0: 256, 256: 256, 512: 88, 600: 256, 856: 144}[first]
+        want = encode_batch(model, torch.from_numpy(vectors[first : first + size]), 8)
+        for a, b in zip(batch, want):
+            assert torch.equal(a, b)

@@ -267,3 +267,46 @@ def test_selection_bias_chooses_units_without_entering_activations(params):
     want = torch.autograd.grad((ref_acts * weights.gather(1, ref_idx)).sum(), (x, W_enc, b_enc))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,n_units", [(0, 5), (1, 1), (40, 30), (5000, 1000), (3000, 7)])
+def test_unit_offsets_equal_bincount(n, n_units):
+    """The scatter-add counts (no host read on CUDA) give bincount's offsets exactly, skewed use included."""
+    from sparsecode.topk import unit_offsets
+
+    g = torch.Generator().manual_seed(n)
+    flat = (torch.rand(n, generator=g) ** 4 * n_units).long()  # most entries on the first units
+    want = torch.zeros(n_units + 1, dtype=torch.int64)
+    want[1:] = torch.bincount(flat, minlength=n_units).cumsum(0)
+    got = unit_offsets(flat, n_units)
+    assert got.dtype == torch.int64 and torch.equal(got, want)
+
+
+def test_decode_backward_does_not_depend_on_the_order_of_indices(params):
+    """CUDA's top-k returns each row's units in any order: the sparse decoder's gradients are the same
+    for every order within a row (shuffled, sorted, descending), equal the dense reference, and pass
+    gradcheck with shuffled indices."""
+    x, W_enc, b_enc, W_dec, b_dec = params
+    with torch.no_grad():
+        enc = topk_encode(x, W_enc, b_enc, K)
+    g = torch.Generator().manual_seed(11)
+    acts = torch.rand(B, K, dtype=torch.float64, generator=g)
+    grad_out = torch.randn(B, D, dtype=torch.float64, generator=g)
+    shuffle = torch.rand(B, K, generator=g).argsort(1)
+    ascending = enc.indices.sort(1).indices
+    orders = {"shuffled": shuffle, "ascending": ascending, "descending": ascending.flip(1)}
+    assert not (enc.indices.gather(1, shuffle).diff(1) > 0).all()  # really out of order
+    ref_a = acts.clone().requires_grad_()
+    want = torch.autograd.grad(dense_decode(ref_a, enc.indices, W_dec, b_dec), (ref_a, W_dec, b_dec), grad_out)
+    for name, order in orders.items():
+        idx = enc.indices.gather(1, order)
+        a = acts.gather(1, order).requires_grad_()
+        out = decode(a, idx, W_dec, b_dec, impl="sparse")
+        got = torch.autograd.grad(out, (a, W_dec, b_dec), grad_out)
+        # The activations' gradient follows the permutation; the weights' and bias's do not change.
+        torch.testing.assert_close(got[0], want[0].gather(1, order), rtol=1e-12, atol=1e-12, msg=name)
+        for u, v in zip(got[1:], want[1:]):
+            torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12, msg=name)
+    idx = enc.indices.gather(1, shuffle)
+    a = acts.gather(1, shuffle).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, W, b: SparseDecode.apply(a, idx, W, b), (a, W_dec, b_dec))

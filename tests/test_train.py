@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import sparsecode as sc
-from sparsecode.train import k_at, lr_factor
+from sparsecode.train import Trainer, k_at, lr_factor, noise_seed
 
-from .conftest import SMALL, stop_at
+from .conftest import SMALL, host_reads_of, stop_at
 
 
 def test_k_annealing_schedule():
@@ -131,6 +131,57 @@ def test_resume_is_exact_with_noise_and_the_batchtopk_threshold(tmp_path, sample
         assert torch.equal(a[name], b[name]), name
 
 
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _tensors(value)
+
+
+def test_a_checkpoint_from_another_device_resumes_exactly(tmp_path, sample):
+    """A checkpoint holds CPU tensors and no generator state of a device. One written on a GPU by an
+    earlier version (device "cuda", the 16-byte state of a CUDA noise generator, which a CPU generator
+    refuses) resumes on the CPU to the model of an uninterrupted run."""
+    cfg = sc.TrainConfig(hidden=100, epochs=2, seed=0, device="cpu", checkpoint_every=5, sparsity="spine")
+    out, ref = tmp_path / "resumed", tmp_path / "straight"
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(sample, cfg, out_dir=out, progress=stop_at(11))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert "noise_generator" not in state
+    assert all(t.device.type == "cpu" for t in _tensors(state))
+    cuda_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state: seed and offset
+    with pytest.raises(RuntimeError):
+        torch.Generator().set_state(cuda_state)  # what resuming such a checkpoint on the CPU used to do
+    state["noise_generator"] = cuda_state
+    state["config"]["device"] = "cuda"
+    torch.save(state, out / "checkpoint.pt")
+    sc.train(sample, cfg, out_dir=out, resume=True)
+    sc.train(sample, cfg, out_dir=ref)
+    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (out, ref))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_training_noise_depends_on_the_seed_and_step_only(sample):
+    """Each step's noise comes from a generator seeded by (seed, step): reproducible, new every step."""
+    cfg = sc.TrainConfig(hidden=100, epochs=1, batch_size=64, noise=0.5, device="cpu")
+    a, b = Trainer(sample, cfg), Trainer(sample, cfg)
+    x = a.source.batch(0)
+    first = a._noise(x)
+    a.train_step()
+    b.train_step()
+    assert torch.equal(first, Trainer(sample, cfg)._noise(x))
+    second = a._noise(a.source.batch(1))
+    assert first.shape == (64, sample.vectors.shape[1]) and not torch.allclose(first, second)
+    assert torch.equal(second, b._noise(b.source.batch(1)))
+    assert abs(float(first.mean())) < 0.05 and abs(float(first.std()) - 1) < 0.05
+    assert len({noise_seed(0, t) for t in range(1000)} | {noise_seed(1, t) for t in range(1000)}) == 2000
+
+
 def test_resume_refuses_other_settings_and_finished_runs(tmp_path, sample, run_dir):
     interrupt = stop_at(0)
 
@@ -244,3 +295,30 @@ def test_no_checkpoint_ever_holds_a_diverged_state(tmp_path, sample, monkeypatch
     assert len(saved) > 20 and all(finite for _, finite in saved), saved
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["position"]["step"] < 25
+
+
+SYNC_FREE = [dict(sparsity="topk", aux_coef=1 / 32), dict(sparsity="batchtopk", aux_coef=1 / 32),
+             dict(sparsity="kl"), dict(sparsity="spine")]
+
+
+@pytest.mark.parametrize("settings", SYNC_FREE, ids=lambda s: s["sparsity"])
+def test_a_step_reads_nothing_back_on_the_cuda_code_path(sample, cuda_code_paths, settings):
+    """What set_sync_debug_mode("error") checks on a GPU, checked on the CPU at the operators the step
+    dispatches: three warmed-up steps (AuxK with dead units; SPINE's noise) read nothing back."""
+    cfg = sc.TrainConfig(hidden=4000, batch_size=256, epochs=1, dead_window=0.01, device="cpu", **settings)
+    trainer = Trainer(sample, cfg)
+    for _ in range(3):
+        trainer.train_step()
+    assert not host_reads_of(lambda: [trainer.train_step() for _ in range(3)])
+    if cfg.aux_coef > 0:
+        assert trainer.dead.any()  # AuxK had dead units to work on
+
+
+def test_the_audit_sees_a_host_read(cuda_code_paths):
+    from sparsecode import topk
+
+    flat = torch.tensor([1, 2, 2])
+    assert host_reads_of(lambda: torch.bincount(flat, minlength=4)) == ["aten.bincount.default"]
+    assert host_reads_of(lambda: bool((flat > 0).all())) == ["aten._local_scalar_dense.default"]
+    assert host_reads_of(lambda: flat[flat > 1]) == ["aten.index.Tensor"]
+    assert not host_reads_of(lambda: topk.unit_offsets(flat, 4))
