@@ -125,7 +125,8 @@ class LiveBar:
 @app.command()
 def train(
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory to create (model.pt, config.json, metrics.jsonl)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (model.pt, config.json, "
+                                           "metrics.jsonl)  \\[default: runs/NAME, NAME the input's]"),
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
     sparsity: str = typer.Option(DEFAULTS.sparsity, help="Sparsity objective: topk, batchtopk, kl, l1 or spine."),
     k: Optional[int] = typer.Option(None, help="Active units per word (topk; batchtopk: on average)  \\[default: 32]"),
@@ -154,9 +155,9 @@ def train(
                                                  "with them (DistributedDataParallel)."),
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
-    from .atomic import check_output
     from .data import open_training_data
     from .distributed import current_rank, launch, session
+    from .train import check_run_dir, default_run_dir
     from .train import train as run_training
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
@@ -175,13 +176,16 @@ def train(
         raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
     with user_errors(), session(device) as dist:  # a torchrun job's processes, or just this one
         cfg.validate()
-        if not resume:
-            dist.from_main(lambda: check_output(out_dir, force), "checking the output")
+        named = out_dir is not None
+        out_dir = out_dir if named else dist.from_main(lambda: default_run_dir(embeddings), "naming the run directory")
+        dist.from_main(lambda: check_run_dir(out_dir, force, resume), "checking the run directory")
         # Validated in one streamed pass, not loaded; every process, and all agree on an error.
         with dist.agree(lambda: open_training_data(embeddings), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
                 err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
-                          + (f", {dist.world} processes" if dist.active else ""))
+                          + (f", {dist.world} processes" if dist.active else "")
+                          + ("" if named else f"; the run goes to {escape(str(out_dir))}/ (no --out given)"),
+                          soft_wrap=True)
             with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
                 result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
                     p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
@@ -228,7 +232,7 @@ def _objective(cfg: TrainConfig) -> str:
 def encode(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors' to encode."),
-    out_file: Path = typer.Option(..., "--out", "-o", help="Codes file to write (HDF5)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5)  \\[default: RUN_DIR/codes.h5]"),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word  [default: the run's encode k]"),
     method: str = typer.Option("encoder", "--method", help="encoder (fast) or omp (orthogonal matching pursuit over the decoder: closer codes, slower)."),
     nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
@@ -239,8 +243,10 @@ def encode(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Encode embeddings into sparse codes.  Example: sparsecode encode run emb.h5 --out codes.h5"""
+    from .encode import default_codes_path
     from .encode import encode as run_encode
 
+    out_file = out_file if out_file is not None else default_codes_path(run_dir)
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
         summary = run_encode(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
                              batch_size=batch_size, progress=lambda done, total: bar.update(done, total),

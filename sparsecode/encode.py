@@ -99,6 +99,11 @@ def expected_l0(run_dir: str | os.PathLike, n_hidden: int) -> int:
     return min(n_hidden, max(1, int(2 * mean_l0) + 1))
 
 
+def default_codes_path(run_dir: str | os.PathLike) -> Path:
+    """Where ``sparsecode encode RUN EMB`` writes the codes without ``--out``: ``RUN/codes.h5``."""
+    return Path(run_dir) / "codes.h5"
+
+
 def check_k(k: int, n_hidden: int, what: str = "--k") -> None:
     if not 1 <= k <= n_hidden:
         raise SparsecodeError(f"{what} {k} is out of range: it must be between 1 and the hidden size {n_hidden}")

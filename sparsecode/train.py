@@ -570,23 +570,56 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
     return result
 
 
-def _prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
-    """Check (and with ``force`` clear) the run directory before any work is done."""
-    for stale in run_dir.glob(".*.tmp") if run_dir.is_dir() else ():
-        stale.unlink(missing_ok=True)  # temporaries of a killed run
+#: Where ``sparsecode train`` puts a run when no ``--out`` is given: ``runs/<input name>/``.
+RUNS_FOLDER = Path("runs")
+#: Endings that :func:`default_run_dir` drops from the input's name (``glove.6B.50d.txt.gz`` -> ``glove.6B.50d``).
+_INPUT_ENDINGS = (".gz", ".h5", ".hdf5", ".txt", ".vec", ".bin", ".npy")
+
+
+def default_run_dir(embeddings: str | os.PathLike) -> Path:
+    """``runs/<name>`` for an input file: its name without the endings of embeddings files (a run
+    directory beside nothing it could overwrite). Creates ``runs/`` when it is missing."""
+    name = Path(embeddings).name
+    while name.lower().endswith(_INPUT_ENDINGS) and "." in name[1:]:
+        name = name[: name.rindex(".")]
+    RUNS_FOLDER.mkdir(exist_ok=True)
+    return RUNS_FOLDER / name
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step a checkpoint was saved at (read without loading its tensors), or None if unreadable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["position"]["step"])
+    except Exception:  # noqa: BLE001 - a corrupt file: the caller speaks without the step
+        return None
+
+
+def check_run_dir(run_dir: str | os.PathLike, force: bool, resume: bool) -> Path:
+    """Whether a run may start (or, with ``resume``, continue) in ``run_dir``, checked before any
+    work; the one place that tells the user what a run directory holds and what to do with it."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SparsecodeError(f"{run_dir}: is a file; give a directory for the run")
     if resume:
         if (run_dir / "model.pt").is_file() and not (run_dir / CHECKPOINT).is_file():
             raise SparsecodeError(f"{run_dir}: this run has finished; there is nothing to resume")
         if not run_dir.exists():
             check_output(run_dir, force=False)  # parent exists and is writable
-        return
-    if run_dir.exists() and not force:
-        hint = " or --resume to continue it" if (run_dir / CHECKPOINT).is_file() else ""
-        raise SparsecodeError(f"{run_dir}: already exists; pass --force to overwrite it{hint}")
-    check_output(run_dir, force=True)
-    if run_dir.exists():
-        if not run_dir.is_dir():
-            raise SparsecodeError(f"{run_dir}: is a file; give a directory for the run")
+        return run_dir
+    if (run_dir / CHECKPOINT).is_file() and not force:
+        step = checkpoint_step(run_dir / CHECKPOINT)
+        raise SparsecodeError(f"{run_dir}: holds a checkpoint{'' if step is None else f' from step {step}'}: "
+                              "rerun with --resume to continue, or --force to start again")
+    return check_output(run_dir, force)
+
+
+def _prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
+    """Check (and with ``force`` clear) the run directory before any work is done."""
+    for stale in run_dir.glob(".*.tmp") if run_dir.is_dir() else ():
+        stale.unlink(missing_ok=True)  # temporaries of a killed run
+    check_run_dir(run_dir, force, resume)
+    if force and not resume and run_dir.exists():
         for name in (*RUN_FILES, CHECKPOINT):
             (run_dir / name).unlink(missing_ok=True)
 

@@ -94,7 +94,8 @@ def test_interrupted_training_keeps_only_a_checkpoint(tmp_path, sample):
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.pt"]
     with pytest.raises(sc.SparsecodeError, match="training has not finished; continue it"):
         sc.load_run(tmp_path / "run")
-    with pytest.raises(sc.SparsecodeError, match="already exists; pass --force to overwrite it or --resume"):
+    with pytest.raises(sc.SparsecodeError, match=r"run: holds a checkpoint from step 30: rerun with --resume to "
+                                                 r"continue, or --force to start again$"):
         sc.train(sample, sc.TrainConfig(**SMALL), out_dir=tmp_path / "run")
 
 
