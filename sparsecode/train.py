@@ -11,9 +11,10 @@ One step, all on the device and without reading anything back to the host:
    warm-up/cosine learning rate; rescale decoder rows to unit norm;
 4. record which units fired, counted in words seen (so "dead" means the same on any data size).
 
-The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch): it then
-checks that the loss stayed finite (otherwise it restores the state of the previous report point
-and halves the learning rate, once) and calls the progress callback.
+The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch) and before a
+checkpoint: it then checks that the loss, the weights and Adam's moments are finite (otherwise it
+restores the state of the previous report point and halves the learning rate, once) and calls the
+progress callback.
 
 With a run directory, the complete training state is checkpointed (``checkpoint.pt``) every
 ``checkpoint_every`` steps, at the end of every epoch and when SIGINT/SIGTERM arrives; ``resume``
@@ -390,8 +391,8 @@ class Trainer:
                 stop = self.stop_agreed
             else:
                 stop = stop_requested is not None and bool(stop_requested())
-            # The host reads the loss only here; nothing unverified is reported, kept or checkpointed.
-            if (report or save or stop) and not bool(torch.isfinite(self.acc["loss"])):
+            # The host reads back only here; nothing unverified is reported, kept or checkpointed.
+            if (report or save or stop) and not self.state_is_finite():
                 good = self._recover(good, checkpoint)
                 t_last = time.perf_counter()
                 if stop:
@@ -412,8 +413,17 @@ class Trainer:
             if stop:
                 raise KeyboardInterrupt  # at a step boundary: the caller checkpoints
 
+    def state_is_finite(self) -> bool:
+        """Whether what a checkpoint would save is finite: the epoch's loss so far, and every weight
+        and Adam moment (an infinite gradient can leave a finite loss and non-finite weights). One
+        read back to the host, at report and save points only; each tensor is read once on the device."""
+        tensors = [self.acc["loss"], *self.model.parameters(), *self.model.buffers(),
+                   *(v for state in self.opt.state.values() for v in state.values()
+                     if isinstance(v, torch.Tensor) and v.is_floating_point())]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
     def _recover(self, good: dict, checkpoint) -> dict:
-        """A non-finite loss: go back to the last good state; halve the learning rate once."""
+        """Non-finite values: go back to the last good state; halve the learning rate once."""
         bad_step = self.step
         self.load_state_dict(good)
         self.diverged += 1
@@ -421,12 +431,12 @@ class Trainer:
             if checkpoint is not None:
                 checkpoint()
             raise SparsecodeError(
-                f"training diverged twice (non-finite loss by step {bad_step}); the state of step {self.step} "
+                f"training diverged twice (non-finite loss or weights by step {bad_step}); the state of step {self.step} "
                 "was kept: lower --lr and start again"
             )
         self.lr_scale *= 0.5
         warnings.warn(
-            f"non-finite loss by step {bad_step}: went back to step {self.step} and halved the learning rate",
+            f"non-finite loss or weights by step {bad_step}: went back to step {self.step} and halved the learning rate",
             stacklevel=2,
         )
         return self.state_dict()
