@@ -17,9 +17,9 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .atomic import OutputWriteError
@@ -28,6 +28,7 @@ from .convert import FORMATS
 from .errors import SparsecodeError, TrainingInterrupted
 from .export import EXPORT_FORMATS
 from .runtime import keep_freed_memory
+from .terminal import safe, visible, words as word_list
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
@@ -35,8 +36,9 @@ app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Text from the data is rendered through sparsecode.terminal.safe; no console turns ':name:' into emoji.
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
 DEFAULTS = TrainConfig()
 _state = {"hard_exit": False, "rank": 0}
 
@@ -56,12 +58,12 @@ def user_errors() -> Iterator[None]:
         except TrainingInterrupted as exc:
             _print_warnings(caught)
             if _state["rank"] == 0:
-                err.print(f"[bold yellow]interrupted:[/] {exc}", soft_wrap=True)
+                err.print(Text.assemble(("interrupted:", "bold yellow"), " ", safe(exc)), soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except SparsecodeError as exc:
             _print_warnings(caught)
             if _state["rank"] == 0 or isinstance(exc, ProcessLost):
-                err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+                err.print(Text.assemble(("error:", "bold red"), " ", safe(exc)), soft_wrap=True)
             if isinstance(exc, OutputWriteError):
                 _state["hard_exit"] = True
             raise typer.Exit(1) from None
@@ -76,7 +78,7 @@ def _print_warnings(caught) -> None:
         return
     for w in caught:
         if issubclass(w.category, UserWarning):
-            err.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+            err.print(Text.assemble(("warning:", "yellow"), " ", safe(w.message)), soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -182,10 +184,9 @@ def train(
         # Validated in one streamed pass, not loaded; every process, and all agree on an error.
         with dist.agree(lambda: open_training_data(embeddings), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
-                err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
-                          + (f", {dist.world} processes" if dist.active else "")
-                          + ("" if named else f"; the run goes to {escape(str(out_dir))}/ (no --out given)"),
-                          soft_wrap=True)
+                err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
+                               + (f", {dist.world} processes" if dist.active else "")
+                               + ("" if named else f"; the run goes to {out_dir}/ (no --out given)")), soft_wrap=True)
             with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
                 result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
                     p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
@@ -195,7 +196,7 @@ def train(
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 
-    table = Table(title=f"trained {out_dir}")
+    table = Table(title=safe(f"trained {out_dir}"))
     for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "seconds"):
         table.add_column(col, justify="right")
     for m in result.metrics:
@@ -302,7 +303,7 @@ def inspect(
             table.add_column("word")
             table.add_column("activation", justify="right")
             for entry in data["top_words"]:
-                table.add_row(entry["word"], f"{entry['value']:.3f}")
+                table.add_row(safe(entry["word"]), f"{entry['value']:.3f}")
             return out.print(table)
         if word is not None:
             units = codes.active_units(word)
@@ -310,12 +311,12 @@ def inspect(
                 {"unit": u, "value": v, "top_words": [w for w, _ in codes.top_words(u)]} for u, v in units]}
             if as_json:
                 return _echo_json(data)
-            table = Table(title=f"{word!r}: {len(units)} active units")
+            table = Table(title=safe(f"'{word}': {len(units)} active units"))
             table.add_column("unit", justify="right")
             table.add_column("activation", justify="right")
             table.add_column("unit's top words")
             for entry in data["active_units"]:
-                table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", ", ".join(entry["top_words"]))
+                table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", word_list(entry["top_words"]))
             return out.print(table)
         if dead:
             ids = [int(u) for u in codes.dead_units()]
@@ -329,12 +330,13 @@ def inspect(
         rows = [{"unit": u, "frequency": int(codes.frequency[u]), "top_words": [w for w, _ in codes.top_words(u)]} for u in shown]
         if as_json:
             return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units})
-        table = Table(title=f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, mean L0 {codes.nnz / len(codes.words):.1f}")
+        table = Table(title=safe(f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, "
+                                 f"mean L0 {codes.nnz / len(codes.words):.1f}"))
         table.add_column("unit", justify="right")
         table.add_column("words", justify="right")
         table.add_column("top words")
         for r in rows:
-            table.add_row(str(r["unit"]), f"{r['frequency']:,}", ", ".join(r["top_words"]))
+            table.add_row(str(r["unit"]), f"{r['frequency']:,}", word_list(r["top_words"]))
         out.print(table)
 
 
@@ -353,12 +355,12 @@ def neighbors(
     if as_json:
         return _echo_json({w: [{"word": n, "cosine": c} for n, c in nbrs] for w, nbrs in result.items()})
     for w, nbrs in result.items():
-        table = Table(title=f"nearest to {w!r}")
+        table = Table(title=safe(f"nearest to '{w}'"))
         table.add_column("#", justify="right")
         table.add_column("word")
         table.add_column("cosine", justify="right")
         for i, (n, c) in enumerate(nbrs, 1):
-            table.add_row(str(i), n, f"{c:.3f}")
+            table.add_row(str(i), safe(n), f"{c:.3f}")
         out.print(table)
 
 
@@ -436,7 +438,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _render_evaluation(result: dict, dense_dim: int | None) -> None:
     sp = result["sparsity"]
-    table = Table(title=f"{result['codes']}: {sp['words']:,} words, {sp['units']} units")
+    table = Table(title=safe(f"{result['codes']}: {sp['words']:,} words, {sp['units']} units"))
     table.add_column("measure")
     table.add_column("codes", justify="right")
     table.add_column("dense", justify="right")
@@ -465,7 +467,7 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
             wt.add_column(col, justify="left" if col == "benchmark" else "right")
         dense = ws.get("dense", {})
         for name, entry in ws["codes"].items():
-            wt.add_row(name, str(entry["found"]), str(entry["skipped"]), _fmt(entry["spearman"]),
+            wt.add_row(safe(name), str(entry["found"]), str(entry["skipped"]), _fmt(entry["spearman"]),
                        _fmt(dense.get(name, {}).get("spearman")))
         wt.add_row("average (WS-353, SimLex, MEN, RW)", "", "", _fmt(ws.get("codes_average")),
                    _fmt(ws.get("dense_average")), style="bold")
@@ -478,12 +480,12 @@ ExportFormat = Enum("ExportFormat", {f.replace("-", "_"): f for f in EXPORT_FORM
 
 
 def _print_summary(out_file: Path, summary: dict, keys: tuple[str, ...]) -> None:
-    out.print(f"wrote {out_file}", soft_wrap=True)  # a line of its own: a long path in the title would wrap
+    out.print(safe(f"wrote {out_file}"), soft_wrap=True)  # a line of its own: a long path in the title would wrap
     table = Table(show_header=False)
     for key in keys:
         value = summary[key]
         table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
-                      else str(value))
+                      else safe(value))
     out.print(table)
 
 
@@ -561,8 +563,8 @@ def report(
         summary = write_report(run_dir, codes_file, out_file, force=force)
     if as_json:
         return _echo_json(summary)
-    out.print(f"wrote {out_file}: {summary['units']:,} units, {summary['epochs']} epochs"
-              f"{', with evaluation.json' if summary['evaluation'] else ''} ({summary['bytes'] / 1e6:.1f} MB)",
+    out.print(safe(f"wrote {out_file}: {summary['units']:,} units, {summary['epochs']} epochs"
+                   f"{', with evaluation.json' if summary['evaluation'] else ''} ({summary['bytes'] / 1e6:.1f} MB)"),
               soft_wrap=True)
 
 
