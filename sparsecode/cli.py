@@ -371,31 +371,21 @@ def evaluate(
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings  [default: the run's training file]"),
     wordsim: Optional[Path] = typer.Option(None, "--wordsim", help="Folder of word-similarity files  [default: sample_data/word-sim]"),
     seed: int = typer.Option(0, help="Seed for DistRatio's intruders."),
+    worst: int = typer.Option(0, "--worst", help="List the N words the codes reconstruct worst (their own FVU and cosine)."),
     compare_methods: bool = typer.Option(False, "--compare-methods",
                                          help="Also encode with the encoder, OMP and non-negative OMP and compare them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
     Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
-    from .embeddings import load_embeddings
-    from .evaluate import DEFAULT_WORDSIM_DIR, align_vectors
+    from .evaluate import DEFAULT_WORDSIM_DIR, find_sources
     from .evaluate import evaluate as run_evaluate
-    from .train import load_run
 
     with user_errors():
         codes = _load_codes(codes_file)
-        model = config = None
-        if model_dir is None and codes.attrs.get("run_dir") and Path(codes.attrs["run_dir"]).is_dir():
-            model_dir = Path(codes.attrs["run_dir"])
-        if model_dir is not None:
-            model, config = load_run(model_dir)
-        if embeddings is None and config and config.get("embeddings") and Path(config["embeddings"]).is_file():
-            embeddings = Path(config["embeddings"])
-        vectors = None
-        if embeddings is not None:
-            emb = load_embeddings(embeddings)
-            vectors = align_vectors(codes, emb.words, emb.vectors, str(embeddings))
-        result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed)
+        src = find_sources(codes, model_dir, embeddings)
+        model, config, vectors = src.model, src.config, src.vectors
+        result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed, worst=worst)
         if compare_methods:
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
@@ -409,8 +399,8 @@ def evaluate(
                                       f"(--sparsity {config.get('sparsity')}); encode with --k to compare at that k")
             k = int(k)
             result["methods"] = {"k": k, **run_compare(model, torch_tensor(vectors), k)}
-        result["model"] = str(model_dir) if model_dir else None
-        result["embeddings"] = str(embeddings) if embeddings else None
+        result["model"] = str(src.model_dir) if src.model_dir else None
+        result["embeddings"] = str(src.embeddings) if src.embeddings else None
     if as_json:
         return _echo_json(result)
     _render_evaluation(result, vectors.shape[1] if vectors is not None else None)
@@ -460,6 +450,13 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
     for l0, count in sp["l0_histogram"].items():
         hist.add_row(l0, f"{count:,}")
     out.print(hist)
+    if result.get("reconstruction", {}).get("worst"):
+        bad = Table(title="words reconstructed worst (error: the word's own FVU, 1 = no better than the mean)")
+        for col in ("#", "word", "error", "cosine(x, x̂)"):
+            bad.add_column(col, justify="left" if col == "word" else "right")
+        for i, entry in enumerate(result["reconstruction"]["worst"], 1):
+            bad.add_row(str(i), safe(entry["word"]), f"{entry['error']:.4f}", f"{entry['cosine']:.4f}")
+        out.print(bad)
     if "word_similarity" in result:
         ws = result["word_similarity"]
         wt = Table(title="word similarity (Spearman of cosine)")

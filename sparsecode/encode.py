@@ -203,6 +203,7 @@ def encode(
             f.attrs["encode_method"] = method
             f.attrs["encode_nonneg"] = nonneg
             f.attrs["run_dir"] = os.path.abspath(run_dir)
+            f.attrs["model_fingerprint"] = model.fingerprint()  # what evaluate and report check, not the path
     return {
         "out": str(Path(out)),
         "words": n,

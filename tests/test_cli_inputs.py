@@ -134,3 +134,104 @@ def test_visible_escapes_controls_and_format_characters_only():
     assert visible("a\u202eb\u2028") == "a\\u202eb\\u2028"
     for kept in ("[bold]", "café", "👨\u200d👩\u200d👧", "no\u00a0break", "back\\"):
         assert visible(kept) == kept
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two tiny runs of the same shape (seeds 0 and 1) on a copy of the sample, and run a's codes."""
+    folder = tmp_path_factory.mktemp("two")
+    emb = folder / "emb.h5"
+    shutil.copy(SAMPLE, emb)
+    for name, seed in (("a", 0), ("b", 1)):
+        sc.train(emb, sc.TrainConfig(**TINY_CFG, seed=seed), out_dir=folder / name)
+    sc.encode(folder / "a", emb, folder / "a" / "codes.h5", device="cpu")
+    return folder
+
+
+def test_report_and_evaluate_refuse_codes_of_another_model(two_runs, tmp_path):
+    a, b, codes_file = two_runs / "a", two_runs / "b", two_runs / "a" / "codes.h5"
+    fa, fb = sc.load_run(a)[0].fingerprint(), sc.load_run(b)[0].fingerprint()
+    assert fa != fb and sc.load_codes(codes_file).attrs["model_fingerprint"] == fa
+    expected = (f"error: {codes_file}: made by another model than the one in {b} (weights fingerprint {fa}, the run's "
+                f"{fb}); give the codes that 'sparsecode encode {b} ...' wrote, or encode again with it")
+    assert one_line_error(run("report", b, codes_file, "--out", tmp_path / "r.html", ok=False)) == expected
+    assert not (tmp_path / "r.html").exists()
+    assert one_line_error(run("evaluate", codes_file, "--model", b, ok=False)) == expected
+    # The path is not what is compared: the same run copied elsewhere is the same model.
+    shutil.copytree(a, tmp_path / "a-copy")
+    run("report", tmp_path / "a-copy", codes_file, "--out", tmp_path / "r.html")
+    assert json.loads(run("evaluate", codes_file, "--model", tmp_path / "a-copy", "--json").stdout)["reconstruction"]
+
+
+def test_codes_without_a_fingerprint_still_work_with_a_warning(two_runs, tmp_path):
+    import h5py
+
+    old = tmp_path / "old.h5"
+    shutil.copy(two_runs / "a" / "codes.h5", old)
+    with h5py.File(old, "a") as f:
+        del f.attrs["model_fingerprint"]
+    res = run("report", two_runs / "a", old, "--out", tmp_path / "r.html")
+    assert res.stderr.splitlines() == [f"warning: {old}: records no fingerprint of the model that made it (written by "
+                                       f"an older sparsecode); taken to come from {two_runs / 'a'}: encode again to "
+                                       "have that checked"]
+    assert (tmp_path / "r.html").is_file()
+
+
+def test_evaluate_names_what_moved_and_the_option_that_supplies_it(two_runs, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(two_runs / "a", old / "a")
+    shutil.copy(two_runs / "emb.h5", old / "emb.h5")
+    config = json.loads((old / "a" / "config.json").read_text())
+    (old / "a" / "config.json").write_text(json.dumps({**config, "embeddings": str(old / "emb.h5")}))
+    sc.encode(old / "a", old / "emb.h5", old / "a" / "codes.h5", force=True, device="cpu")
+    full = json.loads(run("evaluate", old / "a" / "codes.h5", "--json").stdout)
+    old.rename(new)
+    codes_file = new / "a" / "codes.h5"
+
+    res = run("evaluate", codes_file, "--json")
+    assert res.stderr.splitlines() == [
+        f"warning: {codes_file}: the run that made them, {old / 'a'}, is not there (moved or deleted); FVU, "
+        "cosine(x, x_hat) and --worst need the model: pass --model RUN_DIR",
+        f"warning: {codes_file}: without the run the embeddings are unknown; FVU, cosine(x, x_hat), --worst, "
+        "DistRatio and the dense baselines need the embeddings: pass --embeddings EMB"]
+    result = json.loads(res.stdout)
+    assert "reconstruction" not in result and "dist_ratio" not in result and result["model"] is None
+    assert result["sparsity"] == full["sparsity"] and result["word_similarity"]["codes"] == full["word_similarity"]["codes"]
+
+    res = run("evaluate", codes_file, "--model", new / "a")
+    assert res.stderr.splitlines() == [
+        f"warning: {new / 'a' / 'config.json'}: the embeddings it was trained on, {old / 'emb.h5'}, are not there "
+        "(moved or deleted); FVU, cosine(x, x_hat), --worst, DistRatio and the dense baselines need the "
+        "embeddings: pass --embeddings EMB"]
+    assert "mean L0" in res.stdout and "FVU" not in res.stdout and "DistRatio" not in res.stdout
+
+    res = run("evaluate", codes_file, "--model", new / "a", "--embeddings", new / "emb.h5", "--json")
+    assert res.stderr == ""
+    moved = json.loads(res.stdout)
+    assert moved["reconstruction"] == full["reconstruction"] and moved["dist_ratio"] == full["dist_ratio"]
+
+
+def test_evaluate_worst_lists_the_words_reconstructed_worst(two_runs, sample):
+    import numpy as np
+    import torch
+
+    codes_file = two_runs / "a" / "codes.h5"
+    res = json.loads(run("evaluate", codes_file, "--worst", 5, "--json").stdout)
+    worst = res["reconstruction"]["worst"]
+    # Against a direct computation: each word's own FVU from the dense codes and the model.
+    model, codes = sc.load_run(two_runs / "a")[0], sc.load_codes(codes_file)
+    with torch.no_grad():
+        x_hat = model.denormalise(model.decode_dense_normalised(torch.from_numpy(codes.dense()))).double().numpy()
+    x = sample.vectors.astype(np.float64)
+    error = ((x - x_hat) ** 2).sum(1) / ((x - x.mean(0)) ** 2).sum(1)
+    order = np.argsort(-error)[:5]
+    assert [w["word"] for w in worst] == [sample.words[i] for i in order]
+    assert [w["error"] for w in worst] == pytest.approx(error[order].tolist(), rel=1e-6)
+    assert worst[0]["error"] >= worst[-1]["error"] > res["reconstruction"]["fvu"]
+    assert len(json.loads(run("evaluate", codes_file, "--json").stdout)["reconstruction"]) == 2  # fvu, cosine
+
+    text = run("evaluate", codes_file, "--worst", 3).stdout
+    assert "words reconstructed worst" in text
+    for entry in worst[:3]:
+        assert f"{entry['error']:.4f}" in text and entry["word"] in text
+    one_line_error(run("evaluate", codes_file, "--worst", -1, ok=False), "--worst must be 0 or more (got -1)")
