@@ -40,6 +40,9 @@ app = typer.Typer(
 out = Console(highlight=False, emoji=False)
 err = Console(stderr=True, highlight=False, emoji=False)
 DEFAULTS = TrainConfig()
+EMBEDDINGS_HELP = ("Embeddings: HDF5 with 'words' and 'vectors', or any format 'convert' reads (GloVe, word2vec, "
+                   "fastText, .npy; gzipped or not), told from the content.")
+VOCAB_HELP = "The words of a .npy matrix, one per line."
 _state = {"hard_exit": False, "rank": 0}
 
 
@@ -126,7 +129,7 @@ class LiveBar:
 
 @app.command()
 def train(
-    embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
+    embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (model.pt, config.json, "
                                            "metrics.jsonl)  \\[default: runs/NAME, NAME the input's]"),
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
@@ -155,11 +158,12 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the metrics per epoch and the summary."),
     nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU): starts torchrun's launcher "
                                                  "with them (DistributedDataParallel)."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .data import open_training_data
     from .distributed import current_rank, launch, session
-    from .train import check_run_dir, default_run_dir
+    from .train import check_run_dir, default_run_dir, prepare_training_file
     from .train import train as run_training
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
@@ -181,8 +185,14 @@ def train(
         named = out_dir is not None
         out_dir = out_dir if named else dist.from_main(lambda: default_run_dir(embeddings), "naming the run directory")
         dist.from_main(lambda: check_run_dir(out_dir, force, resume), "checking the run directory")
+        with LiveBar("converting (MB)", enabled=not quiet and dist.is_main) as cbar:
+            source = dist.from_main(lambda: prepare_training_file(embeddings, out_dir, vocab, progress=_mb_progress(cbar)),
+                                    "converting the embeddings")
+        if source != embeddings and not quiet and dist.is_main:
+            err.print(safe(f"read {embeddings} through {source} (converted once, reused while {embeddings.name} "
+                           "is unchanged)"), soft_wrap=True)
         # Validated in one streamed pass, not loaded; every process, and all agree on an error.
-        with dist.agree(lambda: open_training_data(embeddings), "reading the embeddings") as emb:
+        with dist.agree(lambda: open_training_data(source), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
                 err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
                                + (f", {dist.world} processes" if dist.active else "")
@@ -232,7 +242,7 @@ def _objective(cfg: TrainConfig) -> str:
 @app.command()
 def encode(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
-    embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors' to encode."),
+    embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5)  \\[default: RUN_DIR/codes.h5]"),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word  [default: the run's encode k]"),
     method: str = typer.Option("encoder", "--method", help="encoder (fast) or omp (orthogonal matching pursuit over the decoder: closer codes, slower)."),
@@ -242,6 +252,7 @@ def encode(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Encode embeddings into sparse codes.  Example: sparsecode encode run emb.h5 --out codes.h5"""
     from .encode import default_codes_path
@@ -251,9 +262,14 @@ def encode(
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
         summary = run_encode(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
                              batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
-                             method=method, nonneg=nonneg)
+                             method=method, nonneg=nonneg, vocab=vocab)
     summary = {**summary, "mean_l0": round(summary["mean_l0"], 2)}
     _print_summary(out_file, summary, ("words", "units", "k", "method", "nnz", "mean_l0", "zero_rows", "dead_units"))
+
+
+def _mb_progress(bar: LiveBar):
+    """A conversion's progress(bytes read, file size, words) as a bar in MB."""
+    return lambda done, size, words: bar.update(done >> 20, max(1, size >> 20), status=f"{words:,} words")
 
 
 def _without_nproc(args: list[str]) -> list[str]:
@@ -368,7 +384,8 @@ def neighbors(
 def evaluate(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes  [default: the one recorded in the codes file]"),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings  [default: the run's training file]"),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings, in any format 'convert' reads  [default: the run's training file]"),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP + " (for --embeddings)"),
     wordsim: Optional[Path] = typer.Option(None, "--wordsim", help="Folder of word-similarity files  [default: sample_data/word-sim]"),
     seed: int = typer.Option(0, help="Seed for DistRatio's intruders."),
     worst: int = typer.Option(0, "--worst", help="List the N words the codes reconstruct worst (their own FVU and cosine)."),
@@ -383,7 +400,7 @@ def evaluate(
 
     with user_errors():
         codes = _load_codes(codes_file)
-        src = find_sources(codes, model_dir, embeddings)
+        src = find_sources(codes, model_dir, embeddings, vocab)
         model, config, vectors = src.model, src.config, src.vectors
         result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed, worst=worst)
         if compare_methods:
@@ -492,7 +509,7 @@ def convert(
                                             "gzipped or not."),
     out_file: Path = typer.Option(..., "--out", "-o", help="HDF5 file to write, with 'words' and 'vectors'."),
     fmt: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format; auto tells it from the content."),
-    vocab: Optional[Path] = typer.Option(None, "--vocab", help="The words of a .npy matrix, one per line."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words  \\[default: all]"),
     lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase the words (a word that then repeats is dropped)."),
     normalize: bool = typer.Option(False, "--normalize", help="Scale every vector to unit length."),
@@ -509,8 +526,7 @@ def convert(
     with user_errors(), LiveBar("reading (MB)", enabled=not quiet) as bar:
         summary = convert_embeddings(
             source, out_file, format=fmt.value, vocab=vocab, limit=limit, lowercase=lowercase, normalize=normalize,
-            force=force, progress=lambda done, size, words: bar.update(
-                done >> 20, max(1, size >> 20), status=f"{words:,} words"))
+            force=force, progress=_mb_progress(bar))
     if as_json:
         return _echo_json(summary)
     _print_summary(out_file, summary,

@@ -22,6 +22,7 @@ import torch
 from .atomic import atomic_output, check_output, check_space
 from .codes import config_attrs
 from .config import resolve_device
+from .convert import CACHE_NAME, cache_matches, readable_embeddings
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile
 from .errors import SparsecodeError
 from .model import SparseAutoencoder
@@ -122,8 +123,13 @@ def encode(
     progress: Callable[[int, int], None] | None = None,
     method: str = "encoder",
     nonneg: bool = False,
+    vocab: str | os.PathLike | None = None,
 ) -> dict:
     """Encode every word of ``embeddings_path`` with the model in ``run_dir`` into codes file ``out``.
+
+    ``embeddings_path`` is HDF5 or any format ``convert`` reads (``vocab``: the words of a .npy),
+    converted (streamed) into a temporary file beside ``out``, removed at the end; when the run
+    was trained on that same file, its converted copy in the run directory is read instead.
 
     ``method`` is ``"encoder"`` or ``"omp"`` (orthogonal matching pursuit over the decoder;
     ``nonneg`` keeps its coefficients > 0). ``k`` defaults to the run's encode k (for objectives
@@ -153,11 +159,14 @@ def encode(
         )
     H = model.n_hidden
 
+    run_cache = Path(run_dir) / CACHE_NAME
+    readable = readable_embeddings(embeddings_path, vocab, temp_dir=Path(out).parent,
+                                   cache=run_cache if cache_matches(run_cache, embeddings_path, vocab) else None)
     # keep_words: the codes file stores them all; the encoder's kept buffer is freed at the end.
-    with kept_workspace(), EmbeddingFile(embeddings_path, keep_words=True) as emb:
+    with kept_workspace(), readable as emb_file, EmbeddingFile(emb_file, keep_words=True) as emb:
         if emb.dim != model.d_in:
             raise SparsecodeError(
-                f"{emb.path}: vectors have {emb.dim} dimensions but the model in {run_dir} expects {model.d_in}; "
+                f"{embeddings_path}: vectors have {emb.dim} dimensions but the model in {run_dir} expects {model.d_in}; "
                 "encode the embeddings the model was trained on"
             )
         n = len(emb)

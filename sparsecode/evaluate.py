@@ -358,11 +358,12 @@ NEEDS_EMBEDDINGS = "FVU, cosine(x, x_hat), --worst, DistRatio and the dense base
 
 
 def find_sources(codes: Codes, model_dir: str | os.PathLike | None = None,
-                 embeddings: str | os.PathLike | None = None) -> Sources:
+                 embeddings: str | os.PathLike | None = None, vocab: str | os.PathLike | None = None) -> Sources:
     """The model and the embeddings of ``codes``: those given, else those recorded (the codes
     file records its run, the run's ``config.json`` its training file). The model must be the one
     that made the codes (:func:`~sparsecode.codes.check_same_model`). What cannot be found is
     named in a warning with the option that supplies it, and the measures that need it are left out."""
+    from .convert import CACHE_NAME, cache_matches, readable_embeddings
     from .embeddings import load_embeddings
     from .train import load_run
 
@@ -383,6 +384,8 @@ def find_sources(codes: Codes, model_dir: str | os.PathLike | None = None,
         recorded = (config or {}).get("embeddings")
         if recorded and Path(recorded).is_file():
             embeddings = Path(recorded)
+        elif config is not None and recorded and Path(recorded).name == CACHE_NAME and (model_dir / CACHE_NAME).is_file():
+            embeddings = model_dir / CACHE_NAME  # the run's converted input, moved with the run
         elif config is not None:
             found = (f"the embeddings it was trained on, {recorded}, are not there (moved or deleted)" if recorded
                      else "it records no embeddings file")
@@ -394,7 +397,10 @@ def find_sources(codes: Codes, model_dir: str | os.PathLike | None = None,
     vectors = None
     if embeddings is not None:
         embeddings = Path(embeddings)
-        emb = load_embeddings(embeddings)
+        cache = model_dir / CACHE_NAME if model_dir is not None else None
+        reuse = cache if cache is not None and cache_matches(cache, embeddings, vocab) else None
+        with readable_embeddings(embeddings, vocab, cache=reuse) as readable:
+            emb = load_embeddings(readable)
         vectors = align_vectors(codes, emb.words, emb.vectors, str(embeddings))
     return Sources(model, config, model_dir, embeddings, vectors)
 

@@ -25,6 +25,7 @@ files appear only when training has finished: ``model.pt``, ``config.json``, ``m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -43,6 +44,7 @@ from torch import nn
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
+from .convert import CACHE_NAME, needs_conversion, readable_embeddings
 from .data import CHUNK_ROWS, BatchSource, TrainingData, open_training_data
 from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
@@ -480,18 +482,27 @@ def train(
     force: bool = False,
     resume: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    vocab: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a k-sparse autoencoder on ``embeddings``; write ``out_dir`` when given.
 
     ``embeddings`` are in memory (:class:`Embeddings`) or the path of an embeddings file, which is
     then read in chunks as training goes (see :mod:`sparsecode.data`): memory does not grow with
-    the number of words. With ``out_dir`` the run is checkpointed and can be resumed
+    the number of words. A file in another format ``convert`` reads (``vocab``: the words of a
+    .npy) is converted first, streamed: into ``out_dir/embeddings.h5`` (kept and reused, see
+    :func:`prepare_training_file`), or without ``out_dir`` into a temporary file removed at the
+    end. With ``out_dir`` the run is checkpointed and can be resumed
     (``resume=True``) after an interruption. SIGINT/SIGTERM then write a checkpoint and raise
     :class:`TrainingInterrupted`.
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    with session(cfg.device) as dist:
+    with session(cfg.device) as dist, contextlib.ExitStack() as stack:
+        if isinstance(embeddings, (str, os.PathLike)) and out_dir is not None:
+            dist.from_main(lambda: check_run_dir(out_dir, force, resume), "checking the run directory")
+            embeddings = dist.from_main(lambda: prepare_training_file(embeddings, out_dir, vocab), "converting the embeddings")
+        elif isinstance(embeddings, (str, os.PathLike)):
+            embeddings = stack.enter_context(readable_embeddings(embeddings, vocab))
         data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
         try:
             with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
@@ -621,7 +632,29 @@ def check_run_dir(run_dir: str | os.PathLike, force: bool, resume: bool) -> Path
         step = checkpoint_step(run_dir / CHECKPOINT)
         raise SparsecodeError(f"{run_dir}: holds a checkpoint{'' if step is None else f' from step {step}'}: "
                               "rerun with --resume to continue, or --force to start again")
-    return check_output(run_dir, force)
+    # A folder that holds nothing, or only the converted input of an earlier attempt, is free.
+    free = run_dir.is_dir() and all(p.name == CACHE_NAME or (p.name.startswith(".") and p.name.endswith(".tmp"))
+                                    for p in run_dir.iterdir())
+    return check_output(run_dir, force or free)
+
+
+def prepare_training_file(embeddings: str | os.PathLike, run_dir: str | os.PathLike | None,
+                          vocab: str | os.PathLike | None = None, progress=None) -> Path:
+    """The HDF5 file training reads from ``embeddings``: the file itself, or for the formats
+    ``convert`` reads, their conversion (streamed), made once into ``run_dir/embeddings.h5`` and
+    reused while the source is unchanged (by ``--resume``, a rerun, ``encode`` and ``evaluate``).
+    Call it after :func:`check_run_dir`, on the process that writes the run directory."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    if needs_conversion(embeddings):
+        run_dir.mkdir(exist_ok=True)  # its folder was checked by check_run_dir
+    try:
+        with readable_embeddings(embeddings, vocab, cache=run_dir / CACHE_NAME, progress=progress) as path:
+            return path
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:

@@ -235,3 +235,91 @@ def test_evaluate_worst_lists_the_words_reconstructed_worst(two_runs, sample):
     for entry in worst[:3]:
         assert f"{entry['error']:.4f}" in text and entry["word"] in text
     one_line_error(run("evaluate", codes_file, "--worst", -1, ok=False), "--worst must be 0 or more (got -1)")
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory, sample):
+    """The first 1,000 sample words in every format convert reads, and as HDF5."""
+    import gzip
+
+    import numpy as np
+
+    from .conftest import sample_subset, write_h5
+
+    folder = tmp_path_factory.mktemp("formats")
+    words, vectors = sample_subset(sample, 1000)
+    text = [f"{w} {' '.join(map(str, v))}\n" for w, v in zip(words, vectors)]
+    with gzip.open(folder / "glove.txt.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(text)
+    (folder / "glove.txt").write_text("".join(text), encoding="utf-8")
+    (folder / "wiki.vec").write_text(f"1000 50\n{''.join(text)}", encoding="utf-8")
+    with open(folder / "vectors.bin", "wb") as fh:
+        fh.write(b"1000 50\n" + b"".join(w.encode() + b" " + v.astype("<f4").tobytes() + b"\n"
+                                         for w, v in zip(words, vectors)))
+    np.save(folder / "matrix.npy", vectors)
+    (folder / "matrix.vocab").write_text("".join(w + "\n" for w in words), encoding="utf-8")
+    write_h5(folder / "emb.h5", words=words, vectors=vectors)
+    return folder
+
+
+def test_train_encode_and_evaluate_read_every_format_convert_reads(formats, tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    res = run("train", formats / "glove.txt.gz", *TINY)
+    run_dir = tmp_path / "runs" / "glove"
+    assert (f"read {formats / 'glove.txt.gz'} through runs/glove/embeddings.h5 (converted once, reused while "
+            "glove.txt.gz is unchanged)") in res.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "config.json", "embeddings.h5", "metrics.jsonl", "model.pt", "summary.json"]
+    run("train", formats / "emb.h5", "--out", tmp_path / "ref", *TINY, "--quiet")
+    trained = torch.load(run_dir / "model.pt", weights_only=True)
+    for name, tensor in torch.load(tmp_path / "ref" / "model.pt", weights_only=True).items():
+        assert torch.equal(trained[name], tensor), name  # the same words and vectors, the same model
+
+    run("encode", run_dir, formats / "emb.h5", "--out", "ref.h5", "--quiet")
+    reference = sc.load_codes("ref.h5")
+    for given in ("glove.txt.gz", "glove.txt", "wiki.vec", "vectors.bin", "matrix.npy"):
+        extra = ("--vocab", formats / "matrix.vocab") if given.endswith(".npy") else ()
+        out = tmp_path / f"{given}.codes.h5"
+        run("encode", run_dir, formats / given, "--out", out, "--quiet", *extra)
+        codes = sc.load_codes(out)
+        assert codes.words == reference.words, given
+        assert np.array_equal(codes.indices, reference.indices) and np.array_equal(codes.data, reference.data), given
+        full = json.loads(run("evaluate", out, "--embeddings", formats / given, "--json", *extra).stdout)
+        assert full["reconstruction"]["fvu"] == pytest.approx(json.loads(run(
+            "evaluate", "ref.h5", "--json").stdout)["reconstruction"]["fvu"], rel=1e-12), given
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+    # Encoding the run's own training file reads its converted copy.
+    run("encode", run_dir, formats / "glove.txt.gz", "--quiet")
+    assert sc.load_codes(run_dir / "codes.h5").words == reference.words
+
+
+def test_files_in_no_format_and_a_model_given_for_codes(formats, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello world\n")
+    line = one_line_error(run("train", tmp_path / "notes.txt", *TINY, ok=False))
+    assert line == (f"error: {tmp_path / 'notes.txt'}: neither HDF5 nor GloVe, word2vec (text or binary), fastText or "
+                    ".npy embeddings, gzipped or not; give an embeddings file in one of those formats")
+    assert list((tmp_path / "runs").iterdir()) == []  # the run directory made for the conversion is gone
+    one_line_error(run("train", formats / "matrix.npy", *TINY, ok=False),
+                   "a .npy matrix needs its words: pass --vocab FILE (one word per line)")
+    run("train", formats / "emb.h5", "--out", "run", *TINY, "--quiet")
+    line = one_line_error(run("inspect", "run/model.pt", ok=False))
+    assert line.startswith("error: run/model.pt: not a sparsecode codes file, nor any HDF5 file (wrong format or "
+                           "truncated: ") and line.endswith("); give a codes file made by 'sparsecode encode'")
+    assert "convert" not in line
+
+
+
+def test_resume_on_text_embeddings_reuses_their_conversion(formats, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(formats / "wiki.vec", sc.TrainConfig(**TINY_CFG), out_dir=out, progress=stop_at(5))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "embeddings.h5"]
+    converted = (out / "embeddings.h5").stat().st_mtime_ns
+    one_line_error(run("train", formats / "wiki.vec", "--out", out, *TINY, ok=False), "holds a checkpoint from step 5")
+    run("train", formats / "wiki.vec", "--out", out, *TINY, "--quiet", "--resume")
+    assert (out / "embeddings.h5").stat().st_mtime_ns == converted
+    assert json.loads((out / "config.json").read_text())["embeddings"] == str(out / "embeddings.h5")
