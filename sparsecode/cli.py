@@ -28,7 +28,7 @@ from .convert import FORMATS
 from .errors import SparsecodeError, TrainingInterrupted
 from .export import EXPORT_FORMATS
 from .runtime import keep_freed_memory
-from .terminal import safe, visible, words as word_list
+from .terminal import safe, words as word_list
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
