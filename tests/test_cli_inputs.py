@@ -323,3 +323,24 @@ def test_resume_on_text_embeddings_reuses_their_conversion(formats, tmp_path):
     run("train", formats / "wiki.vec", "--out", out, *TINY, "--quiet", "--resume")
     assert (out / "embeddings.h5").stat().st_mtime_ns == converted
     assert json.loads((out / "config.json").read_text())["embeddings"] == str(out / "embeddings.h5")
+
+
+def test_a_terminal_gets_no_escape_sequence_from_the_words(odd_codes):
+    """The installed script, with colours on as on a terminal: rich's own colour codes are the only
+    escape sequences in the output; the words' are shown as text."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "sparsecode"
+    env = {**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, "FORCE_COLOR": "1", "COLUMNS": "200"}
+    for args in (["inspect", odd_codes / "codes.h5"], ["neighbors", odd_codes / "codes.h5", "\x1b[31mred", "a\u202eb"],
+                 ["inspect", odd_codes / "codes.h5", "--word", "\x1b]0;pwned\x07x"]):
+        proc = subprocess.run([script, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+        shown = proc.stdout + proc.stderr
+        assert re.findall(r"\x1b\[[0-9;]*m", shown), "colours expected on a terminal"
+        assert re.sub(r"\x1b\[[0-9;]*m", "", shown).count("\x1b") == 0 and "\x07" not in shown and "\u202e" not in shown
+        assert "\x1b[31mred" not in shown and "\x1b]0;pwned" not in shown
+        assert "\\x1b[31mred" in shown or "\\x1b]0;pwned\\x07" in shown
+        assert "Traceback" not in shown
