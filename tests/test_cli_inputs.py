@@ -326,21 +326,31 @@ def test_resume_on_text_embeddings_reuses_their_conversion(formats, tmp_path):
 
 
 def test_a_terminal_gets_no_escape_sequence_from_the_words(odd_codes):
-    """The installed script, with colours on as on a terminal: rich's own colour codes are the only
-    escape sequences in the output; the words' are shown as text."""
+    """A real process with colours on, as on a terminal (rich decides when it starts): rich's own
+    colour codes are the only escape sequences in the output; the words' are shown as text."""
     import os
     import re
     import subprocess
     import sys
 
-    script = Path(sys.executable).parent / "sparsecode"
-    env = {**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, "FORCE_COLOR": "1", "COLUMNS": "200"}
-    for args in (["inspect", odd_codes / "codes.h5"], ["neighbors", odd_codes / "codes.h5", "\x1b[31mred", "a\u202eb"],
-                 ["inspect", odd_codes / "codes.h5", "--word", "\x1b]0;pwned\x07x"]):
-        proc = subprocess.run([script, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
-        shown = proc.stdout + proc.stderr
+    from .conftest import ROOT
+
+    codes_file = str(odd_codes / "codes.h5")
+    commands = [["inspect", codes_file], ["neighbors", codes_file, "\x1b[31mred", "a\u202eb"],
+                ["inspect", codes_file, "--word", "\x1b]0;pwned\x07x"]]
+    script = ("import json, sys\nfrom sparsecode.cli import app\n"
+              "for args in json.loads(sys.argv[1]):\n"
+              "    try:\n        app(args, prog_name='sparsecode')\n    except SystemExit:\n        pass\n"
+              "    print('<end>', flush=True)\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, "FORCE_COLOR": "1", "COLUMNS": "200",
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(commands)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    outputs = proc.stdout.split("<end>")[:-1]
+    assert len(outputs) == 3 and outputs[2].strip() == "" and "Traceback" not in proc.stderr, proc.stderr
+    for shown in [outputs[0], outputs[1], proc.stderr]:
         assert re.findall(r"\x1b\[[0-9;]*m", shown), "colours expected on a terminal"
         assert re.sub(r"\x1b\[[0-9;]*m", "", shown).count("\x1b") == 0 and "\x07" not in shown and "\u202e" not in shown
         assert "\x1b[31mred" not in shown and "\x1b]0;pwned" not in shown
-        assert "\\x1b[31mred" in shown or "\\x1b]0;pwned\\x07" in shown
-        assert "Traceback" not in shown
+    assert "\\x1b[31mred" in outputs[0] and "nearest to '\\x1b[31mred'" in outputs[1]
+    assert "word '\\x1b]0;pwned\\x07x' is not in the vocabulary" in re.sub(r"\x1b\[[0-9;]*m", "", proc.stderr)
