@@ -468,7 +468,8 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
         hist.add_row(l0, f"{count:,}")
     out.print(hist)
     if result.get("reconstruction", {}).get("worst"):
-        bad = Table(title="words reconstructed worst (error: the word's own FVU, 1 = no better than the mean)")
+        bad = Table(title=f"the {len(result['reconstruction']['worst'])} words reconstructed worst",
+                    caption="error = the word's own FVU (1: no better than the mean vector)")
         for col in ("#", "word", "error", "cosine(x, x̂)"):
             bad.add_column(col, justify="left" if col == "word" else "right")
         for i, entry in enumerate(result["reconstruction"]["worst"], 1):

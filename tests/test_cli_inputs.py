@@ -231,7 +231,7 @@ def test_evaluate_worst_lists_the_words_reconstructed_worst(two_runs, sample):
     assert len(json.loads(run("evaluate", codes_file, "--json").stdout)["reconstruction"]) == 2  # fvu, cosine
 
     text = run("evaluate", codes_file, "--worst", 3).stdout
-    assert "words reconstructed worst" in text
+    assert "the 3 words reconstructed worst" in text and "error = the word's own FVU" in " ".join(text.split())
     for entry in worst[:3]:
         assert f"{entry['error']:.4f}" in text and entry["word"] in text
     one_line_error(run("evaluate", codes_file, "--worst", -1, ok=False), "--worst must be 0 or more (got -1)")
