@@ -354,3 +354,19 @@ def test_a_terminal_gets_no_escape_sequence_from_the_words(odd_codes):
         assert "\x1b[31mred" not in shown and "\x1b]0;pwned" not in shown
     assert "\\x1b[31mred" in outputs[0] and "nearest to '\\x1b[31mred'" in outputs[1]
     assert "word '\\x1b]0;pwned\\x07x' is not in the vocabulary" in re.sub(r"\x1b\[[0-9;]*m", "", proc.stderr)
+
+
+def test_a_folder_holding_nothing_or_only_the_converted_input_is_free(tmp_path):
+    from sparsecode.train import check_run_dir
+
+    (tmp_path / "empty").mkdir()
+    assert check_run_dir(tmp_path / "empty", force=False, resume=False) == tmp_path / "empty"
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "embeddings.h5").write_bytes(b"converted")
+    assert check_run_dir(tmp_path / "cache", force=False, resume=False) == tmp_path / "cache"
+    (tmp_path / "cache" / "notes.txt").write_text("mine")
+    with pytest.raises(sc.SparsecodeError, match=r"cache: already exists; pass --force to overwrite it$"):
+        check_run_dir(tmp_path / "cache", force=False, resume=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(sc.SparsecodeError, match=r"file: is a file; give a directory for the run$"):
+        check_run_dir(tmp_path / "file", force=True, resume=False)
