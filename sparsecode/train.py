@@ -638,7 +638,7 @@ def check_run_dir(run_dir: str | os.PathLike, force: bool, resume: bool) -> Path
     return check_output(run_dir, force or free)
 
 
-def prepare_training_file(embeddings: str | os.PathLike, run_dir: str | os.PathLike | None,
+def prepare_training_file(embeddings: str | os.PathLike, run_dir: str | os.PathLike,
                           vocab: str | os.PathLike | None = None, progress=None) -> Path:
     """The HDF5 file training reads from ``embeddings``: the file itself, or for the formats
     ``convert`` reads, their conversion (streamed), made once into ``run_dir/embeddings.h5`` and
