@@ -17,9 +17,9 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .atomic import OutputWriteError
@@ -29,6 +29,7 @@ from .errors import SparsecodeError, TrainingInterrupted
 from .export import EXPORT_FORMATS
 from .interpret import MIN_COVERAGE, collapse_warning
 from .runtime import keep_freed_memory
+from .terminal import safe, words as word_list
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
@@ -36,9 +37,13 @@ app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Text from the data is rendered through sparsecode.terminal.safe; no console turns ':name:' into emoji.
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
 DEFAULTS = TrainConfig()
+EMBEDDINGS_HELP = ("Embeddings: HDF5 with 'words' and 'vectors', or any format 'convert' reads (GloVe, word2vec, "
+                   "fastText, .npy; gzipped or not), told from the content.")
+VOCAB_HELP = "The words of a .npy matrix, one per line."
 _state = {"hard_exit": False, "rank": 0}
 
 
@@ -57,12 +62,12 @@ def user_errors() -> Iterator[None]:
         except TrainingInterrupted as exc:
             _print_warnings(caught)
             if _state["rank"] == 0:
-                err.print(f"[bold yellow]interrupted:[/] {exc}", soft_wrap=True)
+                err.print(Text.assemble(("interrupted:", "bold yellow"), " ", safe(exc)), soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except SparsecodeError as exc:
             _print_warnings(caught)
             if _state["rank"] == 0 or isinstance(exc, ProcessLost):
-                err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+                err.print(Text.assemble(("error:", "bold red"), " ", safe(exc)), soft_wrap=True)
             if isinstance(exc, OutputWriteError):
                 _state["hard_exit"] = True
             raise typer.Exit(1) from None
@@ -77,7 +82,7 @@ def _print_warnings(caught) -> None:
         return
     for w in caught:
         if issubclass(w.category, UserWarning):
-            err.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+            err.print(Text.assemble(("warning:", "yellow"), " ", safe(w.message)), soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -125,8 +130,9 @@ class LiveBar:
 
 @app.command()
 def train(
-    embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory to create (model.pt, config.json, metrics.jsonl)."),
+    embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (model.pt, config.json, "
+                                           "metrics.jsonl)  \\[default: runs/NAME, NAME the input's]"),
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
     sparsity: str = typer.Option(DEFAULTS.sparsity, help="Sparsity objective: topk, batchtopk, kl, l1 or spine."),
     k: Optional[int] = typer.Option(None, help="Active units per word (topk; batchtopk: on average)  \\[default: 32]"),
@@ -155,11 +161,12 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the metrics per epoch and the summary."),
     nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU): starts torchrun's launcher "
                                                  "with them (DistributedDataParallel)."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
-    from .atomic import check_output
     from .data import open_training_data
     from .distributed import current_rank, launch, session
+    from .train import check_run_dir, default_run_dir, prepare_training_file
     from .train import train as run_training
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
@@ -181,13 +188,21 @@ def train(
         raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
     with user_errors(), session(device) as dist:  # a torchrun job's processes, or just this one
         cfg.validate()
-        if not resume:
-            dist.from_main(lambda: check_output(out_dir, force), "checking the output")
+        named = out_dir is not None
+        out_dir = out_dir if named else dist.from_main(lambda: default_run_dir(embeddings), "naming the run directory")
+        dist.from_main(lambda: check_run_dir(out_dir, force, resume), "checking the run directory")
+        with LiveBar("converting (MB)", enabled=not quiet and dist.is_main) as cbar:
+            source = dist.from_main(lambda: prepare_training_file(embeddings, out_dir, vocab, progress=_mb_progress(cbar)),
+                                    "converting the embeddings")
+        if source != embeddings and not quiet and dist.is_main:
+            err.print(safe(f"read {embeddings} through {source} (converted once, reused while {embeddings.name} "
+                           "is unchanged)"), soft_wrap=True)
         # Validated in one streamed pass, not loaded; every process, and all agree on an error.
-        with dist.agree(lambda: open_training_data(embeddings), "reading the embeddings") as emb:
+        with dist.agree(lambda: open_training_data(source), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
-                err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
-                          + (f", {dist.world} processes" if dist.active else ""))
+                err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
+                               + (f", {dist.world} processes" if dist.active else "")
+                               + ("" if named else f"; the run goes to {out_dir}/ (no --out given)")), soft_wrap=True)
             with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
                 result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
                     p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
@@ -197,7 +212,7 @@ def train(
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 
-    table = Table(title=f"trained {out_dir}")
+    table = Table(title=safe(f"trained {out_dir}"))
     for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "effective units", "starved %", "seconds"):
         table.add_column(col, justify="right")
     for m in result.metrics:
@@ -239,8 +254,8 @@ def _objective(cfg: TrainConfig) -> str:
 @app.command()
 def encode(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
-    embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors' to encode."),
-    out_file: Path = typer.Option(..., "--out", "-o", help="Codes file to write (HDF5)."),
+    embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5)  \\[default: RUN_DIR/codes.h5]"),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word  [default: the run's encode k]"),
     method: str = typer.Option("encoder", "--method", help="encoder (fast) or omp (orthogonal matching pursuit over the decoder: closer codes, slower)."),
     nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
@@ -249,16 +264,24 @@ def encode(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (GPU N)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Encode embeddings into sparse codes.  Example: sparsecode encode run emb.h5 --out codes.h5"""
+    from .encode import default_codes_path
     from .encode import encode as run_encode
 
+    out_file = out_file if out_file is not None else default_codes_path(run_dir)
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
         summary = run_encode(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
                              batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
-                             method=method, nonneg=nonneg)
+                             method=method, nonneg=nonneg, vocab=vocab)
     summary = {**summary, "mean_l0": round(summary["mean_l0"], 2)}
     _print_summary(out_file, summary, ("words", "units", "k", "method", "nnz", "mean_l0", "zero_rows", "dead_units"))
+
+
+def _mb_progress(bar: LiveBar):
+    """A conversion's progress(bytes read, file size, words) as a bar in MB."""
+    return lambda done, size, words: bar.update(done >> 20, max(1, size >> 20), status=f"{words:,} words")
 
 
 def _without_nproc(args: list[str]) -> list[str]:
@@ -316,7 +339,7 @@ def inspect(
             table.add_column("word")
             table.add_column("activation", justify="right")
             for entry in data["top_words"]:
-                table.add_row(entry["word"], f"{entry['value']:.3f}")
+                table.add_row(safe(entry["word"]), f"{entry['value']:.3f}")
             return out.print(table)
         if word is not None:
             units = codes.active_units(word)
@@ -324,12 +347,12 @@ def inspect(
                 {"unit": u, "value": v, "top_words": [w for w, _ in codes.top_words(u)]} for u, v in units]}
             if as_json:
                 return _echo_json(data)
-            table = Table(title=f"{word!r}: {len(units)} active units")
+            table = Table(title=safe(f"'{word}': {len(units)} active units"))
             table.add_column("unit", justify="right")
             table.add_column("activation", justify="right")
             table.add_column("unit's top words")
             for entry in data["active_units"]:
-                table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", ", ".join(entry["top_words"]))
+                table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", word_list(entry["top_words"]))
             return out.print(table)
         if dead:
             ids = [int(u) for u in codes.dead_units()]
@@ -345,14 +368,15 @@ def inspect(
         rows = units if limit is None else units[:limit]
         if as_json:
             return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units, "sort": sort.value})
-        table = Table(title=f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, mean L0 {codes.nnz / len(codes.words):.1f}")
+        table = Table(title=safe(f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, "
+                                 f"mean L0 {codes.nnz / len(codes.words):.1f}"))
         table.add_column("unit", justify="right")
         table.add_column("words", justify="right")
         table.add_column("purity", justify="right")
         table.add_column("top words")
         for r in rows:
             flag = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
-            table.add_row(str(r["unit"]), f"{r['frequency']:,}{flag}", _fmt(r["purity"], 2), escape(", ".join(r["top_words"])))
+            table.add_row(str(r["unit"]), f"{r['frequency']:,}{flag}", _fmt(r["purity"], 2), word_list(r["top_words"]))
         out.print(table)
 
 
@@ -371,12 +395,12 @@ def neighbors(
     if as_json:
         return _echo_json({w: [{"word": n, "cosine": c} for n, c in nbrs] for w, nbrs in result.items()})
     for w, nbrs in result.items():
-        table = Table(title=f"nearest to {w!r}")
+        table = Table(title=safe(f"nearest to '{w}'"))
         table.add_column("#", justify="right")
         table.add_column("word")
         table.add_column("cosine", justify="right")
         for i, (n, c) in enumerate(nbrs, 1):
-            table.add_row(str(i), n, f"{c:.3f}")
+            table.add_row(str(i), safe(n), f"{c:.3f}")
         out.print(table)
 
 
@@ -384,34 +408,25 @@ def neighbors(
 def evaluate(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes  [default: the one recorded in the codes file]"),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings  [default: the run's training file]"),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings, in any format 'convert' reads  [default: the run's training file]"),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP + " (for --embeddings)"),
     wordsim: Optional[Path] = typer.Option(None, "--wordsim", help="Folder of word-similarity files  [default: sample_data/word-sim]"),
     seed: int = typer.Option(0, help="Seed for DistRatio's intruders."),
+    worst: int = typer.Option(0, "--worst", help="List the N words the codes reconstruct worst (their own FVU and cosine)."),
     compare_methods: bool = typer.Option(False, "--compare-methods",
                                          help="Also encode with the encoder, OMP and non-negative OMP and compare them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
     Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
-    from .embeddings import load_embeddings
-    from .evaluate import DEFAULT_WORDSIM_DIR, align_vectors
+    from .evaluate import DEFAULT_WORDSIM_DIR, find_sources
     from .evaluate import evaluate as run_evaluate
-    from .train import load_run
 
     with user_errors():
         codes = _load_codes(codes_file)
-        model = config = None
-        if model_dir is None and codes.attrs.get("run_dir") and Path(codes.attrs["run_dir"]).is_dir():
-            model_dir = Path(codes.attrs["run_dir"])
-        if model_dir is not None:
-            model, config = load_run(model_dir)
-        if embeddings is None and config and config.get("embeddings") and Path(config["embeddings"]).is_file():
-            embeddings = Path(config["embeddings"])
-        vectors = None
-        if embeddings is not None:
-            emb = load_embeddings(embeddings)
-            vectors = align_vectors(codes, emb.words, emb.vectors, str(embeddings))
-        result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed)
+        src = find_sources(codes, model_dir, embeddings, vocab)
+        model, config, vectors = src.model, src.config, src.vectors
+        result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed, worst=worst)
         if compare_methods:
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
@@ -425,8 +440,8 @@ def evaluate(
                                       f"(--sparsity {config.get('sparsity')}); encode with --k to compare at that k")
             k = int(k)
             result["methods"] = {"k": k, **run_compare(model, torch_tensor(vectors), k)}
-        result["model"] = str(model_dir) if model_dir else None
-        result["embeddings"] = str(embeddings) if embeddings else None
+        result["model"] = str(src.model_dir) if src.model_dir else None
+        result["embeddings"] = str(src.embeddings) if src.embeddings else None
     if as_json:
         return _echo_json(result)
     _render_evaluation(result, vectors.shape[1] if vectors is not None else None)
@@ -454,7 +469,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _render_evaluation(result: dict, dense_dim: int | None) -> None:
     sp = result["sparsity"]
-    table = Table(title=f"{result['codes']}: {sp['words']:,} words, {sp['units']} units")
+    table = Table(title=safe(f"{result['codes']}: {sp['words']:,} words, {sp['units']} units"))
     table.add_column("measure")
     table.add_column("codes", justify="right")
     table.add_column("dense", justify="right")
@@ -488,6 +503,14 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
     for l0, count in sp["l0_histogram"].items():
         hist.add_row(l0, f"{count:,}")
     out.print(hist)
+    if result.get("reconstruction", {}).get("worst"):
+        bad = Table(title=f"the {len(result['reconstruction']['worst'])} words reconstructed worst",
+                    caption="error = the word's own FVU (1: no better than the mean vector)")
+        for col in ("#", "word", "error", "cosine(x, x̂)"):
+            bad.add_column(col, justify="left" if col == "word" else "right")
+        for i, entry in enumerate(result["reconstruction"]["worst"], 1):
+            bad.add_row(str(i), safe(entry["word"]), f"{entry['error']:.4f}", f"{entry['cosine']:.4f}")
+        out.print(bad)
     if "word_similarity" in result:
         ws = result["word_similarity"]
         wt = Table(title="word similarity (Spearman of cosine)")
@@ -495,7 +518,7 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
             wt.add_column(col, justify="left" if col == "benchmark" else "right")
         dense = ws.get("dense", {})
         for name, entry in ws["codes"].items():
-            wt.add_row(name, str(entry["found"]), str(entry["skipped"]), _fmt(entry["spearman"]),
+            wt.add_row(safe(name), str(entry["found"]), str(entry["skipped"]), _fmt(entry["spearman"]),
                        _fmt(dense.get(name, {}).get("spearman")))
         wt.add_row("average (WS-353, SimLex, MEN, RW)", "", "", _fmt(ws.get("codes_average")),
                    _fmt(ws.get("dense_average")), style="bold")
@@ -508,12 +531,12 @@ ExportFormat = Enum("ExportFormat", {f.replace("-", "_"): f for f in EXPORT_FORM
 
 
 def _print_summary(out_file: Path, summary: dict, keys: tuple[str, ...]) -> None:
-    out.print(f"wrote {out_file}", soft_wrap=True)  # a line of its own: a long path in the title would wrap
+    out.print(safe(f"wrote {out_file}"), soft_wrap=True)  # a line of its own: a long path in the title would wrap
     table = Table(show_header=False)
     for key in keys:
         value = summary[key]
         table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
-                      else str(value))
+                      else safe(value))
     out.print(table)
 
 
@@ -523,7 +546,7 @@ def convert(
                                             "gzipped or not."),
     out_file: Path = typer.Option(..., "--out", "-o", help="HDF5 file to write, with 'words' and 'vectors'."),
     fmt: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format; auto tells it from the content."),
-    vocab: Optional[Path] = typer.Option(None, "--vocab", help="The words of a .npy matrix, one per line."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words  \\[default: all]"),
     lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase the words (a word that then repeats is dropped)."),
     normalize: bool = typer.Option(False, "--normalize", help="Scale every vector to unit length."),
@@ -540,8 +563,7 @@ def convert(
     with user_errors(), LiveBar("reading (MB)", enabled=not quiet) as bar:
         summary = convert_embeddings(
             source, out_file, format=fmt.value, vocab=vocab, limit=limit, lowercase=lowercase, normalize=normalize,
-            force=force, progress=lambda done, size, words: bar.update(
-                done >> 20, max(1, size >> 20), status=f"{words:,} words"))
+            force=force, progress=_mb_progress(bar))
     if as_json:
         return _echo_json(summary)
     _print_summary(out_file, summary,
@@ -591,8 +613,8 @@ def report(
         summary = write_report(run_dir, codes_file, out_file, force=force)
     if as_json:
         return _echo_json(summary)
-    out.print(f"wrote {out_file}: {summary['units']:,} units, {summary['epochs']} epochs"
-              f"{', with evaluation.json' if summary['evaluation'] else ''} ({summary['bytes'] / 1e6:.1f} MB)",
+    out.print(safe(f"wrote {out_file}: {summary['units']:,} units, {summary['epochs']} epochs"
+                   f"{', with evaluation.json' if summary['evaluation'] else ''} ({summary['bytes'] / 1e6:.1f} MB)"),
               soft_wrap=True)
 
 

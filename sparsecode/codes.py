@@ -11,7 +11,9 @@ Layout (HDF5)::
     dimensions/top_values    (H, M) float32   their activations (0 pads)
     dimensions/frequency     (H,) int64       how many words use the unit
     attrs                    the training config (one attribute per setting, and ``config_json``)
-                             and the encode settings (``encode_k``, ``encode_method``, ``encode_nonneg``)
+                             and the encode settings (``encode_k``, ``encode_method``, ``encode_nonneg``),
+                             ``run_dir`` (absolute) and ``model_fingerprint`` (of the weights that
+                             made the codes: :func:`sparsecode.model.weights_fingerprint`)
 
 A code ``z`` (row i as a dense H-vector) reconstructs the word's vector through the model:
 ``x ≈ (z @ W_dec + b_dec) * input_scale + input_mean`` for a single-layer model (see
@@ -179,7 +181,7 @@ def _not_codes(path: str, why: str) -> SparsecodeError:
 def load_codes(path: str | os.PathLike) -> Codes:
     """Read and validate a codes file written by :func:`sparsecode.encode.encode`."""
     path = os.fspath(path)
-    with _open_h5(path) as f:
+    with _open_h5(path, "codes") as f:
         for name in ("words", "codes/indptr", "codes/indices", "codes/data", "dimensions/top_words",
                      "dimensions/top_values", "dimensions/frequency"):
             if name not in f or not isinstance(f[name], h5py.Dataset):
@@ -218,6 +220,24 @@ def load_codes(path: str | os.PathLike) -> Codes:
             raise _not_codes(path, f"inconsistent: {why}")
     tables = [[w for w in row if w] for row in top_words]
     return Codes(words, indptr, indices, data, h, tables, top_values, frequency, attrs, path)
+
+
+def check_same_model(codes: Codes, model, run_dir: str | os.PathLike) -> None:
+    """Refuse codes that another model made: the fingerprint of the weights recorded by
+    ``encode`` against that of ``model`` (loaded from ``run_dir``). Codes written before the
+    fingerprint was recorded are taken on trust, with a warning."""
+    recorded = codes.attrs.get("model_fingerprint")
+    where = codes.path or "codes"
+    if recorded is None:
+        warnings.warn(f"{where}: records no fingerprint of the model that made it (written by an older sparsecode); "
+                      f"taken to come from {run_dir}: encode again to have that checked", stacklevel=3)
+        return
+    actual = model.fingerprint()
+    if recorded != actual:
+        raise SparsecodeError(
+            f"{where}: made by another model than the one in {run_dir} (weights fingerprint {recorded}, the run's "
+            f"{actual}); give the codes that 'sparsecode encode {run_dir} ...' wrote, or encode again with it"
+        )
 
 
 def _attr(value):

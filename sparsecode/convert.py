@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import tempfile
 import warnings
 import zlib
 from contextlib import contextmanager
@@ -489,6 +491,7 @@ def convert_embeddings(
                                   f"check that it is {kind}, or pass another --format")
         blocks.flush()
         f.attrs["source"] = os.path.abspath(source)
+        f.attrs.update(_source_identity(source, vocab))  # what readable_embeddings checks to reuse a cache
         f.attrs["source_format"] = kind
         f.attrs["lowercase"] = lowercase
         f.attrs["normalize"] = normalize
@@ -514,3 +517,87 @@ def convert_embeddings(
         "malformed": n_malformed,
         "duplicates": n_duplicates,
     }
+
+
+# The other commands' inputs ----------------------------------------------------------------------
+
+#: The name of the converted input kept in a run directory (``train`` on a file that is not HDF5).
+CACHE_NAME = "embeddings.h5"
+
+
+def is_hdf5(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with the HDF5 signature (a truncated HDF5 file included, so that
+    the HDF5 reader says what is wrong with it)."""
+    with open(path, "rb") as fh:
+        return fh.read(len(_HDF5_MAGIC)) == _HDF5_MAGIC or h5py.is_hdf5(os.fspath(path))
+
+
+def needs_conversion(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a non-empty file that is not HDF5 (what :func:`readable_embeddings` converts)."""
+    return os.path.isfile(path) and os.path.getsize(path) > 0 and not is_hdf5(path)
+
+
+def _source_identity(source: str | os.PathLike, vocab: str | os.PathLike | None) -> dict:
+    """What identifies the input a conversion was made from: its path, size and modification time
+    (and the vocabulary's path, for .npy)."""
+    st = os.stat(source)
+    return {"source": os.path.abspath(source), "source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns,
+            "source_vocab": os.path.abspath(vocab) if vocab is not None else ""}
+
+
+def cache_matches(cache: str | os.PathLike, source: str | os.PathLike, vocab: str | os.PathLike | None = None) -> bool:
+    """Whether ``cache`` is a conversion of ``source`` as it is now (same path, size, mtime, vocabulary)."""
+    if not os.path.isfile(cache) or not os.path.isfile(source):
+        return False
+    try:
+        with h5py.File(cache, "r") as f:
+            recorded = {k: f.attrs.get(k) for k in ("source", "source_size", "source_mtime_ns", "source_vocab")}
+    except OSError:
+        return False
+    wanted = _source_identity(source, vocab)
+    return all(_plain(recorded[k]) == v for k, v in wanted.items())
+
+
+def _plain(value):
+    return value.decode() if isinstance(value, bytes) else value.item() if isinstance(value, np.generic) else value
+
+
+@contextmanager
+def readable_embeddings(
+    path: str | os.PathLike,
+    vocab: str | os.PathLike | None = None,
+    temp_dir: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> Iterator[Path]:
+    """The embeddings ``path`` as an HDF5 file for the readers of :mod:`sparsecode.embeddings`.
+
+    An HDF5 file (or a path that is not a readable file: the HDF5 reader says why) is yielded as
+    it is. Any format :func:`convert_embeddings` reads (told from the content, gzipped or not;
+    ``vocab`` for .npy) is converted once, streamed: into ``cache`` when given (kept, and reused
+    while the source is unchanged, see :func:`cache_matches`), else into a temporary file in
+    ``temp_dir`` (default: the system's) that is removed when the block ends.
+    """
+    source = os.fspath(path)
+    if not needs_conversion(source):
+        if vocab is not None:
+            raise SparsecodeError(f"--vocab is only for .npy input; {source} is not one")
+        yield Path(source)
+        return
+    if detect_format(source) is None:
+        raise SparsecodeError(f"{source}: neither HDF5 nor GloVe, word2vec (text or binary), fastText or .npy "
+                              "embeddings, gzipped or not; give an embeddings file in one of those formats")
+    if cache is not None and cache_matches(cache, source, vocab):
+        yield Path(cache)
+        return
+    if cache is not None:
+        convert_embeddings(source, cache, vocab=vocab, force=True, progress=progress)
+        yield Path(cache)
+        return
+    folder = tempfile.mkdtemp(prefix=".sparsecode-", dir=temp_dir)
+    try:
+        converted = Path(folder) / CACHE_NAME
+        convert_embeddings(source, converted, vocab=vocab, progress=progress)
+        yield converted
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

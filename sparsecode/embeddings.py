@@ -50,8 +50,16 @@ class Embeddings:
         return len(self.words)
 
 
-def _open_h5(path: str | os.PathLike) -> h5py.File:
-    """Open an HDF5 file for reading, turning every way that can fail into one clear line."""
+#: What to do with a file that is not readable HDF5, by what the reader wanted.
+NOT_HDF5_ADVICE = {
+    "embeddings": "the file is truncated or corrupt: copy or convert it again",
+    "codes": "give a codes file made by 'sparsecode encode'",
+}
+
+
+def _open_h5(path: str | os.PathLike, wanted: str = "embeddings") -> h5py.File:
+    """Open an HDF5 file for reading, turning every way that can fail into one clear line
+    (``wanted``, "embeddings" or "codes", picks the advice)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise SparsecodeError(f"{path}: file not found; check the path")
@@ -62,10 +70,8 @@ def _open_h5(path: str | os.PathLike) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise SparsecodeError(
-            f"{path}: not a readable HDF5 file (wrong format or truncated: {_short(exc)}); "
-            "convert the embeddings to HDF5 with datasets 'words' and 'vectors'"
-        ) from None
+        what = "not a sparsecode codes file, nor any HDF5 file" if wanted == "codes" else "not a readable HDF5 file"
+        raise SparsecodeError(f"{path}: {what} (wrong format or truncated: {_short(exc)}); {NOT_HDF5_ADVICE[wanted]}") from None
 
 
 def _short(exc: BaseException) -> str:
@@ -305,14 +311,20 @@ def _bad_rows(block: np.ndarray) -> np.ndarray:
     return ~np.isfinite(block).all(axis=1) | ~block.any(axis=1)
 
 
-def load_embeddings(path: str | os.PathLike) -> Embeddings:
-    """Read and validate a ``words``/``vectors`` HDF5 file into memory.
+def load_embeddings(path: str | os.PathLike, vocab: str | os.PathLike | None = None) -> Embeddings:
+    """Read and validate a ``words``/``vectors`` HDF5 file into memory, or a file in any format
+    :func:`~sparsecode.convert.convert_embeddings` reads (``vocab``: the words of a .npy),
+    converted through a temporary HDF5 file.
 
     Raises :class:`SparsecodeError` with a one-line message for any problem; warns
     (:class:`DuplicateWordsWarning`) and keeps the first occurrence for duplicate words.
     """
-    with EmbeddingFile(path, keep_words=True) as ef:
-        return ef.read_all()
+    from .convert import readable_embeddings  # convert builds on this module
+
+    with readable_embeddings(path, vocab) as readable, EmbeddingFile(readable, keep_words=True) as ef:
+        emb = ef.read_all()
+    emb.path = os.fspath(path)
+    return emb
 
 
 class EmbeddingWriter:

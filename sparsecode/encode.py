@@ -22,6 +22,7 @@ import torch
 from .atomic import atomic_output, check_output, check_space
 from .codes import config_attrs
 from .config import on_device, resolve_device
+from .convert import CACHE_NAME, cache_matches, readable_embeddings
 from .data import DeviceFeed
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile
 from .errors import SparsecodeError
@@ -125,6 +126,11 @@ def expected_l0(run_dir: str | os.PathLike, n_hidden: int) -> int:
     return min(n_hidden, max(1, int(2 * mean_l0) + 1))
 
 
+def default_codes_path(run_dir: str | os.PathLike) -> Path:
+    """Where ``sparsecode encode RUN EMB`` writes the codes without ``--out``: ``RUN/codes.h5``."""
+    return Path(run_dir) / "codes.h5"
+
+
 def check_k(k: int, n_hidden: int, what: str = "--k") -> None:
     if not 1 <= k <= n_hidden:
         raise SparsecodeError(f"{what} {k} is out of range: it must be between 1 and the hidden size {n_hidden}")
@@ -143,8 +149,13 @@ def encode(
     progress: Callable[[int, int], None] | None = None,
     method: str = "encoder",
     nonneg: bool = False,
+    vocab: str | os.PathLike | None = None,
 ) -> dict:
     """Encode every word of ``embeddings_path`` with the model in ``run_dir`` into codes file ``out``.
+
+    ``embeddings_path`` is HDF5 or any format ``convert`` reads (``vocab``: the words of a .npy),
+    converted (streamed) into a temporary file beside ``out``, removed at the end; when the run
+    was trained on that same file, its converted copy in the run directory is read instead.
 
     ``method`` is ``"encoder"`` or ``"omp"`` (orthogonal matching pursuit over the decoder;
     ``nonneg`` keeps its coefficients > 0). ``k`` defaults to the run's encode k (for objectives
@@ -174,11 +185,14 @@ def encode(
         )
     H = model.n_hidden
 
+    run_cache = Path(run_dir) / CACHE_NAME
+    readable = readable_embeddings(embeddings_path, vocab, temp_dir=Path(out).parent,
+                                   cache=run_cache if cache_matches(run_cache, embeddings_path, vocab) else None)
     # keep_words: the codes file stores them all; the encoder's kept buffer is freed at the end.
-    with on_device(dev), kept_workspace(), EmbeddingFile(embeddings_path, keep_words=True) as emb:
+    with on_device(dev), kept_workspace(), readable as emb_file, EmbeddingFile(emb_file, keep_words=True) as emb:
         if emb.dim != model.d_in:
             raise SparsecodeError(
-                f"{emb.path}: vectors have {emb.dim} dimensions but the model in {run_dir} expects {model.d_in}; "
+                f"{embeddings_path}: vectors have {emb.dim} dimensions but the model in {run_dir} expects {model.d_in}; "
                 "encode the embeddings the model was trained on"
             )
         n = len(emb)
@@ -224,6 +238,7 @@ def encode(
             f.attrs["encode_method"] = method
             f.attrs["encode_nonneg"] = nonneg
             f.attrs["run_dir"] = os.path.abspath(run_dir)
+            f.attrs["model_fingerprint"] = model.fingerprint()  # what evaluate and report check, not the path
     return {
         "out": str(Path(out)),
         "words": n,

@@ -20,13 +20,15 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .codes import Codes
+from .codes import Codes, check_same_model
 from .errors import SparsecodeError
 from .interpret import EVEN_FACTOR, coherence, unit_balance
 from .model import SparseAutoencoder
@@ -97,23 +99,35 @@ class CodeStatistics:
 
 # -- reconstruction and sparsity of stored codes -------------------------------------------------
 @torch.no_grad()
-def reconstruction_of_codes(codes: Codes, model: SparseAutoencoder, vectors: np.ndarray, batch_size: int = 8192) -> dict:
+def reconstruction_of_codes(codes: Codes, model: SparseAutoencoder, vectors: np.ndarray, batch_size: int = 8192,
+                            worst: int = 0) -> dict:
     """FVU and mean cosine of the vectors (N, D) reconstructed from the stored codes through the
     ``model.pt`` contract (``x_hat = (z @ W_dec + b_dec) * input_scale + input_mean`` for a
-    single-layer model; through the hidden decoder layers otherwise)."""
+    single-layer model; through the hidden decoder layers otherwise).
+
+    With ``worst`` > 0, also ``worst``: the ``worst`` words reconstructed worst, as dicts of
+    ``word``, ``error`` (the word's own FVU, ||x - x_hat||^2 / ||x - mean||^2: 1 means no better
+    than the mean vector), ``squared_error`` and ``cosine``, largest error first."""
     n = len(codes.words)
     x_all = torch.from_numpy(vectors)
     mean = x_all.double().mean(0)
-    sse = ssd = cos = 0.0
+    row_sse, row_ssd, row_cos = (np.empty(n) for _ in range(3))
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         z = torch.from_numpy(codes.dense(rows))
         x_hat = model.denormalise(model.decode_dense_normalised(z.to(model.W_dec.device))).cpu().double()
         x = x_all[start : start + len(rows)].double()
-        sse += float((x - x_hat).pow(2).sum())
-        ssd += float((x - mean).pow(2).sum())
-        cos += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=1).sum())
-    return {"fvu": sse / ssd if ssd > 0 else float("nan"), "cosine": cos / n}
+        row_sse[rows] = (x - x_hat).pow(2).sum(1).numpy()
+        row_ssd[rows] = (x - mean).pow(2).sum(1).numpy()
+        row_cos[rows] = torch.nn.functional.cosine_similarity(x, x_hat, dim=1).numpy()
+    sse, ssd = float(row_sse.sum()), float(row_ssd.sum())
+    result = {"fvu": sse / ssd if ssd > 0 else float("nan"), "cosine": float(row_cos.sum()) / n}
+    if worst > 0:
+        error = row_sse / np.where(row_ssd > 0, row_ssd, np.inf)  # a word at the mean: error 0
+        order = np.argsort(-error, kind="stable")[:worst]
+        result["worst"] = [{"word": codes.words[i], "error": float(error[i]), "squared_error": float(row_sse[i]),
+                            "cosine": float(row_cos[i])} for i in order]
+    return result
 
 
 def sparsity_of_codes(codes: Codes) -> dict:
@@ -366,19 +380,89 @@ def align_vectors(codes: Codes, words: list[str], vectors: np.ndarray, source: s
     return vectors[[index[w] for w in codes.words]]
 
 
+@dataclass
+class Sources:
+    """What the measures of codes need besides the codes: their model and the original vectors."""
+
+    model: SparseAutoencoder | None
+    config: dict | None
+    """The run's ``config.json``."""
+    model_dir: Path | None
+    embeddings: Path | None
+    vectors: np.ndarray | None
+    """(N, D) the embeddings of ``codes.words``, in the codes' order."""
+
+
+#: What each missing input costs, in the warning that names it.
+NEEDS_MODEL = "FVU, cosine(x, x_hat) and --worst need the model"
+NEEDS_EMBEDDINGS = "FVU, cosine(x, x_hat), --worst, DistRatio and the dense baselines need the embeddings"
+
+
+def find_sources(codes: Codes, model_dir: str | os.PathLike | None = None,
+                 embeddings: str | os.PathLike | None = None, vocab: str | os.PathLike | None = None) -> Sources:
+    """The model and the embeddings of ``codes``: those given, else those recorded (the codes
+    file records its run, the run's ``config.json`` its training file). The model must be the one
+    that made the codes (:func:`~sparsecode.codes.check_same_model`). What cannot be found is
+    named in a warning with the option that supplies it, and the measures that need it are left out."""
+    from .convert import CACHE_NAME, cache_matches, readable_embeddings
+    from .embeddings import load_embeddings
+    from .train import load_run
+
+    where = codes.path or "codes"
+    if model_dir is None:
+        recorded = codes.attrs.get("run_dir")
+        if recorded and Path(recorded).is_dir():
+            model_dir = Path(recorded)
+        else:
+            found = f"the run that made them, {recorded}, is not there (moved or deleted)" if recorded else "they record no run"
+            warnings.warn(f"{where}: {found}; {NEEDS_MODEL}: pass --model RUN_DIR", stacklevel=2)
+    model = config = None
+    if model_dir is not None:
+        model_dir = Path(model_dir)
+        model, config = load_run(model_dir)
+        check_same_model(codes, model, model_dir)
+    if embeddings is None:
+        recorded = (config or {}).get("embeddings")
+        if recorded and Path(recorded).is_file():
+            embeddings = Path(recorded)
+        elif config is not None and recorded and Path(recorded).name == CACHE_NAME and (model_dir / CACHE_NAME).is_file():
+            embeddings = model_dir / CACHE_NAME  # the run's converted input, moved with the run
+        elif config is not None:
+            found = (f"the embeddings it was trained on, {recorded}, are not there (moved or deleted)" if recorded
+                     else "it records no embeddings file")
+            warnings.warn(f"{model_dir / 'config.json'}: {found}; {NEEDS_EMBEDDINGS}: pass --embeddings EMB",
+                          stacklevel=2)
+        else:
+            warnings.warn(f"{where}: without the run the embeddings are unknown; {NEEDS_EMBEDDINGS}: pass --embeddings EMB",
+                          stacklevel=2)
+    vectors = None
+    if embeddings is not None:
+        embeddings = Path(embeddings)
+        cache = model_dir / CACHE_NAME if model_dir is not None else None
+        reuse = cache if cache is not None and cache_matches(cache, embeddings, vocab) else None
+        with readable_embeddings(embeddings, vocab, cache=reuse) as readable:
+            emb = load_embeddings(readable)
+        vectors = align_vectors(codes, emb.words, emb.vectors, str(embeddings))
+    return Sources(model, config, model_dir, embeddings, vectors)
+
+
 def evaluate(
     codes: Codes,
     model: SparseAutoencoder | None = None,
     vectors: np.ndarray | None = None,
     wordsim_dir: str | os.PathLike | None = DEFAULT_WORDSIM_DIR,
     seed: int = 0,
+    worst: int = 0,
 ) -> dict:
     """Everything ``sparsecode evaluate`` prints, as a dict.
 
     ``vectors`` (N, D) are the original embeddings of ``codes.words`` (aligned); with them come
-    the reconstruction (also needs ``model``), and dense baselines for word similarity and
-    DistRatio. ``wordsim_dir=None`` skips word similarity.
+    the reconstruction (also needs ``model``; with ``worst`` > 0 its ``worst`` list, see
+    :func:`reconstruction_of_codes`), and dense baselines for word similarity and DistRatio.
+    ``wordsim_dir=None`` skips word similarity.
     """
+    if worst < 0:
+        raise SparsecodeError(f"--worst must be 0 or more (got {worst})")
     result: dict = {"codes": codes.path, "sparsity": sparsity_of_codes(codes), "balance": balance_of_codes(codes)}
     coh = coherence_of_codes(codes, vectors, seed)
     result["coherence"] = coh.summary() if coh is not None else None
@@ -388,7 +472,7 @@ def evaluate(
                 f"{codes.path}: codes have {codes.n_units} units and the model {model.n_hidden} "
                 f"(and D {model.d_in} vs {vectors.shape[1]}); use the run the codes came from"
             )
-        result["reconstruction"] = reconstruction_of_codes(codes, model, vectors)
+        result["reconstruction"] = reconstruction_of_codes(codes, model, vectors, worst=worst)
     if wordsim_dir is not None:
         ws = {"codes": word_similarity(codes.words, codes.dense, wordsim_dir)}
         ws["codes_average"] = headline_average(ws["codes"])

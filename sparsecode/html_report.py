@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_output, check_output
-from .codes import Codes, load_codes
+from .codes import Codes, check_same_model, load_codes
 from .errors import SparsecodeError
 from .evaluate import balance_of_codes, unit_table
 from .svg import histogram, line_chart
-from .train import RunLogs, read_json, read_logs
+from .train import RunLogs, load_run, read_json, read_logs
 
 #: What the figures of ``summary.json`` mean, in the order shown; fractions are shown as percentages.
 SUMMARY_FIGURES = {
@@ -101,6 +101,7 @@ def write_report(
     if hidden is not None and hidden != codes.n_units:
         raise SparsecodeError(f"{codes.path or 'codes'}: has {codes.n_units} units but the run in {run_dir} has "
                               f"{hidden}; give the codes that 'sparsecode encode' wrote with this run")
+    check_same_model(codes, load_run(run_dir)[0], run_dir)
     page = render_report(logs, codes, evaluation, title=str(run_dir))
     with atomic_output(out, force=force) as tmp:
         tmp.write_text(page, encoding="utf-8")

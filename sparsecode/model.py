@@ -36,6 +36,7 @@ unit norm too (so that no layer can undo the code's scale):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import NamedTuple, Sequence
 
@@ -384,6 +385,10 @@ class SparseAutoencoder(nn.Module):
         model.load_state_dict({name: state[name] for name in expected})
         return model
 
+    def fingerprint(self) -> str:
+        """:func:`weights_fingerprint` of this model's ``model.pt`` tensors."""
+        return weights_fingerprint(self.weights())
+
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", sparsity: str = "topk") -> "SparseAutoencoder":
         """Read ``model.pt`` safely (``weights_only=True``: no pickled code is ever run)."""
@@ -398,3 +403,15 @@ class SparseAutoencoder(nn.Module):
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
             raise SparsecodeError(f"{path}: not a sparsecode weights file (expected a dict of tensors)")
         return cls.from_weights(state, device=device, source=path, sparsity=sparsity)
+
+
+def weights_fingerprint(state: dict[str, Tensor]) -> str:
+    """16 hex digits of a SHA-256 over a state dict's tensors (names, dtypes, shapes, bytes): the
+    same for the same weights wherever they are stored, different for any other model. The codes
+    file records it, so that ``evaluate`` and ``report`` can refuse codes of another model."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

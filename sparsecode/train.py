@@ -11,9 +11,10 @@ One step, all on the device and without reading anything back to the host:
    warm-up/cosine learning rate; rescale decoder rows to unit norm;
 4. record which units fired, counted in words seen (so "dead" means the same on any data size).
 
-The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch): it then
-checks that the loss stayed finite (otherwise it restores the state of the previous report point
-and halves the learning rate, once) and calls the progress callback.
+The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch) and before a
+checkpoint: it then checks that the loss, the weights and Adam's moments are finite (otherwise it
+restores the state of the previous report point and halves the learning rate, once) and calls the
+progress callback.
 
 With a run directory, the complete training state is checkpointed (``checkpoint.pt``) every
 ``checkpoint_every`` steps, at the end of every epoch and when SIGINT/SIGTERM arrives; ``resume``
@@ -24,6 +25,7 @@ files appear only when training has finished: ``model.pt``, ``config.json``, ``m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -42,6 +44,7 @@ from torch import nn
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, on_device, resolve_device
+from .convert import CACHE_NAME, needs_conversion, readable_embeddings
 from .data import CHUNK_ROWS, BatchSource, DeviceFeed, TrainingData, data_fits_on_device, open_training_data
 from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
@@ -433,8 +436,8 @@ class Trainer:
                 stop = (report or save) and bool(self.stop_flag)
             else:
                 stop = stop_requested is not None and bool(stop_requested())
-            # The host reads the loss only here; nothing unverified is reported, kept or checkpointed.
-            if (report or save or stop) and not bool(torch.isfinite(self.acc["loss"])):
+            # The host reads back only here; nothing unverified is reported, kept or checkpointed.
+            if (report or save or stop) and not self.state_is_finite():
                 good = self._recover(good, checkpoint)
                 t_last = time.perf_counter()
                 if stop:
@@ -455,8 +458,17 @@ class Trainer:
             if stop:
                 raise KeyboardInterrupt  # at a step boundary: the caller checkpoints
 
+    def state_is_finite(self) -> bool:
+        """Whether what a checkpoint would save is finite: the epoch's loss so far, and every weight
+        and Adam moment (an infinite gradient can leave a finite loss and non-finite weights). One
+        read back to the host, at report and save points only; each tensor is read once on the device."""
+        tensors = [self.acc["loss"], *self.model.parameters(), *self.model.buffers(),
+                   *(v for state in self.opt.state.values() for v in state.values()
+                     if isinstance(v, torch.Tensor) and v.is_floating_point())]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
     def _recover(self, good: dict, checkpoint) -> dict:
-        """A non-finite loss: go back to the last good state; halve the learning rate once."""
+        """Non-finite values: go back to the last good state; halve the learning rate once."""
         bad_step = self.step
         self.load_state_dict(good)
         self.diverged += 1
@@ -464,12 +476,12 @@ class Trainer:
             if checkpoint is not None:
                 checkpoint()
             raise SparsecodeError(
-                f"training diverged twice (non-finite loss by step {bad_step}); the state of step {self.step} "
+                f"training diverged twice (non-finite loss or weights by step {bad_step}); the state of step {self.step} "
                 "was kept: lower --lr and start again"
             )
         self.lr_scale *= 0.5
         warnings.warn(
-            f"non-finite loss by step {bad_step}: went back to step {self.step} and halved the learning rate",
+            f"non-finite loss or weights by step {bad_step}: went back to step {self.step} and halved the learning rate",
             stacklevel=2,
         )
         return self.state_dict()
@@ -518,18 +530,27 @@ def train(
     force: bool = False,
     resume: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    vocab: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a k-sparse autoencoder on ``embeddings``; write ``out_dir`` when given.
 
     ``embeddings`` are in memory (:class:`Embeddings`) or the path of an embeddings file, which is
     then read in chunks as training goes (see :mod:`sparsecode.data`): memory does not grow with
-    the number of words. With ``out_dir`` the run is checkpointed and can be resumed
+    the number of words. A file in another format ``convert`` reads (``vocab``: the words of a
+    .npy) is converted first, streamed: into ``out_dir/embeddings.h5`` (kept and reused, see
+    :func:`prepare_training_file`), or without ``out_dir`` into a temporary file removed at the
+    end. With ``out_dir`` the run is checkpointed and can be resumed
     (``resume=True``) after an interruption. SIGINT/SIGTERM then write a checkpoint and raise
     :class:`TrainingInterrupted`.
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    with session(cfg.device) as dist, on_device(dist.device or resolve_device(cfg.device)):
+    with session(cfg.device) as dist, on_device(dist.device or resolve_device(cfg.device)), contextlib.ExitStack() as stack:
+        if isinstance(embeddings, (str, os.PathLike)) and out_dir is not None:
+            dist.from_main(lambda: check_run_dir(out_dir, force, resume), "checking the run directory")
+            embeddings = dist.from_main(lambda: prepare_training_file(embeddings, out_dir, vocab), "converting the embeddings")
+        elif isinstance(embeddings, (str, os.PathLike)):
+            embeddings = stack.enter_context(readable_embeddings(embeddings, vocab))
         data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
         try:
             with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
@@ -618,23 +639,78 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
     return result
 
 
-def _prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
-    """Check (and with ``force`` clear) the run directory before any work is done."""
-    for stale in run_dir.glob(".*.tmp") if run_dir.is_dir() else ():
-        stale.unlink(missing_ok=True)  # temporaries of a killed run
+#: Where ``sparsecode train`` puts a run when no ``--out`` is given: ``runs/<input name>/``.
+RUNS_FOLDER = Path("runs")
+#: Endings that :func:`default_run_dir` drops from the input's name (``glove.6B.50d.txt.gz`` -> ``glove.6B.50d``).
+_INPUT_ENDINGS = (".gz", ".h5", ".hdf5", ".txt", ".vec", ".bin", ".npy")
+
+
+def default_run_dir(embeddings: str | os.PathLike) -> Path:
+    """``runs/<name>`` for an input file: its name without the endings of embeddings files (a run
+    directory beside nothing it could overwrite). Creates ``runs/`` when it is missing."""
+    name = Path(embeddings).name
+    while name.lower().endswith(_INPUT_ENDINGS) and "." in name[1:]:
+        name = name[: name.rindex(".")]
+    RUNS_FOLDER.mkdir(exist_ok=True)
+    return RUNS_FOLDER / name
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step a checkpoint was saved at (read without loading its tensors), or None if unreadable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["position"]["step"])
+    except Exception:  # noqa: BLE001 - a corrupt file: the caller speaks without the step
+        return None
+
+
+def check_run_dir(run_dir: str | os.PathLike, force: bool, resume: bool) -> Path:
+    """Whether a run may start (or, with ``resume``, continue) in ``run_dir``, checked before any
+    work; the one place that tells the user what a run directory holds and what to do with it."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SparsecodeError(f"{run_dir}: is a file; give a directory for the run")
     if resume:
         if (run_dir / "model.pt").is_file() and not (run_dir / CHECKPOINT).is_file():
             raise SparsecodeError(f"{run_dir}: this run has finished; there is nothing to resume")
         if not run_dir.exists():
             check_output(run_dir, force=False)  # parent exists and is writable
-        return
-    if run_dir.exists() and not force:
-        hint = " or --resume to continue it" if (run_dir / CHECKPOINT).is_file() else ""
-        raise SparsecodeError(f"{run_dir}: already exists; pass --force to overwrite it{hint}")
-    check_output(run_dir, force=True)
-    if run_dir.exists():
-        if not run_dir.is_dir():
-            raise SparsecodeError(f"{run_dir}: is a file; give a directory for the run")
+        return run_dir
+    if (run_dir / CHECKPOINT).is_file() and not force:
+        step = checkpoint_step(run_dir / CHECKPOINT)
+        raise SparsecodeError(f"{run_dir}: holds a checkpoint{'' if step is None else f' from step {step}'}: "
+                              "rerun with --resume to continue, or --force to start again")
+    # A folder that holds nothing, or only the converted input of an earlier attempt, is free.
+    free = run_dir.is_dir() and all(p.name == CACHE_NAME or (p.name.startswith(".") and p.name.endswith(".tmp"))
+                                    for p in run_dir.iterdir())
+    return check_output(run_dir, force or free)
+
+
+def prepare_training_file(embeddings: str | os.PathLike, run_dir: str | os.PathLike,
+                          vocab: str | os.PathLike | None = None, progress=None) -> Path:
+    """The HDF5 file training reads from ``embeddings``: the file itself, or for the formats
+    ``convert`` reads, their conversion (streamed), made once into ``run_dir/embeddings.h5`` and
+    reused while the source is unchanged (by ``--resume``, a rerun, ``encode`` and ``evaluate``).
+    Call it after :func:`check_run_dir`, on the process that writes the run directory."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    if needs_conversion(embeddings):
+        run_dir.mkdir(exist_ok=True)  # its folder was checked by check_run_dir
+    try:
+        with readable_embeddings(embeddings, vocab, cache=run_dir / CACHE_NAME, progress=progress) as path:
+            return path
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
+    """Check (and with ``force`` clear) the run directory before any work is done."""
+    for stale in run_dir.glob(".*.tmp") if run_dir.is_dir() else ():
+        stale.unlink(missing_ok=True)  # temporaries of a killed run
+    check_run_dir(run_dir, force, resume)
+    if force and not resume and run_dir.exists():
         for name in (*RUN_FILES, CHECKPOINT):
             (run_dir / name).unlink(missing_ok=True)
 

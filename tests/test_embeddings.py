@@ -65,8 +65,15 @@ def test_missing_file_directory_empty_and_text(tmp_path):
     assert "is a directory" in _error(tmp_path)
     (tmp_path / "empty.h5").write_bytes(b"")
     assert "file is empty" in _error(tmp_path / "empty.h5")
-    (tmp_path / "glove.txt").write_text("the 0.1 0.2\n")
-    assert "not a readable HDF5 file" in _error(tmp_path / "glove.txt")
+    (tmp_path / "notes.txt").write_text("not embeddings\n")
+    assert _error(tmp_path / "notes.txt").endswith("notes.txt: neither HDF5 nor GloVe, word2vec (text or binary), "
+                                                   "fastText or .npy embeddings, gzipped or not; give an embeddings "
+                                                   "file in one of those formats")
+    (tmp_path / "glove.txt").write_text("the 0.1 0.2\nof 0.3 -0.4\n")  # text embeddings are read as convert reads them
+    emb = sc.load_embeddings(tmp_path / "glove.txt")
+    assert emb.words == ["the", "of"]
+    assert np.array_equal(emb.vectors, np.array([[0.1, 0.2], [0.3, -0.4]], dtype=np.float32))
+    assert emb.path == str(tmp_path / "glove.txt")
 
 
 def test_truncated_file(tmp_path, sample):

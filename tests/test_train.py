@@ -10,7 +10,7 @@ import torch
 import sparsecode as sc
 from sparsecode.train import Trainer, k_at, lr_factor, noise_seed
 
-from .conftest import SMALL, host_reads_of, stop_at
+from .conftest import SMALL, host_reads_of, sample_subset, stop_at
 
 
 def test_k_annealing_schedule():
@@ -94,7 +94,8 @@ def test_interrupted_training_keeps_only_a_checkpoint(tmp_path, sample):
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.pt"]
     with pytest.raises(sc.SparsecodeError, match="training has not finished; continue it"):
         sc.load_run(tmp_path / "run")
-    with pytest.raises(sc.SparsecodeError, match="already exists; pass --force to overwrite it or --resume"):
+    with pytest.raises(sc.SparsecodeError, match=r"run: holds a checkpoint from step 30: rerun with --resume to "
+                                                 r"continue, or --force to start again$"):
         sc.train(sample, sc.TrainConfig(**SMALL), out_dir=tmp_path / "run")
 
 
@@ -218,7 +219,7 @@ def _poison_reconstruction(monkeypatch, bad) -> dict:
 def test_non_finite_loss_goes_back_and_halves_the_lr_once(sample, monkeypatch):
     calls = _poison_reconstruction(monkeypatch, lambda n: n in bad_calls)
     bad_calls = {25}
-    with pytest.warns(UserWarning, match=r"non-finite loss by step 2\d: went back to step 2\d and halved the learning rate"):
+    with pytest.warns(UserWarning, match=r"non-finite loss or weights by step 2\d: went back to step 2\d and halved the learning rate"):
         result = sc.train(sample, sc.TrainConfig(**SMALL))
     assert all(torch.isfinite(t).all() for t in result.model.weights().values())
     assert len(result.metrics) == 3
@@ -322,3 +323,46 @@ def test_the_audit_sees_a_host_read(cuda_code_paths):
     assert host_reads_of(lambda: bool((flat > 0).all())) == ["aten._local_scalar_dense.default"]
     assert host_reads_of(lambda: flat[flat > 1]) == ["aten.index.Tensor"]
     assert not host_reads_of(lambda: topk.unit_offsets(flat, 4))
+
+
+def test_an_infinite_gradient_with_a_finite_loss_never_reaches_a_checkpoint(tmp_path, sample, monkeypatch):
+    """The loss of a step is computed before its update: an infinite gradient leaves it finite and
+    the weights NaN. What a checkpoint saves is checked itself, and recovered from as a NaN loss is."""
+    from sparsecode.model import SparseAutoencoder
+
+    real = SparseAutoencoder.remove_parallel_decoder_grad
+    calls = {"n": 0}
+    poisoned_steps = {11}
+
+    def poisoned(self):
+        real(self)
+        calls["n"] += 1
+        if calls["n"] in poisoned_steps:
+            self.W_dec.grad[0, 0] = float("inf")
+
+    monkeypatch.setattr(SparseAutoencoder, "remove_parallel_decoder_grad", poisoned)
+    saved = []  # (step, model and Adam moments all finite) of every checkpoint written
+    real_save = torch.save
+
+    def recording_save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and "optimizer" in obj:
+            moments = [v for st in obj["optimizer"]["state"].values() for v in st.values() if v.is_floating_point()]
+            saved.append((obj["position"]["step"], all(torch.isfinite(t).all() for t in [*obj["model"].values(), *moments])))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", recording_save)
+    words = sc.Embeddings(*sample_subset(sample, 2000), path="first 2000")
+    cfg = sc.TrainConfig(**{**SMALL, "hidden": 50, "epochs": 1, "batch_size": 32, "checkpoint_every": 1})  # 63 steps, reports every 3
+    with pytest.warns(UserWarning, match=r"non-finite loss or weights by step 11: went back to step 9 and halved"):
+        result = sc.train(words, cfg, out_dir=tmp_path / "run")
+    # Every step once, and step 10 twice: step 11's weights were not saved, training went back to 9.
+    assert [step for step, _ in saved] == [*range(1, 11), *range(10, 64)]
+    assert all(finite for _, finite in saved), [step for step, finite in saved if not finite]
+    assert all(torch.isfinite(t).all() for t in result.model.weights().values())
+
+    calls["n"], poisoned_steps = 0, set(range(11, 1000))
+    with pytest.warns(UserWarning), pytest.raises(sc.SparsecodeError, match=r"training diverged twice \(non-finite "
+                                                                         r"loss or weights by step 10\)"):
+        sc.train(words, cfg, out_dir=tmp_path / "run2")
+    state = torch.load(tmp_path / "run2" / "checkpoint.pt", weights_only=True)
+    assert state["position"]["step"] == 9 and all(torch.isfinite(t).all() for t in state["model"].values())

@@ -1,0 +1,44 @@
+"""Text that comes from the data (words, file names, messages that quote them) made safe to show.
+
+Vocabularies hold anything: web-crawl vectors have BBCode tokens such as ``[/url]``, and a word can
+carry terminal escape sequences. Printed through rich as they are, the first is read as markup (a
+crash, or ``[bold red]pwn[/bold red]`` shown as a red "pwn"), the second retitles or recolours the
+terminal. :func:`safe` is the one way the command line renders such text: a rich ``Text`` (never
+parsed as markup or emoji codes) in which every control or format character is written as its
+Python escape (``\\x1b``, ``\\u202e``). ``--json`` and the HTML report carry the exact words.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from rich.text import Text
+
+#: Unicode categories shown as escapes: controls (C0, DEL, C1), format characters (bidirectional
+#: overrides, zero-width spaces), surrogates, line and paragraph separators.
+_HIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+#: Format characters that only join what they sit between (emoji sequences, Indic scripts): kept.
+_JOINERS = {"\u200c", "\u200d"}
+
+
+def _hidden(ch: str) -> bool:
+    return unicodedata.category(ch) in _HIDDEN and ch not in _JOINERS
+
+
+def visible(text: str) -> str:
+    """``text`` with every control or format character replaced by its escape: ``"a\\x1b[31mb"``
+    becomes the 11 characters ``a\\x1b[31mb``. Printable text (the usual case) comes back as it is."""
+    if text.isprintable():
+        return text
+    return "".join(ch.encode("unicode_escape").decode("ascii") if _hidden(ch) else ch for ch in text)
+
+
+def safe(text: object, style: str = "") -> Text:
+    """``str(text)`` made :func:`visible`, as a rich ``Text``: shown literally, whatever brackets,
+    backslashes or colons it holds."""
+    return Text(visible(str(text)), style=style)
+
+
+def words(items, separator: str = ", ") -> Text:
+    """Words joined by ``separator``, each :func:`visible`, as one ``Text``."""
+    return Text(separator.join(visible(w) for w in items))
