@@ -23,15 +23,21 @@ from rich.table import Table
 
 from . import __version__
 from .atomic import OutputWriteError
-from .config import TrainConfig
+from .clihelp import Group, by_objective, choice
+from .config import DEVICES, SPARSITIES, TrainConfig
 from .convert import FORMATS
+from .encode import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_TOP_WORDS
 from .errors import SparsecodeError, TrainingInterrupted
+from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR
 from .export import EXPORT_FORMATS
+from .pursuit import METHODS
+from .search import DEFAULT_TOP
 from .runtime import keep_freed_memory
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
     no_args_is_help=True,
+    cls=Group,  # --help as git, pip and uv write it (sparsecode.clihelp)
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
@@ -127,24 +133,34 @@ def train(
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory to create (model.pt, config.json, metrics.jsonl)."),
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
-    sparsity: str = typer.Option(DEFAULTS.sparsity, help="Sparsity objective: topk, batchtopk, kl, l1 or spine."),
-    k: Optional[int] = typer.Option(None, help="Active units per word (topk; batchtopk: on average)  \\[default: 32]"),
-    rho: Optional[float] = typer.Option(None, help="Target firing rate per unit (kl: 0.05, spine: 0.15)  \\[default: by objective]"),
-    beta: Optional[float] = typer.Option(None, help="Weight of the KL penalty (kl)  \\[default: 10]"),
-    l1_coef: Optional[float] = typer.Option(None, help="Weight of the L1 penalty (l1)  \\[default: 0.1]"),
-    noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training only (inputs have unit variance)  \\[default: 0.2 for spine, else 0]"),
-    encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them."),
+    sparsity: str = choice(DEFAULTS.sparsity, SPARSITIES, "Sparsity objective (README: Sparsity objectives)."),
+    k: Optional[int] = typer.Option(None, help="Active units per word (batchtopk: on average over a batch).",
+                                    show_default=by_objective("k")),
+    rho: Optional[float] = typer.Option(None, help="Target fraction of words each unit fires on (kl, spine).",
+                                        show_default=by_objective("rho")),
+    beta: Optional[float] = typer.Option(None, help="Weight of the KL penalty (kl).", show_default=by_objective("beta")),
+    l1_coef: Optional[float] = typer.Option(None, help="Weight of the L1 penalty (l1).", show_default=by_objective("l1_coef")),
+    noise: Optional[float] = typer.Option(None, help="Standard deviation of Gaussian noise added to the inputs (scaled to "
+                                                     "unit variance) in training only.", show_default=by_objective("noise")),
+    encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them.",
+                                       show_default="none: one layer"),
     epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the vocabulary."),
     batch_size: int = typer.Option(DEFAULTS.batch_size, help="Words per step."),
     lr: float = typer.Option(DEFAULTS.lr, help="Peak Adam learning rate (warm-up, then cosine decay)."),
-    k_anneal_from: Optional[int] = typer.Option(None, help="Anneal k from this value down to --k  \\[default: no annealing]"),
-    k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is annealed."),
-    aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss for dead units (Gao et al.: 1/32; 0: off)."),
-    aux_k: Optional[int] = typer.Option(None, help="Dead units per word in AuxK  \\[default: D/2]"),
-    homeostasis: Optional[float] = typer.Option(None, help="Per-step encoder-bias nudge toward equal unit frequencies (topk, batchtopk; 0: off)  \\[default: 3e-05]"),
-    encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk); caps kl, l1, spine, batchtopk codes  \\[default: --k for topk, else none]"),
+    k_anneal_from: Optional[int] = typer.Option(None, help="Start at this k and lower it to --k during training.",
+                                                show_default="off"),
+    k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is lowered."),
+    aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss, which trains dead units on what the "
+                                                           "code misses (0: off)."),
+    aux_k: Optional[int] = typer.Option(None, help="Dead units per word in the AuxK loss.",
+                                        show_default="half the input dimensions"),
+    homeostasis: Optional[float] = typer.Option(None, help="Per-step nudge of each unit's bias toward equal firing "
+                                                           "frequencies (0: off).", show_default=by_objective("homeostasis")),
+    encode_k: Optional[int] = typer.Option(None, help="Active units per word when encoding; caps the codes of kl, l1, "
+                                                      "spine and batchtopk at their largest.",
+                                           show_default="--k for topk, else no cap"),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
-    device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
+    device: str = choice(DEFAULTS.device, DEVICES, "Where to train; auto: CUDA when available."),
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
@@ -229,12 +245,13 @@ def encode(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors' to encode."),
     out_file: Path = typer.Option(..., "--out", "-o", help="Codes file to write (HDF5)."),
-    k: Optional[int] = typer.Option(None, "--k", help="Active units per word  [default: the run's encode k]"),
-    method: str = typer.Option("encoder", "--method", help="encoder (fast) or omp (orthogonal matching pursuit over the decoder: closer codes, slower)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Active units per word.", show_default="the run's encode k"),
+    method: str = choice(DEFAULT_METHOD, METHODS, "encoder (fast) or omp (orthogonal matching pursuit over the "
+                                                  "decoder: closer codes, slower).", "--method"),
     nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
-    top_words: int = typer.Option(10, help="Top words stored per unit."),
-    batch_size: int = typer.Option(8192, help="Words encoded at a time."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    top_words: int = typer.Option(DEFAULT_TOP_WORDS, help="Top words stored per unit."),
+    batch_size: int = typer.Option(DEFAULT_BATCH, help="Words encoded at a time."),
+    device: str = choice(DEFAULTS.device, DEVICES, "Where to encode; auto: CUDA when available."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -278,7 +295,8 @@ def inspect(
     dim: Optional[int] = typer.Option(None, "--dim", help="Show one unit."),
     word: Optional[str] = typer.Option(None, "--word", help="Show a word's active units."),
     dead: bool = typer.Option(False, "--dead", help="List the units no word uses."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many units in the table."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many units in the table.",
+                                        show_default="every unit"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
@@ -336,7 +354,7 @@ def inspect(
 def neighbors(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     words: List[str] = typer.Argument(..., help="One or more query words."),
-    top: int = typer.Option(10, "--top", help="Neighbours per word."),
+    top: int = typer.Option(DEFAULT_TOP, "--top", help="Neighbours per word."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Nearest words by cosine in code space.  Example: sparsecode neighbors codes.h5 king queen"""
@@ -359,10 +377,13 @@ def neighbors(
 @app.command()
 def evaluate(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
-    model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes  [default: the one recorded in the codes file]"),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings  [default: the run's training file]"),
-    wordsim: Optional[Path] = typer.Option(None, "--wordsim", help="Folder of word-similarity files  [default: sample_data/word-sim]"),
-    seed: int = typer.Option(0, help="Seed for DistRatio's intruders."),
+    model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes.",
+                                             show_default="the run recorded in the codes file"),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings.",
+                                              show_default="the run's training file"),
+    wordsim: Path = typer.Option(DEFAULT_WORDSIM_DIR, "--wordsim", help="Folder of word-similarity files.",
+                                 show_default="the word-sim folder shipped in sample_data"),
+    seed: int = typer.Option(DEFAULT_SEED, help="Seed for DistRatio's intruder words."),
     compare_methods: bool = typer.Option(False, "--compare-methods",
                                          help="Also encode with the encoder, OMP and non-negative OMP and compare them."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -370,7 +391,7 @@ def evaluate(
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
     Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
     from .embeddings import load_embeddings
-    from .evaluate import DEFAULT_WORDSIM_DIR, align_vectors
+    from .evaluate import align_vectors
     from .evaluate import evaluate as run_evaluate
     from .train import load_run
 
@@ -387,7 +408,7 @@ def evaluate(
         if embeddings is not None:
             emb = load_embeddings(embeddings)
             vectors = align_vectors(codes, emb.words, emb.vectors, str(embeddings))
-        result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed)
+        result = run_evaluate(codes, model, vectors, wordsim, seed=seed)
         if compare_methods:
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
@@ -488,7 +509,7 @@ def convert(
     out_file: Path = typer.Option(..., "--out", "-o", help="HDF5 file to write, with 'words' and 'vectors'."),
     fmt: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format; auto tells it from the content."),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help="The words of a .npy matrix, one per line."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words  \\[default: all]"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words.", show_default="all"),
     lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase the words (a word that then repeats is dropped)."),
     normalize: bool = typer.Option(False, "--normalize", help="Scale every vector to unit length."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),

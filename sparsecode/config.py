@@ -18,6 +18,8 @@ RESUMABLE_CHANGES = ("checkpoint_every", "device")
 
 #: The sparsity objectives (see :mod:`sparsecode.objectives`); the first is the default.
 SPARSITIES = ("topk", "batchtopk", "kl", "l1", "spine")
+#: Where a model runs: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; the first is the default.
+DEVICES = ("auto", "cpu", "cuda")
 #: Objectives with a training k (per row or per batch); k, AuxK, k annealing and homeostasis apply to these.
 TOPK_SPARSITIES = ("topk", "batchtopk")
 #: Settings that belong to some objectives only: their default for each objective they apply to.
@@ -95,7 +97,7 @@ class TrainConfig:
     """Seeds initialisation and data order: same seed, same model on the CPU."""
     checkpoint_every: int = 1000
     """Steps between checkpoints of a run directory (also at the end of every epoch)."""
-    device: str = "auto"
+    device: str = DEVICES[0]
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
 
     def validate(self) -> None:
@@ -143,7 +145,7 @@ class TrainConfig:
         need(self.checkpoint_every >= 1, f"--checkpoint-every must be at least 1 (got {self.checkpoint_every})")
         need(self.homeostasis is None or self.homeostasis >= 0, f"--homeostasis must be 0 or more (got {self.homeostasis})")
         need(self.dead_window > 0, f"dead_window must be positive (got {self.dead_window})")
-        need(self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda (got {self.device!r})")
+        need(self.device in DEVICES, f"--device must be auto, cpu or cuda (got {self.device!r})")
 
     # Resolved values ------------------------------------------------------------------------------
     def resolved(self, name: str):

@@ -21,11 +21,11 @@ import torch
 
 from .atomic import atomic_output, check_output, check_space
 from .codes import config_attrs
-from .config import resolve_device
+from .config import DEVICES, resolve_device
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile
 from .errors import SparsecodeError
 from .model import SparseAutoencoder
-from .pursuit import check_method, make_coder
+from .pursuit import METHODS, check_method, make_coder
 from .report import UnitReport
 from .topk import kept_workspace
 from .train import load_run, read_json
@@ -34,6 +34,8 @@ from .train import load_run, read_json
 DEFAULT_BATCH = 8192
 #: Default number of top words stored per unit.
 DEFAULT_TOP_WORDS = 10
+#: Default encoding method: the model's encoder (the other: "omp", pursuit over the decoder).
+DEFAULT_METHOD = METHODS[0]
 
 
 class CSRBatch(NamedTuple):
@@ -70,7 +72,7 @@ def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
 
 def iter_codes(
     model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int = DEFAULT_BATCH,
-    method: str = "encoder", nonneg: bool = False,
+    method: str = DEFAULT_METHOD, nonneg: bool = False,
 ) -> Iterator[tuple[int, CSRBatch]]:
     """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch."""
     device = model.W_enc.device
@@ -111,11 +113,11 @@ def encode(
     k: int | None = None,
     top_words: int = DEFAULT_TOP_WORDS,
     force: bool = False,
-    device: str = "auto",
+    device: str = DEVICES[0],
     batch_size: int = DEFAULT_BATCH,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int, int], None] | None = None,
-    method: str = "encoder",
+    method: str = DEFAULT_METHOD,
     nonneg: bool = False,
 ) -> dict:
     """Encode every word of ``embeddings_path`` with the model in ``run_dir`` into codes file ``out``.
