@@ -289,6 +289,10 @@ def _echo_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+#: Units the table of 'inspect' shows unless asked for more.
+INSPECT_LIMIT = 20
+
+
 @app.command()
 def inspect(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
@@ -296,26 +300,39 @@ def inspect(
     word: Optional[str] = typer.Option(None, "--word", help="Show a word's active units."),
     dead: bool = typer.Option(False, "--dead", help="List the units no word uses."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many units in the table.",
-                                        show_default="every unit"),
+                                        show_default=f"{INSPECT_LIMIT}; every unit with --json"),
+    show_all: bool = typer.Option(False, "--all", help="Every unit in the table; with --dim, every word of the unit "
+                                                       "(from the codes, not only the stored top words)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
     with user_errors():
         if sum(x is not None and x is not False for x in (dim, word, dead or None)) > 1:
             raise SparsecodeError("use one of --dim, --word, --dead at a time")
+        if show_all and (word is not None or dead):
+            raise SparsecodeError("--all goes with --dim or the table of units, not with --word or --dead")
+        if show_all and limit is not None:
+            raise SparsecodeError("use one of --limit and --all")
+        if limit is not None and limit < 0:
+            raise SparsecodeError(f"--limit must be 0 or more (got {limit})")
         codes = _load_codes(codes_file)
         if dim is not None:
             codes.check_unit(dim)
+            words = codes.unit_words(dim) if show_all else codes.top_words(dim)
             data = {"unit": dim, "frequency": int(codes.frequency[dim]),
-                    "top_words": [{"word": w, "value": v} for w, v in codes.top_words(dim)]}
+                    "top_words" if not show_all else "words": [{"word": w, "value": v} for w, v in words]}
             if as_json:
                 return _echo_json(data)
             table = Table(title=f"unit {dim}: used by {data['frequency']:,} words")
             table.add_column("word")
             table.add_column("activation", justify="right")
-            for entry in data["top_words"]:
-                table.add_row(entry["word"], f"{entry['value']:.3f}")
-            return out.print(table)
+            for w, v in words:
+                table.add_row(w, f"{v:.3f}")
+            out.print(table)
+            if not show_all and data["frequency"] > len(words):
+                out.print(f"the {len(words)} strongest of {data['frequency']:,} words; "
+                          f"--all lists every one", soft_wrap=True)
+            return None
         if word is not None:
             units = codes.active_units(word)
             data = {"word": word, "active_units": [
@@ -337,7 +354,9 @@ def inspect(
             if ids:
                 out.print(" ".join(map(str, ids)), soft_wrap=True)
             return None
-        shown = range(codes.n_units if limit is None else min(limit, codes.n_units))
+        if limit is None:
+            limit = codes.n_units if show_all or as_json else INSPECT_LIMIT
+        shown = range(min(limit, codes.n_units))
         rows = [{"unit": u, "frequency": int(codes.frequency[u]), "top_words": [w for w, _ in codes.top_words(u)]} for u in shown]
         if as_json:
             return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units})
@@ -348,6 +367,10 @@ def inspect(
         for r in rows:
             table.add_row(str(r["unit"]), f"{r['frequency']:,}", ", ".join(r["top_words"]))
         out.print(table)
+        more = codes.n_units - len(rows)
+        if more:
+            out.print(f"{more:,} more unit{'s' if more > 1 else ''}: --limit N shows the first N, --all every one",
+                      soft_wrap=True)
 
 
 @app.command()
