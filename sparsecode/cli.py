@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import warnings
 from enum import Enum
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Iterator, List, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
@@ -98,27 +99,49 @@ def main_options(
     """Train k-sparse autoencoders on word embeddings, encode, inspect and search the codes."""
 
 
+def _clock(seconds: float | None) -> str:
+    """``0:01:05``; ``-:--:--`` when not known yet."""
+    if seconds is None:
+        return "-:--:--"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 class LiveBar:
     """A rich progress bar that appears with the first update and vanishes when done (or on error),
-    so that a failure prints only its error line and a success only its summary."""
+    so that a failure prints only its error line and a success only its summary.
+
+    It shows ``elapsed H:MM:SS`` (this command's time) and ``left H:MM:SS``, estimated from the
+    rate so far over ``overall`` = (done, total) when given (a training run's steps, while the bar
+    counts those of the epoch), else over the bar's own count."""
 
     def __init__(self, description: str, enabled: bool = True):
         self.description, self.enabled = description, enabled
         self.progress: Progress | None = None
 
-    def update(self, completed: int, total: int | None, description: str | None = None, status: str = "") -> None:
+    def update(self, completed: int, total: int | None, description: str | None = None, status: str = "",
+               overall: tuple[int, int] | None = None) -> None:
         if not self.enabled:
             return
+        done, whole = overall if overall is not None else (completed, total)
+        now = time.perf_counter()
         if self.progress is None:
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=err, transient=True,
+                TextColumn("{task.fields[status]}"), TextColumn("elapsed"), TimeElapsedColumn(),
+                TextColumn("left {task.fields[left]}"), console=err, transient=True,
             )
+            self.task = self.progress.add_task(description or self.description, total=total, completed=completed,
+                                               status=status, left=_clock(None))
             self.progress.start()
-            self.task = self.progress.add_task(self.description, total=total, status="")
-        self.progress.update(self.task, completed=completed, total=total,
-                             description=description or self.description, status=status)
+            self.start = (now, done)
+        t0, done0 = self.start
+        left = None
+        if whole is not None and done > done0:
+            left = (now - t0) / (done - done0) * (whole - done)
+        self.progress.update(self.task, completed=completed, total=total, status=status, left=_clock(left),
+                             description=description or self.description)
+        self.progress.refresh()  # every update is a frame: few enough (train reports 20 times an epoch)
 
     def __enter__(self) -> "LiveBar":
         return self
@@ -200,8 +223,8 @@ def train(
                           + (f", {dist.world} processes" if dist.active else ""))
             with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
                 result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
-                    p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
-                    status=f"loss {p.loss:.4f}  FVU {p.fvu:.4f}  dead {100 * p.dead_fraction:.1f}%"))
+                    p.epoch_step, p.epoch_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
+                    status=_train_status(p), overall=(p.step, p.total_steps)))
     if not dist.is_main:
         return None
     if as_json:
@@ -217,8 +240,27 @@ def train(
     table.add_row("final", "", f"{s['fvu']:.4f}", f"{s['mean_l0']:.1f}", f"{100 * s['dead_fraction']:.1f}",
                   f"{100 * s['zero_rows_fraction']:.2f}", f"{s['train_seconds']:.1f}", style="bold")
     out.print(table)
+    if result.metrics[0]["fvu"] > 1 > s["fvu"]:
+        out.print("An FVU above 1 in the first epochs is normal: training starts from random weights, which "
+                  "reconstruct worse than the mean vector would.", soft_wrap=True)
     how = f"k={s['k']}" if s["k"] is not None else f"{cfg.sparsity} codes (mean L0 {s['mean_l0']:.1f})"
     out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}")
+    out.print(_fvu_meaning(s["fvu"]), soft_wrap=True)
+
+
+def _train_status(p) -> str:
+    """The bar's figures: the epoch's loss and FVU so far, the dead units now."""
+    start = " (above 1 at the start is normal)" if p.fvu > 1 and p.epoch == 1 else ""
+    return f"loss {p.loss:.4f}  FVU {p.fvu:.4f}{start}  dead {100 * p.dead_fraction:.1f}%"
+
+
+def _fvu_meaning(fvu: float) -> str:
+    """One line on what the final FVU says."""
+    if fvu >= 1:
+        return (f"FVU {fvu:.4f}: the reconstructions are no closer to the vectors than their mean vector is "
+                "(FVU 1); train for more epochs or with a larger --lr.")
+    return (f"FVU {fvu:.4f}: the reconstructions leave {100 * fvu:.1f}% of the vectors' variance unexplained "
+            "(0: exact; 1: no better than the mean vector).")
 
 
 def _widths(text: str) -> list[int]:

@@ -82,6 +82,12 @@ class Progress:
     epoch_end: bool = False
     metrics: dict | None = None
     """The epoch's metrics line, at the end of an epoch."""
+    epoch_step: int = 0
+    """Steps done so far in this epoch (``epoch_steps`` at its end)."""
+    epoch_steps: int = 0
+    """Steps per epoch."""
+    seconds: float = 0.0
+    """Training time so far (over every session of a resumed run)."""
 
 
 @dataclass
@@ -402,10 +408,13 @@ class Trainer:
                     line = self._end_epoch()
                     if progress is not None:
                         progress(Progress(line["epoch"], self.step, self.total_steps, line["loss"], line["fvu"],
-                                          line["dead_fraction"], epoch_end=True, metrics=line))
+                                          line["dead_fraction"], epoch_end=True, metrics=line,
+                                          epoch_step=self.steps_per_epoch, epoch_steps=self.steps_per_epoch,
+                                          seconds=self.elapsed))
                 elif progress is not None:
                     progress(Progress(self.epoch, self.step, self.total_steps, float(self.acc["loss"]) / self.batch,
-                                      float(self.acc["sse"] / self.acc["ssd"]), float(self.dead.double().mean())))
+                                      float(self.acc["sse"] / self.acc["ssd"]), float(self.dead.double().mean()),
+                                      epoch_step=self.batch, epoch_steps=self.steps_per_epoch, seconds=self.elapsed))
                 good = self.state_dict()
             if save:
                 checkpoint()
