@@ -298,10 +298,10 @@ def encode(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Encode embeddings into sparse codes.  Example: sparsecode encode run emb.h5 --out codes.h5"""
-    from .encode import encode as run_encode
+    from .encode import encode_file
 
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
-        summary = run_encode(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
+        summary = encode_file(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
                              batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
                              method=method, nonneg=nonneg)
     summary = {**summary, "mean_l0": round(summary["mean_l0"], 2)}
@@ -478,7 +478,7 @@ def evaluate(
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
                                       "pass --model RUN_DIR and --embeddings EMB.h5")
-            from .encode import default_encode_k
+            from .train import default_encode_k
             from .evaluate import compare_methods as run_compare
 
             k = codes.attrs.get("encode_k", default_encode_k(config))

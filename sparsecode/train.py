@@ -151,7 +151,7 @@ class Trainer:
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         torch.manual_seed(cfg.seed)
         self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
-                                       encoder_layers=cfg.encoder_layers)
+                                       encoder_layers=cfg.encoder_layers, encode_k=cfg.k_encode)
         self.objective = make_objective(cfg)
         # Normalisation as estimate_normalisation gives it, from the streamed statistics; the mean of
         # the normalised data is then (mean - input_mean) / input_scale.
@@ -632,8 +632,18 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     if sparsity not in SPARSITIES:
         raise SparsecodeError(f"{run_dir / 'config.json'}: unknown sparsity {sparsity!r}; the run is from a newer sparsecode")
     model = SparseAutoencoder.load(run_dir / "model.pt", device=device, sparsity=sparsity)
+    if model.encode_k is None:  # none recorded (or none: then the config says none too)
+        model.encode_k = default_encode_k(config)
     model.eval()
     return model, config
+
+
+def default_encode_k(config: dict) -> int | None:
+    """The k a run encodes with by default: its ``k_encode`` (None for objectives without a k:
+    their codes are the threshold's or the activation's non-zeros)."""
+    if "k_encode" in config:
+        return config["k_encode"]
+    return int(config.get("k", 32))
 
 
 @dataclass
