@@ -21,6 +21,7 @@ from .convert import convert_embeddings
 from .embeddings import Embeddings, EmbeddingFile, load_embeddings
 from .encode import encode, encode_file
 from .errors import SparsecodeError
+from .estimator import SparseCoder
 from .export import export_codes
 from .html_report import write_report
 from .model import SparseAutoencoder
@@ -28,7 +29,7 @@ from .search import CodeIndex, neighbors
 from .train import TrainResult, load_run, train
 
 __all__ = [
-    "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "SparseAutoencoder", "SparsecodeError", "TrainConfig",
+    "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "SparseAutoencoder", "SparseCoder", "SparsecodeError", "TrainConfig",
     "TrainResult", "UnknownWordError", "convert_embeddings", "encode", "encode_file", "export_codes", "load_codes", "load_embeddings",
     "load_run", "neighbors", "train", "write_report",
 ]

@@ -510,7 +510,7 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
     state = None
     if run_dir is not None:
         def prepare() -> dict | None:
-            _prepare_run_dir(run_dir, force, resume)
+            prepare_run_dir(run_dir, force, resume)
             # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
             shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity,
                                       encoder_layers=cfg.encoder_layers)
@@ -571,7 +571,8 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
 
     summary["k"] = cfg.k_encode
     summary["train_seconds"] = trainer.elapsed
-    run_info = {**trainer.run_info, "embeddings": os.path.abspath(data.path)}
+    path = os.path.abspath(data.path) if os.path.exists(data.path) else data.path  # "(in memory)" stays so
+    run_info = {**trainer.run_info, "embeddings": path}
     result = TrainResult(model=trainer.model, config=cfg, metrics=trainer.metrics, summary=summary, run_info=run_info)
     if run_dir is not None and dist.is_main:
         write_run(run_dir, result)
@@ -579,7 +580,7 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
     return result
 
 
-def _prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
+def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
     """Check (and with ``force`` clear) the run directory before any work is done."""
     for stale in run_dir.glob(".*.tmp") if run_dir.is_dir() else ():
         stale.unlink(missing_ok=True)  # temporaries of a killed run
