@@ -182,6 +182,9 @@ def train(
     encode_k: Optional[int] = typer.Option(None, help="Active units per word when encoding; caps the codes of kl, l1, "
                                                       "spine and batchtopk at their largest.",
                                            show_default="--k for topk, else no cap"),
+    holdout: float = typer.Option(DEFAULTS.holdout, help="Fraction of the words kept out of training (drawn with "
+                                                         "--seed), whose FVU and dead units are reported every epoch "
+                                                         "(0: off)."),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
     device: str = choice(DEFAULTS.device, DEVICES, "Where to train; auto: CUDA when available."),
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
@@ -203,7 +206,8 @@ def train(
         cfg = TrainConfig(hidden=hidden, sparsity=sparsity, k=k, rho=rho, beta=beta, l1_coef=l1_coef, noise=noise,
                           encoder_layers=_widths(encoder_layers), epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
                           k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, aux_coef=aux_coef, aux_k=aux_k,
-                          encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
+                          encode_k=encode_k, holdout=holdout, seed=seed, device=device,
+                          checkpoint_every=checkpoint_every)
     if nproc != 1:
         with user_errors():
             if nproc < 1:
@@ -220,6 +224,7 @@ def train(
         with dist.agree(lambda: open_training_data(embeddings), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
                 err.print(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
+                          + (f", {100 * cfg.holdout:g}% of the words held out" if cfg.holdout else "")
                           + (f", {dist.world} processes" if dist.active else ""))
             with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
                 result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
@@ -230,21 +235,31 @@ def train(
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 
+    s = result.summary
+    held = "holdout_words" in s
     table = Table(title=f"trained {out_dir}")
-    for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "seconds"):
+    for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "seconds",
+                *(("held-out FVU", "held-out dead %") if held else ())):
         table.add_column(col, justify="right")
     for m in result.metrics:
         table.add_row(str(m["epoch"]), f"{m['loss']:.4f}", f"{m['fvu']:.4f}", f"{m['mean_l0']:.1f}",
-                      f"{100 * m['dead_fraction']:.1f}", f"{100 * m['zero_rows_fraction']:.2f}", f"{m['seconds']:.1f}")
-    s = result.summary
+                      f"{100 * m['dead_fraction']:.1f}", f"{100 * m['zero_rows_fraction']:.2f}", f"{m['seconds']:.1f}",
+                      *((f"{m['holdout_fvu']:.4f}", f"{100 * m['holdout_dead_fraction']:.1f}") if held else ()))
     table.add_row("final", "", f"{s['fvu']:.4f}", f"{s['mean_l0']:.1f}", f"{100 * s['dead_fraction']:.1f}",
-                  f"{100 * s['zero_rows_fraction']:.2f}", f"{s['train_seconds']:.1f}", style="bold")
+                  f"{100 * s['zero_rows_fraction']:.2f}", f"{s['train_seconds']:.1f}",
+                  *((f"{s['holdout_fvu']:.4f}", f"{100 * s['holdout_dead_fraction']:.1f}") if held else ()), style="bold")
     out.print(table)
     if result.metrics[0]["fvu"] > 1 > s["fvu"]:
         out.print("An FVU above 1 in the first epochs is normal: training starts from random weights, which "
                   "reconstruct worse than the mean vector would.", soft_wrap=True)
     how = f"k={s['k']}" if s["k"] is not None else f"{cfg.sparsity} codes (mean L0 {s['mean_l0']:.1f})"
-    out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}")
+    if held:
+        n_train = result.run_info["n_words"]
+        out.print(f"final: the {n_train:,} training words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; the "
+                  f"{s['holdout_words']:,} held-out words: FVU {s['holdout_fvu']:.4f}, cosine {s['holdout_cosine']:.3f}, "
+                  f"dead units {100 * s['holdout_dead_fraction']:.1f}%", soft_wrap=True)
+    else:
+        out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}")
     out.print(_fvu_meaning(s["fvu"]), soft_wrap=True)
 
 

@@ -93,8 +93,11 @@ class TrainConfig:
     single-layer model (the only one whose decoder is a dictionary that pursuit can use)."""
     dead_window: float = 0.5
     """A unit is dead for AuxK if it has not fired in this many epochs' worth of words."""
+    holdout: float = 0.0
+    """Fraction of the words kept out of training, drawn with ``seed``, whose FVU and dead units are
+    reported every epoch beside the training figures (and in the summary); 0, the default: off."""
     seed: int = 0
-    """Seeds initialisation and data order: same seed, same model on the CPU."""
+    """Seeds initialisation, data order and the held-out words: same seed, same model on the CPU."""
     checkpoint_every: int = 1000
     """Steps between checkpoints of a run directory (also at the end of every epoch)."""
     device: str = DEVICES[0]
@@ -129,6 +132,7 @@ class TrainConfig:
         if topk:
             need(self.k_value >= 1, f"--k must be at least 1 (got {self.k_value})")
             need(self.k_value <= self.hidden, f"--k {self.k_value} is larger than the hidden size {self.hidden}; lower --k or raise --hidden")
+        need(0 <= self.holdout < 1, f"--holdout must be a fraction, at least 0 and below 1 (got {self.holdout})")
         need(self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})")
         need(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
         need(self.lr > 0, f"--lr must be positive (got {self.lr})")

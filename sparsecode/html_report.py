@@ -219,7 +219,8 @@ def _training_section(metrics: list[dict]) -> str:
             charts.append(line_chart(epochs, ys, f"{label} per epoch" + (" (log scale)" if log else ""), "epoch",
                                      label, y_from_zero=not log, log_y=log))
     columns = [c for c in ("epoch", "loss", "fvu", "mean_l0", "dead_fraction", "zero_rows_fraction", "k", "lr",
-                           "seconds") if any(c in m for m in metrics)]
+                           "seconds", "holdout_fvu", "holdout_dead_fraction", "holdout_mean_l0")
+               if any(c in m for m in metrics)]
     rows = [[_value(c, m[c]) if c in m else "" for c in columns] for m in metrics]
     return _section("training", "Training",
                     '<p class="note">Per epoch, over that epoch\'s training batches (<code>metrics.jsonl</code>).'

@@ -42,7 +42,7 @@ from torch import nn
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, resolve_device
-from .data import CHUNK_ROWS, BatchSource, TrainingData, open_training_data
+from .data import CHUNK_ROWS, BatchSource, SubsetRows, TrainingData, holdout_split, open_training_data
 from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
@@ -142,10 +142,17 @@ class Trainer:
         self.cfg = cfg
         self.dist = dist or Distributed(None)
         self.device = self.dist.device or resolve_device(cfg.device)
-        self.data = data = open_training_data(data)
+        data = open_training_data(data)
+        self.fingerprint = data.stats.fingerprint  # of every row: resuming needs the same file
+        #: The held-out rows (``holdout``), evaluated at the end of every epoch; None when off.
+        self.held: SubsetRows | None = None
+        if cfg.holdout > 0:
+            train_rows, held_rows = holdout_split(data.n, cfg.holdout, cfg.seed)
+            self.held = SubsetRows(data.rows, held_rows)
+            data = TrainingData(SubsetRows(data.rows, train_rows), data.path)  # statistics of the training rows
+        self.data = data
         stats = data.stats
         self.n, self.d_in = stats.n, stats.dim
-        self.fingerprint = stats.fingerprint
         self.gen = torch.Generator().manual_seed(cfg.seed)
         # Training noise draws from its own generator on the device, checkpointed with the rest.
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
@@ -215,6 +222,8 @@ class Trainer:
             "aux_k": self.aux_k,
             "steps": self.total_steps,
         }
+        if self.held is not None:
+            info["holdout_words"] = self.held.n
         if self.dist.active:
             info["processes"] = self.dist.world
         return info
@@ -294,6 +303,10 @@ class Trainer:
             "lr": self.opt.param_groups[0]["lr"],
             "seconds": self.epoch_seconds,
         }
+        if self.held is not None:  # at the training k, without noise: the held-out words' view of this epoch
+            held = self.statistics(self.held, line["k"] if self.cfg.sparsity == "topk" else None)
+            line.update(holdout_fvu=held["fvu"], holdout_dead_fraction=held["dead_fraction"],
+                        holdout_mean_l0=held["mean_l0"])
         self.metrics.append(line)
         self.epoch += 1
         self.batch = 0
@@ -305,13 +318,24 @@ class Trainer:
 
     @torch.no_grad()
     def final_statistics(self) -> dict:
-        """:func:`~sparsecode.evaluate.code_statistics` of the model over every row at the encode
-        k, read a chunk at a time."""
+        """:func:`~sparsecode.evaluate.code_statistics` of the model over every training row at the
+        encode k, read a chunk at a time; with held-out rows, theirs too (``holdout_...``)."""
+        summary = self.statistics(self.data.rows, self.cfg.k_encode)
+        if self.held is not None:
+            held = self.statistics(self.held, self.cfg.k_encode)
+            summary.update({"holdout_words": self.held.n, **{f"holdout_{k}": v for k, v in held.items()}})
+        return summary
+
+    @torch.no_grad()
+    def statistics(self, rows, k: int | None) -> dict:
+        """:func:`~sparsecode.evaluate.code_statistics` of the model over ``rows`` with ``k`` (FVU
+        relative to the training rows' mean), read a chunk at a time, the chunks shared among the
+        processes."""
         mean = torch.from_numpy(self.data.stats.mean).float().to(self.device)
-        stats = CodeStatistics(self.model, self.cfg.k_encode, mean)
-        rows, dist = self.data.rows, self.dist
-        for start in range(dist.rank * CHUNK_ROWS, self.n, dist.world * CHUNK_ROWS):  # processes share the chunks
-            block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, self.n))).to(self.device)
+        stats = CodeStatistics(self.model, k, mean)
+        dist = self.dist
+        for start in range(dist.rank * CHUNK_ROWS, rows.n, dist.world * CHUNK_ROWS):
+            block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, rows.n))).to(self.device)
             for part in block.split(FINAL_BATCH):  # bounds the (batch, H) pre-activations
                 stats.update(part)
         dist.all_reduce(stats.sums, "the final statistics")
