@@ -35,7 +35,7 @@ import torch
 
 from sparsecode.codes import load_codes
 from sparsecode.embeddings import DEFAULT_CHUNK_ROWS
-from sparsecode.encode import DEFAULT_BATCH, encode, iter_codes
+from sparsecode.encode import DEFAULT_BATCH, encode_file, iter_codes
 from sparsecode.model import SparseAutoencoder
 from sparsecode.search import CodeIndex
 from synthetic import write_synthetic
@@ -105,7 +105,7 @@ def main() -> None:
                 pass
 
         def encode_file() -> None:
-            encode(run, emb_path, out, k=args.k, force=True, device=args.device, chunk_rows=DEFAULT_CHUNK_ROWS)
+            encode_file(run, emb_path, out, k=args.k, force=True, device=args.device, chunk_rows=DEFAULT_CHUNK_ROWS)
 
         products()  # warm-up
         times: dict[str, list[float]] = {"encode": [], "codes": [], "products": []}

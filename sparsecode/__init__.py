@@ -5,8 +5,7 @@ The Python API mirrors the command line::
     import sparsecode
     emb = sparsecode.load_embeddings("sample_data/glove.6B.50d.5k.h5")
     result = sparsecode.train(emb, sparsecode.TrainConfig(hidden=1000, k=32), out_dir="run")
-    sparsecode.encode("run", "sample_data/glove.6B.50d.5k.h5", out="codes.h5")
-    codes = sparsecode.load_codes("codes.h5")
+    codes = sparsecode.encode("run", "sample_data/glove.6B.50d.5k.h5")   # in memory; out="codes.h5" writes it too
     sparsecode.neighbors(codes, "king")
     sparsecode.export_codes(codes, "codes.npz")          # or .txt (word2vec), .h5 (dense)
     sparsecode.write_report("run", codes, "report.html")
@@ -20,8 +19,9 @@ from .codes import Codes, UnknownWordError, load_codes
 from .config import TrainConfig
 from .convert import convert_embeddings
 from .embeddings import Embeddings, EmbeddingFile, load_embeddings
-from .encode import encode
+from .encode import encode, encode_file
 from .errors import SparsecodeError
+from .estimator import SparseCoder
 from .export import export_codes
 from .html_report import write_report
 from .model import SparseAutoencoder
@@ -29,7 +29,7 @@ from .search import CodeIndex, neighbors
 from .train import TrainResult, load_run, train
 
 __all__ = [
-    "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "SparseAutoencoder", "SparsecodeError", "TrainConfig",
-    "TrainResult", "UnknownWordError", "convert_embeddings", "encode", "export_codes", "load_codes", "load_embeddings",
+    "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "SparseAutoencoder", "SparseCoder", "SparsecodeError", "TrainConfig",
+    "TrainResult", "UnknownWordError", "convert_embeddings", "encode", "encode_file", "export_codes", "load_codes", "load_embeddings",
     "load_run", "neighbors", "train", "write_report",
 ]

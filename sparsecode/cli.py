@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import warnings
 from enum import Enum
 from pathlib import Path
@@ -17,23 +18,30 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from . import __version__
 from .atomic import OutputWriteError
-from .config import TrainConfig
+from .clihelp import choices_metavar, Group, by_objective, choice
+from .config import DEVICES, INITS, SPARSITIES, TrainConfig
 from .convert import FORMATS
+from .encode import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_TOP_WORDS
 from .errors import SparsecodeError, TrainingInterrupted
+from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR
 from .export import EXPORT_FORMATS
+from .evaluate import UNIT_ORDERS
 from .interpret import MIN_COVERAGE, collapse_warning
+from .pursuit import METHODS
+from .search import DEFAULT_TOP
 from .runtime import keep_freed_memory
 from .terminal import safe, words as word_list
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
     no_args_is_help=True,
+    cls=Group,  # --help as git, pip and uv write it (sparsecode.clihelp)
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
@@ -98,27 +106,49 @@ def main_options(
     """Train k-sparse autoencoders on word embeddings, encode, inspect and search the codes."""
 
 
+def _clock(seconds: float | None) -> str:
+    """``0:01:05``; ``-:--:--`` when not known yet."""
+    if seconds is None:
+        return "-:--:--"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 class LiveBar:
     """A rich progress bar that appears with the first update and vanishes when done (or on error),
-    so that a failure prints only its error line and a success only its summary."""
+    so that a failure prints only its error line and a success only its summary.
+
+    It shows ``elapsed H:MM:SS`` (this command's time) and ``left H:MM:SS``, estimated from the
+    rate so far over ``overall`` = (done, total) when given (a training run's steps, while the bar
+    counts those of the epoch), else over the bar's own count."""
 
     def __init__(self, description: str, enabled: bool = True):
         self.description, self.enabled = description, enabled
         self.progress: Progress | None = None
 
-    def update(self, completed: int, total: int | None, description: str | None = None, status: str = "") -> None:
+    def update(self, completed: int, total: int | None, description: str | None = None, status: str = "",
+               overall: tuple[int, int] | None = None) -> None:
         if not self.enabled:
             return
+        done, whole = overall if overall is not None else (completed, total)
+        now = time.perf_counter()
         if self.progress is None:
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=err, transient=True,
+                TextColumn("{task.fields[status]}"), TextColumn("elapsed"), TimeElapsedColumn(),
+                TextColumn("left {task.fields[left]}"), console=err, transient=True,
             )
+            self.task = self.progress.add_task(description or self.description, total=total, completed=completed,
+                                               status=status, left=_clock(None))
             self.progress.start()
-            self.task = self.progress.add_task(self.description, total=total, status="")
-        self.progress.update(self.task, completed=completed, total=total,
-                             description=description or self.description, status=status)
+            self.start = (now, done)
+        t0, done0 = self.start
+        left = None
+        if whole is not None and done > done0:
+            left = (now - t0) / (done - done0) * (whole - done)
+        self.progress.update(self.task, completed=completed, total=total, status=status, left=_clock(left),
+                             description=description or self.description)
+        self.progress.refresh()  # every update is a frame: few enough (train reports 20 times an epoch)
 
     def __enter__(self) -> "LiveBar":
         return self
@@ -134,26 +164,45 @@ def train(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (model.pt, config.json, "
                                            "metrics.jsonl)  \\[default: runs/NAME, NAME the input's]"),
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
-    sparsity: str = typer.Option(DEFAULTS.sparsity, help="Sparsity objective: topk, batchtopk, kl, l1 or spine."),
-    k: Optional[int] = typer.Option(None, help="Active units per word (topk; batchtopk: on average)  \\[default: 32]"),
-    rho: Optional[float] = typer.Option(None, help="Target firing rate per unit (kl: 0.05, spine: 0.15)  \\[default: by objective]"),
-    beta: Optional[float] = typer.Option(None, help="Weight of the KL penalty (kl)  \\[default: 10]"),
-    l1_coef: Optional[float] = typer.Option(None, help="Weight of the L1 penalty (l1)  \\[default: 0.1]"),
-    noise: Optional[float] = typer.Option(None, help="Std of Gaussian input noise in training only (inputs have unit variance)  \\[default: 0.2 for spine, else 0]"),
-    encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them."),
+    sparsity: str = choice(DEFAULTS.sparsity, SPARSITIES, "Sparsity objective (README: Sparsity objectives)."),
+    k: Optional[int] = typer.Option(None, help="Active units per word (batchtopk: on average over a batch).",
+                                    show_default=by_objective("k")),
+    rho: Optional[float] = typer.Option(None, help="Target fraction of words each unit fires on (kl, spine).",
+                                        show_default=by_objective("rho")),
+    beta: Optional[float] = typer.Option(None, help="Weight of the KL penalty (kl).", show_default=by_objective("beta")),
+    l1_coef: Optional[float] = typer.Option(None, help="Weight of the L1 penalty (l1).", show_default=by_objective("l1_coef")),
+    noise: Optional[float] = typer.Option(None, help="Standard deviation of Gaussian noise added to the inputs (scaled to "
+                                                     "unit variance) in training only.", show_default=by_objective("noise")),
+    encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them.",
+                                       show_default="none: one layer"),
     epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the vocabulary."),
     batch_size: int = typer.Option(DEFAULTS.batch_size, help="Words per step."),
     lr: float = typer.Option(DEFAULTS.lr, help="Peak Adam learning rate (warm-up, then cosine decay)."),
-    k_anneal_from: Optional[int] = typer.Option(None, help="Anneal k from this value down to --k  \\[default: no annealing]"),
-    k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is annealed."),
-    aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss for dead units (Gao et al.: 1/32; 0: off)."),
-    aux_k: Optional[int] = typer.Option(None, help="Dead units per word in AuxK  \\[default: D/2]"),
-    homeostasis: Optional[float] = typer.Option(None, help="Per-step encoder-bias nudge toward equal unit frequencies (topk, batchtopk; 0: off)  \\[default: 3e-05]"),
-    balance: Optional[float] = typer.Option(None, help="Per-step move of each unit's selection bias toward equal unit use; the bias only chooses units (topk; 0: off)  \\[default: 0.005]"),
-    init: Optional[str] = typer.Option(None, help="Decoder start: kmeans (centroids of the most frequent words) or random  \\[default: kmeans; random with --encoder-layers]"),
-    encode_k: Optional[int] = typer.Option(None, help="k used when encoding (their αk); caps kl, l1, spine, batchtopk codes  \\[default: --k for topk, else none]"),
+    k_anneal_from: Optional[int] = typer.Option(None, help="Start at this k and lower it to --k during training.",
+                                                show_default="off"),
+    k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is lowered."),
+    aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss, which trains dead units on what the "
+                                                           "code misses (0: off)."),
+    aux_k: Optional[int] = typer.Option(None, help="Dead units per word in the AuxK loss.",
+                                        show_default="half the input dimensions"),
+    homeostasis: Optional[float] = typer.Option(None, help="Per-step nudge of each unit's bias toward equal firing "
+                                                           "frequencies (0: off).", show_default=by_objective("homeostasis")),
+    encode_k: Optional[int] = typer.Option(None, help="Active units per word when encoding; caps the codes of kl, l1, "
+                                                      "spine and batchtopk at their largest.",
+                                           show_default="--k for topk, else no cap"),
+    balance: Optional[float] = typer.Option(None, help="Per-step move of each unit's selection bias toward equal unit "
+                                                       "use; the bias only chooses units, it is never trained (0: off).",
+                                            show_default=by_objective("balance")),
+    init: Optional[str] = typer.Option(None, "--init", help="How the decoder starts: kmeans, the centroids of the most "
+                                                            "frequent words (one idea per unit), or random unit vectors.",
+                                       metavar=choices_metavar(INITS), autocompletion=lambda: list(INITS),
+                                       show_default="kmeans for topk without --encoder-layers, else random"),
+    holdout: float = typer.Option(DEFAULTS.holdout, help="Fraction of the words kept out of training (drawn with "
+                                                         "--seed), whose FVU and dead units are reported every epoch "
+                                                         "(0: off)."),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
-    device: str = typer.Option(DEFAULTS.device, help="auto, cpu, cuda or cuda:N (GPU N); several processes take one GPU each."),
+    device: str = choice(DEFAULTS.device, DEVICES, "Where to train; auto: CUDA when available, cuda:N the GPU N; "
+                                                   "several processes take one GPU each."),
     checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
@@ -173,8 +222,9 @@ def train(
     with user_errors():
         cfg = TrainConfig(hidden=hidden, sparsity=sparsity, k=k, rho=rho, beta=beta, l1_coef=l1_coef, noise=noise,
                           encoder_layers=_widths(encoder_layers), epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
-                          k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, balance=balance, init=init, aux_coef=aux_coef, aux_k=aux_k,
-                          encode_k=encode_k, seed=seed, device=device, checkpoint_every=checkpoint_every)
+                          k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, balance=balance, init=init,
+                          aux_coef=aux_coef, aux_k=aux_k, encode_k=encode_k, holdout=holdout, seed=seed, device=device,
+                          checkpoint_every=checkpoint_every)
     if nproc != 1:
         with user_errors():
             if nproc < 1:
@@ -201,35 +251,66 @@ def train(
         with dist.agree(lambda: open_training_data(source), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
                 err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
+                               + (f", {100 * cfg.holdout:g}% of the words held out" if cfg.holdout else "")
                                + (f", {dist.world} processes" if dist.active else "")
                                + ("" if named else f"; the run goes to {out_dir}/ (no --out given)")), soft_wrap=True)
             with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
                 result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
-                    p.step, p.total_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
-                    status=f"loss {p.loss:.4f}  FVU {p.fvu:.4f}  dead {100 * p.dead_fraction:.1f}%"))
+                    p.epoch_step, p.epoch_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
+                    status=_train_status(p), overall=(p.step, p.total_steps)))
     if not dist.is_main:
         return None
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
 
+    s = result.summary
+    held = "holdout_words" in s
     table = Table(title=safe(f"trained {out_dir}"))
-    for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "effective units", "starved %", "seconds"):
+    for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "effective units", "starved %", "seconds",
+                *(("held-out FVU", "held-out dead %") if held else ())):
         table.add_column(col, justify="right")
     for m in result.metrics:
         table.add_row(str(m["epoch"]), f"{m['loss']:.4f}", f"{m['fvu']:.4f}", f"{m['mean_l0']:.1f}",
                       f"{100 * m['dead_fraction']:.1f}", f"{100 * m['zero_rows_fraction']:.2f}",
-                      f"{m['effective_units']:.0f}", f"{100 * m['starved_fraction']:.1f}", f"{m['seconds']:.1f}")
-    s = result.summary
+                      f"{m['effective_units']:.0f}", f"{100 * m['starved_fraction']:.1f}", f"{m['seconds']:.1f}",
+                      *((f"{m['holdout_fvu']:.4f}", f"{100 * m['holdout_dead_fraction']:.1f}") if held else ()))
     table.add_row("final", "", f"{s['fvu']:.4f}", f"{s['mean_l0']:.1f}", f"{100 * s['dead_fraction']:.1f}",
                   f"{100 * s['zero_rows_fraction']:.2f}", f"{s['effective_units']:.0f}", f"{100 * s['starved_fraction']:.1f}",
-                  f"{s['train_seconds']:.1f}", style="bold")
+                  f"{s['train_seconds']:.1f}",
+                  *((f"{s['holdout_fvu']:.4f}", f"{100 * s['holdout_dead_fraction']:.1f}") if held else ()), style="bold")
     out.print(table)
+    if result.metrics[0]["fvu"] > 1 > s["fvu"]:
+        out.print("An FVU above 1 in the first epochs is normal: training starts from random weights, which "
+                  "reconstruct worse than the mean vector would.", soft_wrap=True)
     how = f"k={s['k']}" if s["k"] is not None else f"{cfg.sparsity} codes (mean L0 {s['mean_l0']:.1f})"
-    out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; "
-              f"{s['effective_units']:.0f} effective units of {cfg.hidden}, the busiest on {100 * s['busiest_rate']:.1f}% of the words")
+    if held:
+        n_train = result.run_info["n_words"]
+        out.print(f"final: the {n_train:,} training words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; the "
+                  f"{s['holdout_words']:,} held-out words: FVU {s['holdout_fvu']:.4f}, cosine {s['holdout_cosine']:.3f}, "
+                  f"dead units {100 * s['holdout_dead_fraction']:.1f}%", soft_wrap=True)
+    else:
+        out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; "
+                  f"{s['effective_units']:.0f} effective units of {cfg.hidden}, the busiest on "
+                  f"{100 * s['busiest_rate']:.1f}% of the words", soft_wrap=True)
+    out.print(_fvu_meaning(s["fvu"]), soft_wrap=True)
     collapsed = collapse_warning({**s, "units": cfg.hidden})
     if collapsed:
         err.print(f"[yellow]warning:[/] {collapsed}", soft_wrap=True)
+
+
+def _train_status(p) -> str:
+    """The bar's figures: the epoch's loss and FVU so far, the dead units now."""
+    start = " (above 1 at the start is normal)" if p.fvu > 1 and p.epoch == 1 else ""
+    return f"loss {p.loss:.4f}  FVU {p.fvu:.4f}{start}  dead {100 * p.dead_fraction:.1f}%"
+
+
+def _fvu_meaning(fvu: float) -> str:
+    """One line on what the final FVU says."""
+    if fvu >= 1:
+        return (f"FVU {fvu:.4f}: the reconstructions are no closer to the vectors than their mean vector is "
+                "(FVU 1); train for more epochs or with a larger --lr.")
+    return (f"FVU {fvu:.4f}: the reconstructions leave {100 * fvu:.1f}% of the vectors' variance unexplained "
+            "(0: exact; 1: no better than the mean vector).")
 
 
 def _widths(text: str, option: str = "--encoder-layers") -> list[int]:
@@ -255,24 +336,25 @@ def _objective(cfg: TrainConfig) -> str:
 def encode(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
-    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5)  \\[default: RUN_DIR/codes.h5]"),
-    k: Optional[int] = typer.Option(None, "--k", help="Active units per word  [default: the run's encode k]"),
-    method: str = typer.Option("encoder", "--method", help="encoder (fast) or omp (orthogonal matching pursuit over the decoder: closer codes, slower)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5).",
+                                            show_default="RUN_DIR/codes.h5"),
+    k: Optional[int] = typer.Option(None, "--k", help="Active units per word.", show_default="the run's encode k"),
+    method: str = choice(DEFAULT_METHOD, METHODS, "encoder (fast) or omp (orthogonal matching pursuit over the "
+                                                  "decoder: closer codes, slower).", "--method"),
     nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
-    top_words: int = typer.Option(10, help="Top words stored per unit."),
-    batch_size: int = typer.Option(8192, help="Words encoded at a time."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (GPU N)."),
+    top_words: int = typer.Option(DEFAULT_TOP_WORDS, help="Top words stored per unit."),
+    batch_size: int = typer.Option(DEFAULT_BATCH, help="Words encoded at a time."),
+    device: str = choice(DEFAULTS.device, DEVICES, "Where to encode; auto: CUDA when available, cuda:N the GPU N."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Encode embeddings into sparse codes.  Example: sparsecode encode run emb.h5 --out codes.h5"""
-    from .encode import default_codes_path
-    from .encode import encode as run_encode
+    from .encode import default_codes_path, encode_file
 
     out_file = out_file if out_file is not None else default_codes_path(run_dir)
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
-        summary = run_encode(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
+        summary = encode_file(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
                              batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
                              method=method, nonneg=nonneg, vocab=vocab)
     summary = {**summary, "mean_l0": round(summary["mean_l0"], 2)}
@@ -311,6 +393,8 @@ class UnitSort(str, Enum):
     id = "id"
     frequency = "frequency"
     coherence = "coherence"
+#: Units the table of 'inspect' shows unless asked for more.
+INSPECT_LIMIT = 20
 
 
 @app.command()
@@ -319,28 +403,42 @@ def inspect(
     dim: Optional[int] = typer.Option(None, "--dim", help="Show one unit."),
     word: Optional[str] = typer.Option(None, "--word", help="Show a word's active units."),
     dead: bool = typer.Option(False, "--dead", help="List the units no word uses."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many units in the table."),
-    sort: "UnitSort" = typer.Option("id", "--sort", help="Order of the units table: by id, by how many words use "
-                                                         "them (most first), or by purity (most coherent first)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many units in the table.",
+                                        show_default=f"{INSPECT_LIMIT}; every unit with --json"),
+    show_all: bool = typer.Option(False, "--all", help="Every unit in the table; with --dim, every word of the unit "
+                                                       "(from the codes, not only the stored top words)."),
+    sort: str = choice("id", UNIT_ORDERS, "Order of the units table: by id, by how many words use them (most "
+                                          "first), or by purity (most coherent first).", "--sort"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
     with user_errors():
         if sum(x is not None and x is not False for x in (dim, word, dead or None)) > 1:
             raise SparsecodeError("use one of --dim, --word, --dead at a time")
+        if show_all and (word is not None or dead):
+            raise SparsecodeError("--all goes with --dim or the table of units, not with --word or --dead")
+        if show_all and limit is not None:
+            raise SparsecodeError("use one of --limit and --all")
+        if limit is not None and limit < 0:
+            raise SparsecodeError(f"--limit must be 0 or more (got {limit})")
         codes = _load_codes(codes_file)
         if dim is not None:
             codes.check_unit(dim)
+            words = codes.unit_words(dim) if show_all else codes.top_words(dim)
             data = {"unit": dim, "frequency": int(codes.frequency[dim]),
-                    "top_words": [{"word": w, "value": v} for w, v in codes.top_words(dim)]}
+                    "top_words" if not show_all else "words": [{"word": w, "value": v} for w, v in words]}
             if as_json:
                 return _echo_json(data)
             table = Table(title=f"unit {dim}: used by {data['frequency']:,} words")
             table.add_column("word")
             table.add_column("activation", justify="right")
-            for entry in data["top_words"]:
-                table.add_row(safe(entry["word"]), f"{entry['value']:.3f}")
-            return out.print(table)
+            for w, v in words:
+                table.add_row(safe(w), f"{v:.3f}")
+            out.print(table)
+            if not show_all and data["frequency"] > len(words):
+                out.print(f"the {len(words)} strongest of {data['frequency']:,} words; "
+                          f"--all lists every one", soft_wrap=True)
+            return None
         if word is not None:
             units = codes.active_units(word)
             data = {"word": word, "active_units": [
@@ -364,10 +462,11 @@ def inspect(
             return None
         from .evaluate import unit_table
 
-        units = unit_table(codes, sort=sort.value)
-        rows = units if limit is None else units[:limit]
+        if limit is None:
+            limit = codes.n_units if show_all or as_json else INSPECT_LIMIT
+        rows = unit_table(codes, sort=sort)[: max(limit, 0)]
         if as_json:
-            return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units, "sort": sort.value})
+            return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units, "sort": sort})
         table = Table(title=safe(f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, "
                                  f"mean L0 {codes.nnz / len(codes.words):.1f}"))
         table.add_column("unit", justify="right")
@@ -378,13 +477,17 @@ def inspect(
             flag = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
             table.add_row(str(r["unit"]), f"{r['frequency']:,}{flag}", _fmt(r["purity"], 2), word_list(r["top_words"]))
         out.print(table)
+        more = codes.n_units - len(rows)
+        if more:
+            out.print(f"{more:,} more unit{'s' if more > 1 else ''}: --limit N shows the first N, --all every one",
+                      soft_wrap=True)
 
 
 @app.command()
 def neighbors(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     words: List[str] = typer.Argument(..., help="One or more query words."),
-    top: int = typer.Option(10, "--top", help="Neighbours per word."),
+    top: int = typer.Option(DEFAULT_TOP, "--top", help="Neighbours per word."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Nearest words by cosine in code space.  Example: sparsecode neighbors codes.h5 king queen"""
@@ -407,11 +510,15 @@ def neighbors(
 @app.command()
 def evaluate(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
-    model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes  [default: the one recorded in the codes file]"),
-    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings, in any format 'convert' reads  [default: the run's training file]"),
+    model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes.",
+                                             show_default="the run recorded in the codes file"),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="The original embeddings, in any format "
+                                                                         "'convert' reads.",
+                                              show_default="the run's training file"),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP + " (for --embeddings)"),
-    wordsim: Optional[Path] = typer.Option(None, "--wordsim", help="Folder of word-similarity files  [default: sample_data/word-sim]"),
-    seed: int = typer.Option(0, help="Seed for DistRatio's intruders."),
+    wordsim: Path = typer.Option(DEFAULT_WORDSIM_DIR, "--wordsim", help="Folder of word-similarity files.",
+                                 show_default="the word-sim folder shipped in sample_data"),
+    seed: int = typer.Option(DEFAULT_SEED, help="Seed for DistRatio's intruder words and purity's chance."),
     worst: int = typer.Option(0, "--worst", help="List the N words the codes reconstruct worst (their own FVU and cosine)."),
     compare_methods: bool = typer.Option(False, "--compare-methods",
                                          help="Also encode with the encoder, OMP and non-negative OMP and compare them."),
@@ -419,19 +526,19 @@ def evaluate(
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
     Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
-    from .evaluate import DEFAULT_WORDSIM_DIR, find_sources
+    from .evaluate import find_sources
     from .evaluate import evaluate as run_evaluate
 
     with user_errors():
         codes = _load_codes(codes_file)
         src = find_sources(codes, model_dir, embeddings, vocab)
         model, config, vectors = src.model, src.config, src.vectors
-        result = run_evaluate(codes, model, vectors, wordsim or DEFAULT_WORDSIM_DIR, seed=seed, worst=worst)
+        result = run_evaluate(codes, model, vectors, wordsim, seed=seed, worst=worst)
         if compare_methods:
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
                                       "pass --model RUN_DIR and --embeddings EMB.h5")
-            from .encode import default_encode_k
+            from .train import default_encode_k
             from .evaluate import compare_methods as run_compare
 
             k = codes.attrs.get("encode_k", default_encode_k(config))
@@ -547,7 +654,7 @@ def convert(
     out_file: Path = typer.Option(..., "--out", "-o", help="HDF5 file to write, with 'words' and 'vectors'."),
     fmt: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format; auto tells it from the content."),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words  \\[default: all]"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words.", show_default="all"),
     lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase the words (a word that then repeats is dropped)."),
     normalize: bool = typer.Option(False, "--normalize", help="Scale every vector to unit length."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
@@ -626,7 +733,7 @@ def tradeoff(
     hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
     epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the sample for each k."),
     seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
-    device: str = typer.Option(DEFAULTS.device, help="auto, cpu or cuda."),
+    device: str = choice(DEFAULTS.device, DEVICES, "Where to train; auto: CUDA when available, cuda:N the GPU N."),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the curves as one HTML page."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),

@@ -110,6 +110,17 @@ class Codes:
         self.check_unit(unit)
         return list(zip(self.top_words_table[unit], map(float, self.top_values_table[unit])))
 
+    def unit_words(self, unit: int) -> list[tuple[str, float]]:
+        """Every word that uses ``unit``, as ``(word, activation)``, strongest first (ties in
+        vocabulary order): read from the codes themselves, where :meth:`top_words` is the stored
+        report of the strongest few."""
+        self.check_unit(unit)
+        entries = np.flatnonzero(self.indices == unit)
+        rows = np.searchsorted(self.indptr, entries, side="right") - 1
+        values = self.data[entries]
+        order = np.lexsort((rows, -values))
+        return [(self.words[rows[j]], float(values[j])) for j in order]
+
     def check_unit(self, unit: int) -> None:
         if not 0 <= unit < self.n_units:
             raise SparsecodeError(

@@ -20,9 +20,11 @@ RESUMABLE_CHANGES = ("checkpoint_every", "device")
 
 
 #: How the decoder starts (see ``TrainConfig.init``).
-INITS = ("random", "kmeans")
+INITS = ("kmeans", "random")
 #: The sparsity objectives (see :mod:`sparsecode.objectives`); the first is the default.
 SPARSITIES = ("topk", "batchtopk", "kl", "l1", "spine")
+#: Where a model runs: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; the first is the default.
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 #: Objectives with a training k (per row or per batch); k, AuxK, k annealing and homeostasis apply to these.
 TOPK_SPARSITIES = ("topk", "batchtopk")
 #: Settings that belong to some objectives only: their default for each objective they apply to.
@@ -109,8 +111,11 @@ class TrainConfig:
     single-layer model (the only one whose decoder is a dictionary that pursuit can use)."""
     dead_window: float = 0.5
     """A unit is dead for AuxK if it has not fired in this many epochs' worth of words."""
+    holdout: float = 0.0
+    """Fraction of the words kept out of training, drawn with ``seed``, whose FVU and dead units are
+    reported every epoch beside the training figures (and in the summary); 0, the default: off."""
     seed: int = 0
-    """Seeds initialisation and data order: same seed, same model on the CPU."""
+    """Seeds initialisation, data order and the held-out words: same seed, same model on the CPU."""
     checkpoint_every: int = 1000
     """Steps between checkpoints of a run directory (also at the end of every epoch)."""
     device: str = "auto"
@@ -150,6 +155,7 @@ class TrainConfig:
         need(self.init != "kmeans" or not self.encoder_layers,
              "--init kmeans needs the single-layer model: the centroids live in the input space; drop --encoder-layers or use --init random")
         need(self.balance is None or self.balance >= 0, f"--balance must be 0 or more (got {self.balance})")
+        need(0 <= self.holdout < 1, f"--holdout must be a fraction, at least 0 and below 1 (got {self.holdout})")
         need(self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})")
         need(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
         need(self.lr > 0, f"--lr must be positive (got {self.lr})")

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from .embeddings import EmbeddingFile, Embeddings
+from .errors import SparsecodeError
 
 #: Rows per chunk: the unit of reading and of the permutation of an epoch (~10 MB at D=300).
 CHUNK_ROWS = 8192
@@ -105,6 +106,40 @@ class FileRows:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return self.file.read_rows(np.arange(start, stop), span=CHUNK_ROWS)
+
+
+class SubsetRows:
+    """The rows of ``rows`` at sorted positions ``positions``, renumbered 0 to K - 1 (a held-out
+    split's training rows, or its held-out rows)."""
+
+    def __init__(self, rows: Rows, positions: np.ndarray):
+        self.base, self.positions = rows, np.asarray(positions, dtype=np.int64)
+        self.n, self.dim = len(self.positions), rows.dim
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        done = 0
+        for first, block in self.base.chunks():
+            lo, hi = np.searchsorted(self.positions, [first, first + block.shape[0]])
+            if hi > lo:
+                yield done, block[self.positions[lo:hi] - first]
+                done += int(hi - lo)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.base.take(self.positions[rows])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.base.take(self.positions[start:stop])
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted positions of the training rows and of the held-out rows: ``round(fraction * n)``
+    rows (at least one) drawn by a generator seeded with ``seed``, the same in every process."""
+    held = max(1, round(fraction * n))
+    if n - held < 2:
+        raise SparsecodeError(f"--holdout {fraction} keeps {held:,} of {n:,} words out, leaving {n - held} to train on; "
+                              "lower --holdout")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    return np.sort(order[held:]), np.sort(order[:held])
 
 
 @dataclass

@@ -311,6 +311,27 @@ def _bad_rows(block: np.ndarray) -> np.ndarray:
     return ~np.isfinite(block).all(axis=1) | ~block.any(axis=1)
 
 
+def embeddings_from_array(vectors, words: list[str] | None = None, what: str = "embeddings") -> Embeddings:
+    """Validated :class:`Embeddings` of a (N, D) numpy array or tensor held in memory, checked as
+    a file's rows are (two dimensions, no NaN/Inf or all-zero row); without ``words`` they are the
+    row numbers "0", "1", ..."""
+    x = vectors.detach().cpu().numpy() if hasattr(vectors, "detach") else np.asarray(vectors)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise SparsecodeError(f"{what}: expected a non-empty (N, D) array of vectors, got shape {tuple(x.shape)}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise SparsecodeError(f"{what}: expected numbers, got dtype {x.dtype}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = _bad_rows(x)
+    if bad.any():
+        raise SparsecodeError(f"{what}: {int(bad.sum())} row(s) contain NaN or Inf or are all zeros (first: row "
+                              f"{int(np.flatnonzero(bad)[0])}); fix or drop them")
+    if words is None:
+        words = [str(i) for i in range(x.shape[0])]
+    elif len(words) != x.shape[0]:
+        raise SparsecodeError(f"{what}: {len(words)} words for {x.shape[0]} vectors")
+    return Embeddings(words=list(words), vectors=x, path="(in memory)")
+
+
 def load_embeddings(path: str | os.PathLike, vocab: str | os.PathLike | None = None) -> Embeddings:
     """Read and validate a ``words``/``vectors`` HDF5 file into memory, or a file in any format
     :func:`~sparsecode.convert.convert_embeddings` reads (``vocab``: the words of a .npy),

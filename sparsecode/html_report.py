@@ -7,10 +7,12 @@ a ``<section id=...>``:
 - ``final``: the final model's figures (``summary.json``) and the codes' own counts;
 - ``evaluation``: ``evaluation.json`` from the run directory, when there is one (written by
   ``sparsecode evaluate --json`` when available);
-- ``training``: loss, FVU and dead units per epoch (``metrics.jsonl``), as charts and a table;
+- ``training``: loss and FVU per epoch (``metrics.jsonl``) on log axes, dead units when any epoch
+  had some, as charts and a table;
 - ``frequency``: histogram of how many words use each unit (log scale; dead units counted apart);
 - ``l0``: histogram of active units per word;
-- ``units``: every unit with its word count and top words with their activations, searchable;
+- ``units``: every unit with its word count and top words with their activations, searchable
+  by whole words (any of several) or ``#id``;
 - ``config``: every setting of the run (``config.json``).
 """
 
@@ -61,19 +63,27 @@ tr.dead td { color: #9aa3ab; } .flag { font-size: 0.75em; padding: 0 0.3em; bord
 .note { color: #5b6670; }
 """
 
-SCRIPT = """
+#: Whether a unit matches the search box: any of its terms, each a whole top word (any case) or
+#: ``#id``; an empty box matches every unit. ``words`` are the row's ``data-words`` (lowercase).
+MATCH_JS = """
+function unitMatches(query, unit, words) {
+  const terms = query.toLowerCase().split(/\\s+/).filter(Boolean);
+  return terms.length === 0 || terms.some(t => t.startsWith('#') ? t.slice(1) === String(unit) : words.includes(t));
+}
+"""
+
+SCRIPT = MATCH_JS + """
 const box = document.getElementById('unit-search');
 const rows = Array.from(document.querySelectorAll('#unit-table tbody tr'));
 const count = document.getElementById('unit-count');
+const words = rows.map(row => JSON.parse(row.dataset.words));
 box.addEventListener('input', () => {
-  const terms = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
   let shown = 0;
-  for (const row of rows) {
-    const text = row.textContent.toLowerCase();
-    const ok = terms.every(t => t.startsWith('#') ? row.dataset.unit === t.slice(1) : text.includes(t));
+  rows.forEach((row, i) => {
+    const ok = unitMatches(box.value, row.dataset.unit, words[i]);
     row.hidden = !ok;
     shown += ok;
-  }
+  });
   count.textContent = shown + ' of ' + rows.length + ' units';
 });
 """
@@ -201,17 +211,23 @@ def _evaluation_section(evaluation: dict | None) -> str:
 
 def _training_section(metrics: list[dict]) -> str:
     epochs = [m.get("epoch", i) for i, m in enumerate(metrics, 1)]
-    charts = []
-    for key, label, scale, from_zero in (("loss", "loss", 1, False), ("fvu", "FVU", 1, False),
-                                         ("dead_fraction", "dead units (%)", 100, True)):
+    charts, notes = [], []
+    for key, label, scale, log in (("loss", "loss", 1, True), ("fvu", "FVU", 1, True),
+                                   ("dead_fraction", "dead units (%)", 100, False)):
         if all(key in m for m in metrics):
             ys = [scale * float(m[key]) for m in metrics]
-            charts.append(line_chart(epochs, ys, f"{label} per epoch", "epoch", label, y_from_zero=from_zero))
+            if key == "dead_fraction" and not any(ys):
+                notes.append("No unit was dead in any epoch.")
+                continue
+            charts.append(line_chart(epochs, ys, f"{label} per epoch" + (" (log scale)" if log else ""), "epoch",
+                                     label, y_from_zero=not log, log_y=log))
     columns = [c for c in ("epoch", "loss", "fvu", "mean_l0", "dead_fraction", "zero_rows_fraction", "k", "lr",
-                           "seconds") if any(c in m for m in metrics)]
+                           "seconds", "holdout_fvu", "holdout_dead_fraction", "holdout_mean_l0")
+               if any(c in m for m in metrics)]
     rows = [[_value(c, m[c]) if c in m else "" for c in columns] for m in metrics]
     return _section("training", "Training",
-                    '<p class="note">Per epoch, over that epoch\'s training batches (<code>metrics.jsonl</code>).</p>',
+                    '<p class="note">Per epoch, over that epoch\'s training batches (<code>metrics.jsonl</code>).'
+                    + "".join(f" {escape(n)}" for n in notes) + "</p>",
                     f'<div class="charts">{"".join(charts)}</div>',
                     _table([escape(c) for c in columns], rows, set(range(len(columns)))))
 
@@ -264,7 +280,9 @@ def _units_section(codes: Codes) -> str:
         use = "dead" if freq == 0 else entry["use"]
         flag = f' <span class="flag {use}">{use}</span>' if use else ""
         purity = "—" if entry["purity"] is None else f"{entry['purity']:.2f}"
-        rows.append(f'<tr id="unit-{unit}" data-unit="{unit}"{f" class={chr(34)}{use}{chr(34)}" if use else ""}>'
+        data_words = escape(json.dumps([w.lower() for w, _ in codes.top_words(unit)], ensure_ascii=False))
+        row_class = f' class="{use}"' if use else ""
+        rows.append(f'<tr id="unit-{unit}" data-unit="{unit}" data-words="{data_words}"{row_class}>'
                     f'<td class="num">{unit}</td><td class="num">{freq:,}{flag}</td><td class="num">{100 * freq / n:.2f} %</td>'
                     f'<td class="num">{purity}</td><td>{words}</td></tr>')
     table = ('<table id="unit-table">\n<thead><tr><th class="num">unit</th><th class="num">words</th>'
@@ -274,8 +292,9 @@ def _units_section(codes: Codes) -> str:
               f'aria-label="filter units"> <span id="unit-count">{codes.n_units} of {codes.n_units} units</span></p>')
     return _section("units", "Units", '<p class="note">Every unit with the number of words that use it (flagged '
                     "<b>starved</b> below a tenth of the even share, <b>busy</b> above ten times it), its WordNet "
-                    "supersense purity (see the README's Evaluation) and its strongest words. Type words to keep the units whose row contains all of them, or "
-                    "<code>#42</code> for unit 42.</p>", search, table)
+                    "supersense purity (see the README's Evaluation) and its strongest words. Type words to keep the "
+                    "units that have any of them among their top words (whole words, any case), or <code>#42</code> "
+                    "for unit 42.</p>", search, table)
 
 
 def _config_section(config: dict) -> str:

@@ -20,8 +20,13 @@ Any of them can be capped at k units per row when encoding (the k largest are ke
 
 ``model.pt`` is a plain state dict (``torch.load(path, weights_only=True)`` reads it). A
 single-layer model has exactly ``W_enc`` (D, H), ``b_enc`` (H,), ``W_dec`` (H, D), ``b_dec`` (D,),
-``input_mean`` (D,) and ``input_scale`` (), float32 on the CPU; decoder rows have unit norm. A
-``topk`` model trained with ``balance`` adds ``select_bias`` (H,); a ``batchtopk`` model adds ``threshold`` (). A model with hidden layers (``encoder_layers`` E1..EL)
+``input_mean`` (D,) and ``input_scale`` (), float32 on the CPU; decoder rows have unit norm. Two
+small tensors describe how it codes, so that the file alone encodes as its run does (see
+:data:`META`): ``meta.sparsity`` (uint8, the objective's name in ASCII) and ``meta.encode_k``
+(int64 (), the encode k; 0: none, the objective's own code). Files written before them still load
+(as ``topk`` unless told otherwise, with no encode k; :func:`sparsecode.train.load_run` takes both
+from the run's ``config.json``). A ``topk`` model trained with ``balance`` adds ``select_bias`` (H,); a
+``batchtopk`` model adds ``threshold`` (). A model with hidden layers (``encoder_layers`` E1..EL)
 adds ``enc_layers.{i}.weight`` (E_{i+1}, E_i) and ``enc_layers.{i}.bias`` (E_{i+1},) with E0 = D,
 ``b_mid`` (EL,), and the mirrored ``dec_layers.{i}.weight`` (E_{L-i-1}, E_{L-i}) with
 ``dec_layers.{i}.bias`` for every decoder layer but the last (whose bias is ``b_dec``); ``W_enc`` is
@@ -56,6 +61,10 @@ STATE_SHAPES = {
     "input_mean": ("D",),
     "input_scale": (),
 }
+
+
+#: The tensors of ``model.pt`` that describe the model rather than weigh it.
+META = ("meta.sparsity", "meta.encode_k")
 
 
 class Normalisation(NamedTuple):
@@ -105,10 +114,13 @@ class SparseAutoencoder(nn.Module):
     """
 
     def __init__(self, d_in: int, n_hidden: int, device: torch.device | str = "cpu", sparsity: str = "topk",
-                 encoder_layers: Sequence[int] = ()):
+                 encoder_layers: Sequence[int] = (), encode_k: int | None = None):
         super().__init__()
         check_sparsity(sparsity)
         self.sparsity = sparsity
+        #: Active units per word when encoding (:meth:`encode`'s default): k for topk; for the other
+        #: objectives a cap, or None for their own code (threshold or activation).
+        self.encode_k = encode_k
         self.encoder_layers = tuple(int(w) for w in encoder_layers)
         widths = (d_in, *self.encoder_layers)
         code_in = widths[-1]
@@ -118,6 +130,8 @@ class SparseAutoencoder(nn.Module):
         self.W_enc_units = nn.Parameter(torch.empty(n_hidden, code_in, device=device))
         self._register_state_dict_hook(_w_enc_to_state)
         self._register_load_state_dict_pre_hook(_w_enc_from_state)
+        self._register_state_dict_hook(_meta_to_state)
+        self._register_load_state_dict_pre_hook(_meta_from_state, with_module=True)
         self.b_enc = nn.Parameter(torch.zeros(n_hidden, device=device))
         self.W_dec = nn.Parameter(torch.empty(n_hidden, code_in, device=device))
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device))
@@ -303,8 +317,17 @@ class SparseAutoencoder(nn.Module):
         return self._decode_tail(torch.addmm(self.b_mid, z, self.W_dec))
 
     def encode(self, x: Tensor, k: int | None = None) -> Encoded:
-        """Codes of (B, D) vectors on the original scale (see :meth:`encode_normalised`)."""
-        return self.encode_normalised(self.normalise(x), k)
+        """Codes of (B, D) vectors on the original scale (see :meth:`encode_normalised`), with ``k``
+        active units at most; by default the model's own :attr:`encode_k`, as ``sparsecode encode``."""
+        return self.encode_normalised(self.normalise(x), self.resolve_k(k))
+
+    def resolve_k(self, k: int | None = None) -> int | None:
+        """The k to encode with: ``k`` when given, else :attr:`encode_k` (which a top-k model needs)."""
+        k = self.encode_k if k is None else k
+        if k is None and self.sparsity == "topk":
+            raise SparsecodeError("this top-k model does not record its encode k (a model.pt written before models "
+                                  "recorded it): pass k, or load it with its run directory (sparsecode.load_run)")
+        return k
 
     def decode(self, acts: Tensor, indices: Tensor) -> Tensor:
         """Reconstruct (B, D) vectors on the original scale from codes."""
@@ -339,8 +362,10 @@ class SparseAutoencoder(nn.Module):
 
     # -- the weights file -------------------------------------------------------------------------
     def weights(self) -> dict[str, Tensor]:
-        """The ``model.pt`` state dict: float32 CPU tensors, contiguous, in the documented layout."""
-        return {name: t.detach().float().cpu().contiguous().clone() for name, t in self.state_dict().items()}
+        """The ``model.pt`` state dict: float32 CPU tensors, contiguous, in the documented layout,
+        and the :data:`META` tensors."""
+        return {name: (t.detach() if name in META else t.detach().float()).cpu().contiguous().clone()
+                for name, t in self.state_dict().items()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``model.pt`` (``path`` is the file, written as is: callers make it atomic)."""
@@ -348,12 +373,18 @@ class SparseAutoencoder(nn.Module):
 
     @classmethod
     def from_weights(cls, state: dict[str, Tensor], device: torch.device | str = "cpu", source: str = "model.pt",
-                     sparsity: str = "topk") -> "SparseAutoencoder":
+                     sparsity: str | None = None) -> "SparseAutoencoder":
         """Build a model from a ``model.pt`` state dict, checking names and shapes.
 
-        ``sparsity`` is the objective it was trained with (the run's ``config.json`` says which);
-        hidden layers are read from the tensor names.
+        The objective and encode k come from the :data:`META` tensors; ``sparsity``, when given,
+        must agree with them (a file without them is taken as ``sparsity``, default ``topk``, with
+        no encode k). Hidden layers are read from the tensor names.
         """
+        recorded, _ = _read_meta(state, source)
+        if sparsity is not None and recorded is not None and sparsity != recorded:
+            raise SparsecodeError(f"{source}: the model was trained with --sparsity {recorded}, not {sparsity}; "
+                                  "the file is from another run")
+        sparsity = recorded or sparsity or "topk"
         missing = [n for n in STATE_SHAPES if n not in state]
         if missing:
             raise SparsecodeError(f"{source}: missing tensor(s) {', '.join(missing)}; not a sparsecode model")
@@ -370,8 +401,8 @@ class SparseAutoencoder(nn.Module):
                 model.use_select_bias()
         except (RuntimeError, ValueError):
             raise SparsecodeError(f"{source}: tensors of impossible shapes; the file is corrupt or from another tool") from None
-        expected = model.state_dict()
-        unknown = sorted(set(state) - set(expected))
+        expected = {name: t for name, t in model.state_dict().items() if name not in META}
+        unknown = sorted(set(state) - set(expected) - set(META))
         if unknown:
             raise SparsecodeError(f"{source}: unexpected tensor(s) {', '.join(unknown[:5])}; the file is from another tool or version")
         for name, target in expected.items():
@@ -382,7 +413,7 @@ class SparseAutoencoder(nn.Module):
                     f"{source}: tensor {name} has shape {tuple(state[name].shape)}, expected {tuple(target.shape)}; "
                     "the file is corrupt or from another tool"
                 )
-        model.load_state_dict({name: state[name] for name in expected})
+        model.load_state_dict({name: state[name] for name in (*expected, *META) if name in state})
         return model
 
     def fingerprint(self) -> str:
@@ -390,7 +421,7 @@ class SparseAutoencoder(nn.Module):
         return weights_fingerprint(self.weights())
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", sparsity: str = "topk") -> "SparseAutoencoder":
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", sparsity: str | None = None) -> "SparseAutoencoder":
         """Read ``model.pt`` safely (``weights_only=True``: no pickled code is ever run)."""
         path = os.fspath(path)
         if not os.path.isfile(path):
@@ -415,3 +446,33 @@ def weights_fingerprint(state: dict[str, Tensor]) -> str:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+def _meta_to_state(module: "SparseAutoencoder", state: dict, prefix: str, _metadata) -> None:
+    """State-dict hook: the :data:`META` tensors, after the weights."""
+    state[f"{prefix}meta.sparsity"] = torch.tensor(list(module.sparsity.encode("ascii")), dtype=torch.uint8)
+    state[f"{prefix}meta.encode_k"] = torch.tensor(module.encode_k or 0, dtype=torch.int64)
+
+
+def _meta_from_state(module: "SparseAutoencoder", state: dict, prefix: str, *_args) -> None:
+    """Load pre-hook: take the :data:`META` tensors out of ``state`` (a state dict without them,
+    from a file written before them, loads as it did); the encode k they record becomes the
+    model's when they record its objective (weights may be loaded into a model of another
+    objective on purpose: :meth:`SparseAutoencoder.from_weights` is what checks a file)."""
+    meta = {name: state.pop(f"{prefix}{name}") for name in META if f"{prefix}{name}" in state}
+    sparsity, encode_k = _read_meta(meta, "model state")
+    if sparsity == module.sparsity:
+        module.encode_k = encode_k
+
+
+def _read_meta(state: dict, source: str) -> tuple[str | None, int | None]:
+    """The objective and encode k that the :data:`META` tensors of ``state`` record (None, None
+    for a state dict without them)."""
+    if not any(name in state for name in META):
+        return None, None
+    try:
+        sparsity = bytes(state["meta.sparsity"].to(torch.uint8).tolist()).decode("ascii")
+        encode_k = int(state["meta.encode_k"])
+    except (KeyError, RuntimeError, ValueError, UnicodeDecodeError):
+        raise SparsecodeError(f"{source}: unreadable meta.sparsity or meta.encode_k; the file is corrupt") from None
+    if sparsity not in SPARSITIES:
+        raise SparsecodeError(f"{source}: unknown sparsity {sparsity!r}; the model is from a newer sparsecode")
+    return sparsity, encode_k or None

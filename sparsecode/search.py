@@ -14,6 +14,9 @@ import torch
 from .codes import Codes, csr_tensor
 from .errors import SparsecodeError
 
+#: Neighbours returned per query word.
+DEFAULT_TOP = 10
+
 
 class CodeIndex:
     """Row-normalised codes, ready for repeated queries."""
@@ -32,7 +35,7 @@ class CodeIndex:
         q = q / torch.from_numpy(self.norms[rows]).float().unsqueeze(1)
         return q.t().contiguous().to(self.matrix.device)
 
-    def neighbors(self, words: list[str], top: int = 10) -> dict[str, list[tuple[str, float]]]:
+    def neighbors(self, words: list[str], top: int = DEFAULT_TOP) -> dict[str, list[tuple[str, float]]]:
         """For each query word, its ``top`` nearest other words as ``(word, cosine)``, best first."""
         if top < 1:
             raise SparsecodeError(f"--top must be at least 1 (got {top})")
@@ -51,7 +54,7 @@ class CodeIndex:
         }
 
 
-def neighbors(codes: Codes, words: str | list[str], top: int = 10) -> dict[str, list[tuple[str, float]]]:
+def neighbors(codes: Codes, words: str | list[str], top: int = DEFAULT_TOP) -> dict[str, list[tuple[str, float]]]:
     """Nearest words by cosine in code space; see :meth:`CodeIndex.neighbors`."""
     if isinstance(words, str):
         words = [words]

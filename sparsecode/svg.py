@@ -51,7 +51,8 @@ class _Frame:
         return HEIGHT - BOTTOM - (v - self.y_lo) / (self.y_hi - self.y_lo) * (HEIGHT - TOP - BOTTOM)
 
     def axes(self, title: str, x_label: str, y_label: str, x_ticks: Sequence[float], y_ticks: Sequence[float],
-             x_tick_label: Callable[[float], str] = format_number) -> list[str]:
+             x_tick_label: Callable[[float], str] = format_number,
+             y_tick_label: Callable[[float], str] = format_number) -> list[str]:
         bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
         parts = [f'<text class="title" x="{LEFT}" y="16">{escape(title)}</text>',
                  f'<line class="axis" x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}"/>',
@@ -67,7 +68,7 @@ class _Frame:
                 y = self.y(t)
                 parts.append(f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>'
                              f'<text class="tick-label" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                             f"{escape(format_number(t))}</text>")
+                             f"{escape(y_tick_label(t))}</text>")
         parts.append(f'<text class="axis-label" x="{(LEFT + right) / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle">'
                      f"{escape(x_label)}</text>")
         parts.append(f'<text class="axis-label" transform="rotate(-90)" x="{-(TOP + bottom) / 2:.1f}" y="13" '
@@ -80,22 +81,44 @@ def _svg(title: str, parts: list[str]) -> str:
             + "".join(parts) + "</svg>")
 
 
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a log axis over ``[lo, hi]`` (both > 0): the powers of ten inside it, or,
+    when fewer than two are, the 1-2-5 sequence (then every 1-9 multiple, for a narrow range)."""
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    for mantissas in ((1,), (1, 2, 5), range(1, 10)):
+        ticks = [round(m * 10.0**e, 12) for e in range(first, last + 1) for m in mantissas]
+        ticks = [t for t in ticks if lo <= t <= hi]
+        if len(ticks) >= 2:
+            return ticks
+    return ticks
+
+
 def line_chart(xs: Sequence[float], ys: Sequence[float], title: str, x_label: str, y_label: str,
-               y_from_zero: bool = False, value_format: str = "{:.4g}") -> str:
-    """A line through ``(xs[i], ys[i])`` with a dot per point titled ``x_label x: value``."""
-    y_lo = 0.0 if y_from_zero else min(ys)
-    y_hi = max(ys) if max(ys) > y_lo or not y_from_zero else 1.0
-    y_pad = (y_hi - y_lo) * 0.05
+               y_from_zero: bool = False, value_format: str = "{:.4g}", log_y: bool = False) -> str:
+    """A line through ``(xs[i], ys[i])`` with a dot per point titled ``x_label x: value``.
+
+    ``log_y`` draws the y axis on a log scale (when every value is positive), so that a first
+    epoch far above the rest does not flatten them."""
+    log_y = log_y and min(ys) > 0
+    at = (lambda v: math.log10(v)) if log_y else (lambda v: v)  # noqa: E731 - data value -> axis coordinate
+    y_lo = 0.0 if y_from_zero and not log_y else at(min(ys))
+    y_hi = at(max(ys)) if at(max(ys)) > y_lo or not y_from_zero else 1.0
+    y_pad = (y_hi - y_lo) * 0.05 if y_hi > y_lo else (0.05 if log_y else 0.0)
     x_pad = (max(xs) - min(xs)) * 0.04
-    frame = _Frame(min(xs) - x_pad, max(xs) + x_pad, y_lo if y_from_zero else y_lo - y_pad, y_hi + y_pad)
+    frame = _Frame(min(xs) - x_pad, max(xs) + x_pad, y_lo if y_from_zero and not log_y else y_lo - y_pad, y_hi + y_pad)
     x_ticks = nice_ticks(frame.x_lo, frame.x_hi)
     if all(float(x).is_integer() for x in xs):  # epochs: whole numbers only, none before the first
         x_ticks = [t for t in x_ticks if float(t).is_integer() and min(xs) <= t <= max(xs)]
-    parts = frame.axes(title, x_label, y_label, x_ticks, nice_ticks(frame.y_lo, frame.y_hi))
-    points = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in zip(xs, ys))
+    if log_y:
+        values = log_ticks(10**frame.y_lo, 10**frame.y_hi)
+        parts = frame.axes(title, x_label, y_label, x_ticks, [math.log10(v) for v in values],
+                           y_tick_label=lambda t: format_number(round(10**t, 12)))
+    else:
+        parts = frame.axes(title, x_label, y_label, x_ticks, nice_ticks(frame.y_lo, frame.y_hi))
+    points = " ".join(f"{frame.x(x):.1f},{frame.y(at(y)):.1f}" for x, y in zip(xs, ys))
     parts.append(f'<polyline class="line" points="{points}"/>')
     for x, y in zip(xs, ys):
-        parts.append(f'<circle class="point" cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="3">'
+        parts.append(f'<circle class="point" cx="{frame.x(x):.1f}" cy="{frame.y(at(y)):.1f}" r="3">'
                      f"<title>{escape(x_label)} {format_number(x)}: {value_format.format(y)}</title></circle>")
     return _svg(title, parts)
 

@@ -45,7 +45,8 @@ from torch import nn
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, on_device, resolve_device
 from .convert import CACHE_NAME, needs_conversion, readable_embeddings
-from .data import CHUNK_ROWS, BatchSource, DeviceFeed, TrainingData, data_fits_on_device, open_training_data
+from .data import (CHUNK_ROWS, BatchSource, DeviceFeed, SubsetRows, TrainingData, data_fits_on_device, holdout_split,
+                   open_training_data)
 from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
@@ -89,6 +90,12 @@ class Progress:
     epoch_end: bool = False
     metrics: dict | None = None
     """The epoch's metrics line, at the end of an epoch."""
+    epoch_step: int = 0
+    """Steps done so far in this epoch (``epoch_steps`` at its end)."""
+    epoch_steps: int = 0
+    """Steps per epoch."""
+    seconds: float = 0.0
+    """Training time so far (over every session of a resumed run)."""
 
 
 @dataclass
@@ -143,17 +150,24 @@ class Trainer:
         self.cfg = cfg
         self.dist = dist or Distributed(None)
         self.device = self.dist.device or resolve_device(cfg.device)
-        self.data = data = open_training_data(data)
+        data = open_training_data(data)
+        self.fingerprint = data.stats.fingerprint  # of every row: resuming needs the same file
+        #: The held-out rows (``holdout``), evaluated at the end of every epoch; None when off.
+        self.held: SubsetRows | None = None
+        if cfg.holdout > 0:
+            train_rows, held_rows = holdout_split(data.n, cfg.holdout, cfg.seed)
+            self.held = SubsetRows(data.rows, held_rows)
+            data = TrainingData(SubsetRows(data.rows, train_rows), data.path)  # statistics of the training rows
+        self.data = data
         stats = data.stats
         self.n, self.d_in = stats.n, stats.dim
-        self.fingerprint = stats.fingerprint
         self.gen = torch.Generator().manual_seed(cfg.seed)
         # Training noise draws from its own generator on the device, seeded anew for every step from
         # (seed, step) alone (see noise_seed): a checkpoint holds no generator state of a device.
         self.noise_gen = torch.Generator(device=self.device)
         torch.manual_seed(cfg.seed)
         self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
-                                       encoder_layers=cfg.encoder_layers)
+                                       encoder_layers=cfg.encoder_layers, encode_k=cfg.k_encode)
         self.objective = make_objective(cfg, self.dist)
         # Normalisation as estimate_normalisation gives it, from the streamed statistics; the mean of
         # the normalised data is then (mean - input_mean) / input_scale.
@@ -231,6 +245,8 @@ class Trainer:
             "aux_k": self.aux_k,
             "steps": self.total_steps,
         }
+        if self.held is not None:
+            info["holdout_words"] = self.held.n
         if self.dist.active:
             info["processes"] = self.dist.world
         return info
@@ -332,6 +348,10 @@ class Trainer:
             "lr": self.opt.param_groups[0]["lr"],
             "seconds": self.epoch_seconds,
         }
+        if self.held is not None:  # at the training k, without noise: the held-out words' view of this epoch
+            held = self.statistics(self.held, line["k"] if self.cfg.sparsity == "topk" else None)
+            line.update(holdout_fvu=held["fvu"], holdout_dead_fraction=held["dead_fraction"],
+                        holdout_mean_l0=held["mean_l0"])
         self.metrics.append(line)
         self.epoch += 1
         self.batch = 0
@@ -343,13 +363,24 @@ class Trainer:
 
     @torch.no_grad()
     def final_statistics(self) -> dict:
-        """:func:`~sparsecode.evaluate.code_statistics` of the model over every row at the encode
-        k, read a chunk at a time."""
+        """:func:`~sparsecode.evaluate.code_statistics` of the model over every training row at the
+        encode k, read a chunk at a time; with held-out rows, theirs too (``holdout_...``)."""
+        summary = self.statistics(self.data.rows, self.cfg.k_encode)
+        if self.held is not None:
+            held = self.statistics(self.held, self.cfg.k_encode)
+            summary.update({"holdout_words": self.held.n, **{f"holdout_{k}": v for k, v in held.items()}})
+        return summary
+
+    @torch.no_grad()
+    def statistics(self, rows, k: int | None) -> dict:
+        """:func:`~sparsecode.evaluate.code_statistics` of the model over ``rows`` with ``k`` (FVU
+        relative to the training rows' mean), read a chunk at a time, the chunks shared among the
+        processes."""
         mean = torch.from_numpy(self.data.stats.mean).float().to(self.device)
-        stats = CodeStatistics(self.model, self.cfg.k_encode, mean)
-        rows, dist = self.data.rows, self.dist
-        for start in range(dist.rank * CHUNK_ROWS, self.n, dist.world * CHUNK_ROWS):  # processes share the chunks
-            block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, self.n))).to(self.device)
+        stats = CodeStatistics(self.model, k, mean)
+        dist = self.dist
+        for start in range(dist.rank * CHUNK_ROWS, rows.n, dist.world * CHUNK_ROWS):
+            block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, rows.n))).to(self.device)
             for part in block.split(FINAL_BATCH):  # bounds the (batch, H) pre-activations
                 stats.update(part)
         dist.all_reduce(stats.sums, "the final statistics")
@@ -448,10 +479,13 @@ class Trainer:
                     line = self._end_epoch()
                     if progress is not None:
                         progress(Progress(line["epoch"], self.step, self.total_steps, line["loss"], line["fvu"],
-                                          line["dead_fraction"], epoch_end=True, metrics=line))
+                                          line["dead_fraction"], epoch_end=True, metrics=line,
+                                          epoch_step=self.steps_per_epoch, epoch_steps=self.steps_per_epoch,
+                                          seconds=self.elapsed))
                 elif progress is not None:
                     progress(Progress(self.epoch, self.step, self.total_steps, float(self.acc["loss"]) / self.batch,
-                                      float(self.acc["sse"] / self.acc["ssd"]), float(self.dead.double().mean())))
+                                      float(self.acc["sse"] / self.acc["ssd"]), float(self.dead.double().mean()),
+                                      epoch_step=self.batch, epoch_steps=self.steps_per_epoch, seconds=self.elapsed))
                 good = self.state_dict()
             if save:
                 checkpoint()
@@ -570,7 +604,7 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
     state = None
     if run_dir is not None:
         def prepare() -> dict | None:
-            _prepare_run_dir(run_dir, force, resume)
+            prepare_run_dir(run_dir, force, resume)
             # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
             shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity,
                                       encoder_layers=cfg.encoder_layers)
@@ -631,7 +665,8 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
 
     summary["k"] = cfg.k_encode
     summary["train_seconds"] = trainer.elapsed
-    run_info = {**trainer.run_info, "embeddings": os.path.abspath(data.path)}
+    path = os.path.abspath(data.path) if os.path.exists(data.path) else data.path  # "(in memory)" stays so
+    run_info = {**trainer.run_info, "embeddings": path}
     result = TrainResult(model=trainer.model, config=cfg, metrics=trainer.metrics, summary=summary, run_info=run_info)
     if run_dir is not None and dist.is_main:
         write_run(run_dir, result)
@@ -705,7 +740,7 @@ def prepare_training_file(embeddings: str | os.PathLike, run_dir: str | os.PathL
         raise
 
 
-def _prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
+def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
     """Check (and with ``force`` clear) the run directory before any work is done."""
     for stale in run_dir.glob(".*.tmp") if run_dir.is_dir() else ():
         stale.unlink(missing_ok=True)  # temporaries of a killed run
@@ -747,8 +782,18 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     if sparsity not in SPARSITIES:
         raise SparsecodeError(f"{run_dir / 'config.json'}: unknown sparsity {sparsity!r}; the run is from a newer sparsecode")
     model = SparseAutoencoder.load(run_dir / "model.pt", device=device, sparsity=sparsity)
+    if model.encode_k is None:  # none recorded (or none: then the config says none too)
+        model.encode_k = default_encode_k(config)
     model.eval()
     return model, config
+
+
+def default_encode_k(config: dict) -> int | None:
+    """The k a run encodes with by default: its ``k_encode`` (None for objectives without a k:
+    their codes are the threshold's or the activation's non-zeros)."""
+    if "k_encode" in config:
+        return config["k_encode"]
+    return int(config.get("k", 32))
 
 
 @dataclass

@@ -62,7 +62,7 @@ def test_unit_report_matches_brute_force(codes, sample):
 
 def test_k_override_and_chunked_encoding_equal_one_shot(tmp_path, run_dir, sample):
     out = tmp_path / "k4.h5"
-    summary = sc.encode(run_dir, SAMPLE, out, k=4, device="cpu", batch_size=300, chunk_rows=1234)
+    summary = sc.encode_file(run_dir, SAMPLE, out, k=4, device="cpu", batch_size=300, chunk_rows=1234)
     codes = sc.load_codes(out)
     np.testing.assert_allclose(codes.dense(), _dense_codes(run_dir, sample.vectors, 4), rtol=1e-5, atol=1e-6)
     assert summary["k"] == 4 and summary["words"] == 5000 and summary["nnz"] == codes.nnz
@@ -98,7 +98,7 @@ def test_dimension_mismatch(tmp_path, run_dir, sample):
 def test_encode_uses_encode_k_from_the_run(tmp_path, sample):
     run = tmp_path / "run"
     sc.train(sample, sc.TrainConfig(hidden=100, k=4, encode_k=12, epochs=1, device="cpu"), out_dir=run)
-    summary = sc.encode(run, SAMPLE, tmp_path / "c.h5")
+    summary = sc.encode_file(run, SAMPLE, tmp_path / "c.h5")
     assert summary["k"] == 12
     assert SparseAutoencoder.load(run / "model.pt").n_hidden == 100
 

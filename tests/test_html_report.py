@@ -11,7 +11,7 @@ import pytest
 
 import sparsecode as sc
 from sparsecode.html_report import write_report
-from sparsecode.svg import nice_ticks
+from sparsecode.svg import log_ticks, nice_ticks
 
 SECTIONS = ["final", "evaluation", "training", "frequency", "l0", "units", "config"]
 
@@ -79,12 +79,13 @@ def test_report_has_every_section_and_every_unit(tmp_path, run_dir, codes_path, 
         for word, value in codes.top_words(unit):
             assert f"{word} {value:.3f}" in text
 
-    # Training curves: loss, FVU and dead units, one titled point per epoch with its value.
+    # Training curves: loss and FVU (dead units: none in this run), one titled point per epoch with its value.
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    expected = [f"epoch {m['epoch']}: {value:.4g}" for key, scale in (("loss", 1), ("fvu", 1), ("dead_fraction", 100))
-                for m in metrics for value in [scale * m[key]]]
+    assert [m["dead_fraction"] for m in metrics] == [0.0, 0.0, 0.0]
+    expected = [f"epoch {m['epoch']}: {m[key]:.4g}" for key in ("loss", "fvu") for m in metrics]
     assert page.titles["circle"] == expected
-    assert sum(tag == "svg" for tag, _ in page.tags) == 5  # 3 curves, 2 histograms
+    assert sum(tag == "svg" for tag, _ in page.tags) == 4  # 2 curves, 2 histograms
+    assert "No unit was dead in any epoch." in page.section_text["training"]
 
     # Histograms: every used unit in one frequency bar, every word in one L0 bar.
     freq_bars = [t for t in page.titles["rect"] if t.endswith(" units")]
@@ -155,3 +156,10 @@ def test_nice_ticks():
     assert nice_ticks(0.37, 0.56) == [0.4, 0.45, 0.5, 0.55]
     assert nice_ticks(0, 5000) == [0, 1000, 2000, 3000, 4000, 5000]
     assert nice_ticks(3, 3) == [2.6, 2.8, 3.0, 3.2, 3.4]  # a flat range is widened around the value
+
+
+def test_log_ticks():
+    assert log_ticks(0.004, 2.0) == [0.01, 0.1, 1.0]
+    assert log_ticks(0.15, 0.9) == [0.2, 0.5]
+    assert log_ticks(0.31, 0.42) == [0.4]  # fewer than two of any sequence: what there is
+    assert log_ticks(0.25, 0.45) == [0.3, 0.4]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sparsecode as sc
-from sparsecode.model import STATE_SHAPES, SparseAutoencoder, estimate_normalisation
+from sparsecode.model import META, STATE_SHAPES, SparseAutoencoder, estimate_normalisation
 
 
 def test_normalisation_centres_and_scales_to_unit_variance_per_dimension(sample):
@@ -38,7 +38,8 @@ def test_parallel_gradient_is_removed():
 
 def test_weights_file_contract(run_dir, sample, codes):
     state = torch.load(run_dir / "model.pt", weights_only=True)
-    assert set(state) == set(STATE_SHAPES) | {"select_bias"}  # topk trains with a selection bias by default
+    assert set(state) == set(STATE_SHAPES) | set(META) | {"select_bias"}  # topk trains with a selection bias by default
+    assert bytes(state.pop("meta.sparsity").tolist()) == b"topk" and state.pop("meta.encode_k").item() == 8
     D, H = 50, 200
     assert state["select_bias"].shape == (H,)
     assert state["W_enc"].shape == (D, H) and state["b_enc"].shape == (H,)

@@ -118,7 +118,7 @@ def test_pursuit_codes_keep_the_reconstruction_contract(tmp_path, run_dir, sampl
     """Codes written by encode --method omp, decoded with the raw model.pt tensors, are the least-squares
     fit of the normalised target on their atoms: the residual is orthogonal to every chosen atom."""
     out = tmp_path / "omp.h5"
-    summary = sc.encode(run_dir, SAMPLE, out, method="omp", device="cpu", batch_size=1500)
+    summary = sc.encode_file(run_dir, SAMPLE, out, method="omp", device="cpu", batch_size=1500)
     codes = sc.load_codes(out)
     assert summary["nnz"] == codes.nnz and summary["method"] == "omp"
     s = torch.load(run_dir / "model.pt", weights_only=True)

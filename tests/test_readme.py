@@ -25,6 +25,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 #: README's training settings -> small ones that train in a second or two on the sample.
 SMALL_CLI = ("--hidden 1000 --k 32", "--hidden 100 --k 8 --epochs 1")
 SMALL_API = ("sc.TrainConfig(hidden=1000, k=32, epochs=10)", "sc.TrainConfig(hidden=100, k=8, epochs=1, device='cpu')")
+SMALL_ESTIMATOR = ("sc.SparseCoder(hidden=1000, k=32, epochs=10)", "sc.SparseCoder(hidden=100, k=8, epochs=1, device='cpu')")
 NOT_RUN = {"curl", "unzip", "source", "python3", ".venv/bin/python"}
 
 
@@ -62,15 +63,16 @@ def test_readme_runs_top_to_bottom(tmp_path, monkeypatch, sample):
     found = blocks()
     assert sum(code.count(SMALL_CLI[0]) for lang, code in found if lang == "bash") == 2  # quickstart, walkthrough
     assert sum(code.count(SMALL_API[0]) for lang, code in found if lang == "python") == 1
+    assert sum(code.count(SMALL_ESTIMATOR[0]) for lang, code in found if lang == "python") == 1
     commands = python_blocks = 0
     for lang, code in found:
         if lang == "bash":
             commands += run_shell(code)
         else:
-            exec(compile(code.replace(*SMALL_API), f"README.md python block {python_blocks + 1}", "exec"), {})
+            exec(compile(code.replace(*SMALL_API).replace(*SMALL_ESTIMATOR), f"README.md python block {python_blocks + 1}", "exec"), {})
             python_blocks += 1
-    assert (commands, python_blocks) == (17, 3)
+    assert (commands, python_blocks) == (17, 4)
 
     for made in ("runs/glove5k/codes.h5", "runs/glove50k/report.html", "runs/glove50k/codes.npz", "glove-lower.h5",
-                 "runs/api/report.html", "runs/api/codes.npz", "runs/api/glove.h5"):
+                 "runs/api/report.html", "runs/api/codes.npz", "runs/api/glove.h5", "runs/nb/model.pt"):
         assert (tmp_path / made).is_file(), made

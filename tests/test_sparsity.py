@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import sparsecode as sc
 from sparsecode.cli import app
 from sparsecode.config import SPARSITIES
-from sparsecode.model import STATE_SHAPES, SparseAutoencoder
+from sparsecode.model import META, STATE_SHAPES, SparseAutoencoder
 
 from .conftest import SAMPLE
 
@@ -124,7 +124,7 @@ def test_deeper_encoder_trains_saves_and_reloads(tmp_path, sample):
     extra = {"enc_layers.0.weight": (80, 50), "enc_layers.0.bias": (80,), "enc_layers.1.weight": (40, 80),
              "enc_layers.1.bias": (40,), "b_mid": (40,), "dec_layers.0.weight": (80, 40), "dec_layers.0.bias": (80,),
              "dec_layers.1.weight": (50, 80), "select_bias": (100,)}
-    assert set(state) == set(STATE_SHAPES) | set(extra)
+    assert set(state) == set(STATE_SHAPES) | set(extra) | set(META)
     assert {name: tuple(state[name].shape) for name in extra} == extra
     assert state["W_enc"].shape == (40, 100) and state["W_dec"].shape == (100, 40)
     torch.testing.assert_close(state["W_dec"].norm(dim=1), torch.ones(100), atol=1e-5, rtol=0)

@@ -1,0 +1,107 @@
+"""How ``--help`` reads: the conventions of git, pip and uv, applied to every Typer parameter.
+
+Typer's own rendering prints a type after flags (``--force <bool>``), wraps required arguments in
+braces on the usage line (``{embeddings}``), shows choices as ``<auto|glove>`` and a descriptive
+default in parentheses (``[default: (by objective)]``). The command classes here restyle every
+parameter of the app once, where Typer builds them, so that no option has to say it again:
+
+- a flag shows no value: ``--force``;
+- an argument is its upper-case name, on the usage line and in the panel: ``EMBEDDINGS``,
+  ``[WORDS]...`` when optional;
+- a choice shows its values, ``--sparsity [topk|batchtopk|kl|l1|spine]`` (an option declared with
+  :func:`choice`, or an ``Enum``);
+- a default given as a description (``show_default="32 for topk, batchtopk"``) shows as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+from .config import OBJECTIVE_DEFAULTS, SPARSITIES
+
+
+def choices_metavar(values: Sequence[str]) -> str:
+    return "[" + "|".join(values) + "]"
+
+
+def choice(default: str, values: Sequence[str], help: str, *decls: str) -> Any:
+    """A string option restricted to ``values``: ``--help`` lists them and the shell completes them;
+    the library checks the value (one line, like every other user error)."""
+    return typer.Option(default, *decls, help=help, metavar=choices_metavar(values),
+                        autocompletion=lambda: list(values))
+
+
+def by_objective(name: str) -> str:
+    """The default of a per-objective setting (:data:`~sparsecode.config.OBJECTIVE_DEFAULTS`) as
+    ``--help`` shows it: ``32 for topk, batchtopk``, ``0.2 for spine, else 0``."""
+    groups: dict[Any, list[str]] = {}
+    for objective, value in OBJECTIVE_DEFAULTS[name].items():
+        groups.setdefault(value, []).append(objective)
+    text = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    parts = sorted(groups.items(), key=lambda item: SPARSITIES.index(item[1][0]))
+    if len(parts) > 1 and sum(len(o) for _, o in parts) == len(SPARSITIES):  # every objective: the odd one out
+        common, *others = sorted(parts, key=lambda item: -len(item[1]))
+        return ", ".join(f"{text(v)} for {', '.join(o)}" for v, o in others) + f", else {text(common[0])}"
+    return "; ".join(f"{text(v)} for {', '.join(o)}" for v, o in parts)
+
+
+class _Option(TyperOption):
+    def display_type_rich(self, ctx) -> str | None:
+        if self.is_flag and not self.count:
+            return ""
+        desc = self.type_descriptor
+        if self.metavar is None and desc.is_choice and desc.choices:
+            return choices_metavar([getattr(c, "value", c) for c in desc.choices])
+        return super().display_type_rich(ctx)
+
+    def _get_default_string(self, *, ctx, show_default_is_str: bool, default_value) -> str:
+        if show_default_is_str:
+            return str(self.show_default)
+        if default_value == "" or default_value is None:
+            return ""
+        return super()._get_default_string(ctx=ctx, show_default_is_str=False, default_value=default_value)
+
+
+class _Argument(TyperArgument):
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar if self.metavar is not None else (self.name or "").upper()
+
+    def display_type_rich(self, ctx) -> str | None:
+        return ""  # the name says what it is, the help what it holds
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+def _restyle(params: list) -> list:
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option  # a subclass adding no state: only how it is shown changes
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    return params
+
+
+class Command(TyperCommand):
+    """A command whose parameters show as described in the module docstring."""
+
+    def get_params(self, ctx):
+        return _restyle(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    """The app: its own options and every command's, restyled."""
+
+    def __init__(self, **attrs):
+        super().__init__(**attrs)
+        for cmd in self.commands.values():
+            if type(cmd) is TyperCommand:
+                cmd.__class__ = Command  # as for parameters: only how it is shown changes
+
+    def get_params(self, ctx):
+        return _restyle(super().get_params(ctx))
