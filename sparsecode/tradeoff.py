@@ -21,60 +21,29 @@ import torch
 from .atomic import atomic_output, check_output
 from .config import TrainConfig
 from .embeddings import Embeddings
-from .encode import iter_codes
-from .evaluate import DEFAULT_WORDSIM_DIR, headline_average, word_similarity
-from .interpret import coherence, unit_balance
+from .encode import encode
+from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes, headline_average,
+                       reconstruction_of_codes, word_similarity)
+from .interpret import coherence
 from .model import SparseAutoencoder
 from .svg import line_chart
 from .train import train
 
 
-def csr_of(model: SparseAutoencoder, vectors: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR ``(indptr, indices, data)`` of every row of ``vectors`` (N, D), coded by the model's encoder."""
-    counts, indices, data = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    for _, batch in iter_codes(model, iter([(0, vectors)]), k):
-        counts.append(batch.counts.cpu().numpy())
-        indices.append(batch.indices.cpu().numpy())
-        data.append(batch.data.cpu().numpy())
-    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-    return indptr, np.concatenate(indices).astype(np.int32), np.concatenate(data)
-
-
-def _dense_rows(indptr, indices, data, n_units: int) -> Callable[[np.ndarray], np.ndarray]:
-    def rows_of(rows: np.ndarray) -> np.ndarray:
-        starts, lens = indptr[rows], indptr[rows + 1] - indptr[rows]
-        pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
-        out = np.zeros((len(rows), n_units), dtype=np.float32)
-        out[np.repeat(np.arange(len(rows)), lens), indices[pos]] = data[pos]
-        return out
-
-    return rows_of
-
-
 @torch.no_grad()
 def measure_model(model: SparseAutoencoder, emb: Embeddings, k: int | None, wordsim_dir=DEFAULT_WORDSIM_DIR,
                   seed: int = 0) -> dict:
-    """FVU, word similarity, balance and purity of the model's codes of every word of ``emb``."""
-    model = model.eval()
-    indptr, indices, data = csr_of(model, emb.vectors, k)
-    n, h = len(emb.words), model.n_hidden
-    x = torch.from_numpy(emb.vectors).to(model.W_dec.device)
-    sse = 0.0
-    for start in range(0, n, 8192):
-        rows = np.arange(start, min(start + 8192, n))
-        z = torch.from_numpy(_dense_rows(indptr, indices, data, h)(rows)).to(x.device)
-        x_hat = model.denormalise(model.decode_dense_normalised(z)).double()
-        sse += float((x[start : start + len(rows)].double() - x_hat).pow(2).sum())
-    x64 = emb.vectors.astype(np.float64)
-    fvu = sse / float(((x64 - x64.mean(0)) ** 2).sum())
-    freq = np.bincount(indices, minlength=h)
-    bal = unit_balance(freq, n, np.bincount(indices, weights=np.abs(data), minlength=h))
-    coh = coherence(emb.words, indptr, indices, data, h, seed=seed)
-    ws = headline_average(word_similarity(emb.words, _dense_rows(indptr, indices, data, h), wordsim_dir))
+    """FVU, word similarity, balance and purity of the model's codes of every word of ``emb``
+    (encoded in memory as ``sparsecode encode`` would, then measured as ``evaluate`` does)."""
+    codes = encode(model.eval(), emb, k=k, device=str(model.W_dec.device))
+    fvu = reconstruction_of_codes(codes, model, emb.vectors)["fvu"]
+    bal = balance_of_codes(codes)
+    coh = coherence_of_codes(codes, seed=seed)
+    ws = headline_average(word_similarity(codes.words, codes.dense, wordsim_dir))
     summary = coh.summary() if coh is not None else {}
     return {"fvu": fvu, "word_similarity": ws, "effective_units": bal["effective_units"],
             "starved_fraction": bal["starved_fraction"], "busiest_rate": bal["busiest_rate"],
-            "dead_fraction": float((freq == 0).mean()), "purity": summary.get("purity"),
+            "dead_fraction": float((codes.frequency == 0).mean()), "purity": summary.get("purity"),
             "purity_units": summary.get("units_measured")}
 
 
