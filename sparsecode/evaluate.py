@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .codes import Codes, check_same_model
 from .errors import SparsecodeError
-from .interpret import EVEN_FACTOR, coherence, unit_balance
+from .interpret import coherence, unit_balance, unit_use
 from .model import SparseAutoencoder
 from .pursuit import make_coder
 
@@ -182,11 +182,6 @@ def unit_table(codes: Codes, sort: str = "id") -> list[dict]:
              "purity": None if np.isnan(purity[u]) else float(purity[u]),
              "use": unit_use(codes.frequency[u], even), "top_words": [w for w, _ in codes.top_words(int(u))]}
             for u in order]
-
-
-def unit_use(frequency: int, even: float) -> str:
-    """"starved" below a tenth of the even share of entries, "busy" above ten times it, else ""."""
-    return "starved" if frequency < even / EVEN_FACTOR else "busy" if frequency > even * EVEN_FACTOR else ""
 
 
 # -- word similarity -------------------------------------------------------------------------------

@@ -87,6 +87,11 @@ def unit_balance(frequency: np.ndarray, n_words: int, mass: np.ndarray | None = 
     return out
 
 
+def unit_use(frequency: int, even: float) -> str:
+    """"starved" below a tenth of the even share of entries, "busy" above ten times it, else ""."""
+    return "starved" if frequency < even / EVEN_FACTOR else "busy" if frequency > even * EVEN_FACTOR else ""
+
+
 def collapse_warning(balance: dict) -> str | None:
     """One line when the code has collapsed onto a few units, with what to try; None otherwise."""
     eff, h = balance["effective_units"], balance["units"]
@@ -209,8 +214,19 @@ def coherence(words: list[str], indptr: np.ndarray, indices: np.ndarray, data: n
     if coverage < MIN_COVERAGE:
         return None
     ranked = ranked_rows_of_codes(indptr, indices, data, n_units, len(senses))
-    dense = None
-    if vectors is not None:
-        dense_purity = purity_of_rankings(ranked_rows_of_dense(vectors, len(senses)), senses)
-        dense = float(np.nanmean(dense_purity)) if (~np.isnan(dense_purity)).any() else None
+    dense = _dense_purity(vectors, senses) if vectors is not None else None
     return Coherence(purity_of_rankings(ranked, senses), chance_purity(senses, seed), coverage, dense)
+
+
+def dense_coherence(words: list[str], vectors: np.ndarray, seed: int = 0, table: dict | None = None) -> dict | None:
+    """What codes' purity is compared with: the dense dimensions' purity, chance and the coverage
+    (None where WordNet knows too few of the words)."""
+    senses, coverage = vocabulary_senses(words, table)
+    if coverage < MIN_COVERAGE:
+        return None
+    return {"dense": _dense_purity(vectors, senses), "chance": chance_purity(senses, seed), "coverage": coverage}
+
+
+def _dense_purity(vectors: np.ndarray, senses: np.ndarray) -> float | None:
+    purity = purity_of_rankings(ranked_rows_of_dense(vectors, len(senses)), senses)
+    return float(np.nanmean(purity)) if (~np.isnan(purity)).any() else None

@@ -24,7 +24,7 @@ from .embeddings import Embeddings
 from .encode import encode
 from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes, headline_average,
                        reconstruction_of_codes, word_similarity)
-from .interpret import coherence
+from .interpret import dense_coherence
 from .model import SparseAutoencoder
 from .svg import line_chart
 from .train import train
@@ -58,11 +58,10 @@ def measure_config(emb: Embeddings, cfg: TrainConfig, wordsim_dir=DEFAULT_WORDSI
 
 def reference(emb: Embeddings, wordsim_dir=DEFAULT_WORDSIM_DIR, seed: int = 0) -> dict:
     """What the rows are compared with: the dense vectors' word similarity and purity, and chance."""
-    empty = np.zeros(len(emb.words) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
-    coh = coherence(emb.words, *empty, 1, vectors=emb.vectors, seed=seed)
+    coh = dense_coherence(emb.words, emb.vectors, seed) or {}
     ws = headline_average(word_similarity(emb.words, lambda rows: emb.vectors[rows], wordsim_dir))
-    return {"word_similarity": ws, "purity_dense": coh.dense if coh else None,
-            "purity_chance": coh.chance if coh else None, "coverage": coh.coverage if coh else None}
+    return {"word_similarity": ws, "purity_dense": coh.get("dense"), "purity_chance": coh.get("chance"),
+            "coverage": coh.get("coverage")}
 
 
 def sample_of(emb: Embeddings, words: int) -> Embeddings:

@@ -243,3 +243,12 @@ def test_report_shows_purity_and_flags_units(run_dir, codes_path, codes, tmp_pat
     first = table[0]
     shown = "—" if first["purity"] is None else f"{first['purity']:.2f}"
     assert f'<td class="num">{shown}</td>' in page.split('id="unit-0"')[1].split("</tr>")[0]
+
+
+def test_dense_reference_equals_the_codes_comparison(codes, sample):
+    from sparsecode.interpret import dense_coherence
+
+    ref = dense_coherence(sample.words, sample.vectors)
+    coh = coherence_of_codes(codes, sample.vectors)
+    assert ref == {"dense": coh.dense, "chance": coh.chance, "coverage": coh.coverage}
+    assert dense_coherence(["chien", "voiture"], sample.vectors[:2]) is None  # no word WordNet knows
