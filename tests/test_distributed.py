@@ -148,7 +148,7 @@ OBJECTIVE_RUNS = {
     "topk-noise": dict(sparsity="topk", k=8, noise=0.3),
 }
 OBJECTIVES_SCRIPT = """
-import sys, torch, torch.distributed as dist
+import gc, sys, torch, torch.distributed as dist
 import sparsecode as sc
 dist.init_process_group("gloo")  # joined here, so that every sc.train below shares the one job
 runs = {runs!r}
@@ -156,6 +156,9 @@ for name, settings in runs.items():
     result = sc.train(sys.argv[1], sc.TrainConfig(hidden=64, batch_size=128, epochs=2, device="cpu", **settings))
     if dist.get_rank() == 0:
         torch.save({{"weights": result.model.weights(), "metrics": result.metrics}}, f"{{sys.argv[2]}}/{{name}}.pt")
+    del result
+    gc.collect()  # each run's DistributedDataParallel goes before the next, not at exit after the group
+dist.barrier()
 dist.destroy_process_group()
 """
 
