@@ -743,7 +743,6 @@ def tradeoff(
 
     Example: sparsecode tradeoff glove50k.h5 --k 4,8,16,32 --out tradeoff.html
     """
-    from .data import open_training_data
     from .embeddings import load_embeddings
     from .tradeoff import sample_of, tradeoff as run_tradeoff, write_tradeoff_html
 
@@ -757,8 +756,9 @@ def tradeoff(
             from .atomic import check_output
 
             check_output(out_file, force)
-        open_training_data(embeddings)  # the one-line errors of a bad file, before any work
-        emb = sample_of(load_embeddings(embeddings), words)
+        if words < 0:
+            raise SparsecodeError(f"--words must be 0 (all) or more (got {words})")
+        emb = sample_of(load_embeddings(embeddings), words)  # a bad file: its one-line error, before any training
         with LiveBar("tradeoff", enabled=not quiet) as bar:
             result = run_tradeoff(emb, k_values, base, progress=lambda i, n: bar.update(
                 i, n, description=f"k={k_values[i]} ({i + 1}/{n})"))

@@ -230,6 +230,10 @@ def test_tradeoff_command_measures_each_k_as_the_library_does(tmp_path, sample):
     assert page.count("<svg") == 4 and "purity against k" in page
     bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "sample_data" / "glove.6B.50d.5k.h5"), "--k", "4,x"])
     assert bad.exit_code == 1 and "--k must be comma-separated whole numbers" in bad.stderr
+    bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "sample_data" / "glove.6B.50d.5k.h5"), "--words", "-1"])
+    assert bad.exit_code == 1 and bad.stderr.strip() == "error: --words must be 0 (all) or more (got -1)"
+    bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "README.md")])
+    assert bad.exit_code == 1 and len(bad.stderr.strip().splitlines()) == 1 and "README.md" in bad.stderr
 
 
 def test_report_shows_purity_and_flags_units(run_dir, codes_path, codes, tmp_path):
