@@ -52,8 +52,8 @@ def main() -> None:
         start = time.perf_counter()
         model = sc.train(emb, cfg).model
         seconds = time.perf_counter() - start
-        stats = code_statistics(model, torch.from_numpy(emb.vectors), cfg.k_encode)
-        ws = headline_average(word_similarity(emb.words, code_vectors(model, emb.vectors, cfg.k_encode)))
+        stats = code_statistics(model, torch.from_numpy(emb.vectors), cfg.resolved("encode_k"))
+        ws = headline_average(word_similarity(emb.words, code_vectors(model, emb.vectors, cfg.resolved("encode_k"))))
         print(f"| `{spec}` | {100 * stats['dead_fraction']:.1f} | {100 * stats['zero_rows_fraction']:.2f} | "
               f"{stats['fvu']:.4f} | {ws:.3f} ({dense:.3f}) | {seconds:.0f} |", flush=True)
 

@@ -5,7 +5,7 @@
 Writes synthetic embeddings (``--words`` x ``--dim``, float32) and a randomly initialised model
 into a temporary folder (``--dir``; removed afterwards), then, in alternating rounds:
 
-- encode:   ``sparsecode.encode.encode`` on the file, as ``sparsecode encode`` runs it (read the
+- encode:   ``sparsecode.encoding.encode_file`` on the file, as ``sparsecode encode`` runs it (read the
             HDF5 file in chunks, encode in batches, CSR entries, per-unit top words, write the codes
             file); only the command-line start-up is left out;
 - codes:    the same batches encoded in memory (``iter_codes``: encoder and CSR entries, no files);
@@ -35,7 +35,7 @@ import torch
 
 from sparsecode.codes import load_codes
 from sparsecode.embeddings import DEFAULT_CHUNK_ROWS
-from sparsecode.encode import DEFAULT_BATCH, encode_file, iter_codes
+from sparsecode.encoding import DEFAULT_BATCH, encode_file, iter_codes
 from sparsecode.model import SparseAutoencoder
 from sparsecode.search import CodeIndex
 from synthetic import write_synthetic

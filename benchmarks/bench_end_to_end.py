@@ -37,7 +37,7 @@ import torch
 from synthetic import write_synthetic
 
 try:
-    from sparsecode.train import FINAL_BATCH as STATS_BATCH  # the final statistics' batch
+    from sparsecode.training import FINAL_BATCH as STATS_BATCH  # the final statistics' batch
 except ImportError:
     STATS_BATCH = 2048
 

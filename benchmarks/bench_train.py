@@ -40,7 +40,7 @@ import torch
 
 from sparsecode.config import TrainConfig
 from sparsecode.topk import sparse_decode_wins
-from sparsecode.train import Trainer
+from sparsecode.training import Trainer
 from synthetic import synthetic
 
 try:

@@ -54,8 +54,8 @@ from sparsecode.distributed import Distributed
 from sparsecode.topk import SparseDecode, TopKEncode, dense_decode, dense_encode, topk_encode, topk_select
 from synthetic import synthetic, write_synthetic
 
-train_module = importlib.import_module("sparsecode.train")  # the package's "train" and "encode" are functions
-encode_module = importlib.import_module("sparsecode.encode")
+train_module = importlib.import_module("sparsecode.training")  # the package's "train" and "encode" are functions
+encode_module = importlib.import_module("sparsecode.encoding")
 Trainer = train_module.Trainer
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data" / "glove.6B.50d.5k.h5"

@@ -19,14 +19,14 @@ from .codes import Codes, UnknownWordError, load_codes
 from .config import TrainConfig
 from .convert import convert_embeddings
 from .embeddings import Embeddings, EmbeddingFile, load_embeddings
-from .encode import encode, encode_file
+from .encoding import encode, encode_file
 from .errors import SparsecodeError
 from .estimator import SparseCoder
 from .export import export_codes
 from .html_report import write_report
 from .model import SparseAutoencoder
 from .search import CodeIndex, neighbors
-from .train import TrainResult, load_run, train
+from .training import TrainResult, load_run, train
 
 __all__ = [
     "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "SparseAutoencoder", "SparseCoder", "SparsecodeError", "TrainConfig",

@@ -27,7 +27,7 @@ from .atomic import OutputWriteError
 from .clihelp import choices_metavar, Group, by_objective, choice
 from .config import DEVICES, INITS, SPARSITIES, TrainConfig
 from .convert import FORMATS
-from .encode import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_TOP_WORDS
+from .encoding import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_TOP_WORDS
 from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR
 from .export import EXPORT_FORMATS
@@ -215,8 +215,8 @@ def train(
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .data import open_training_data
     from .distributed import current_rank, launch, session
-    from .train import check_run_dir, default_run_dir, prepare_training_file
-    from .train import train as run_training
+    from .training import check_run_dir, default_run_dir, prepare_training_file
+    from .training import train as run_training
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
     with user_errors():
@@ -324,11 +324,11 @@ def _widths(text: str, option: str = "--encoder-layers") -> list[int]:
 
 def _objective(cfg: TrainConfig) -> str:
     """How the start-up line names the objective."""
-    extra = {"topk": f"k={cfg.k_value}", "batchtopk": f"k={cfg.k_value} per word on average",
-             "kl": f"rho={cfg.rho_value}, beta={cfg.resolved('beta')}", "l1": f"l1-coef={cfg.resolved('l1_coef')}",
-             "spine": f"rho*={cfg.rho_value}"}[cfg.sparsity]
+    extra = {"topk": f"k={cfg.resolved('k')}", "batchtopk": f"k={cfg.resolved('k')} per word on average",
+             "kl": f"rho={cfg.resolved('rho')}, beta={cfg.resolved('beta')}", "l1": f"l1-coef={cfg.resolved('l1_coef')}",
+             "spine": f"rho*={cfg.resolved('rho')}"}[cfg.sparsity]
     layers = f", layers {','.join(map(str, cfg.encoder_layers))}" if cfg.encoder_layers else ""
-    noise = f", noise {cfg.noise_value}" if cfg.noise_value else ""
+    noise = f", noise {cfg.resolved('noise')}" if cfg.resolved("noise") else ""
     return f"{cfg.sparsity} ({extra}){layers}{noise}"
 
 
@@ -350,7 +350,7 @@ def encode(
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Encode embeddings into sparse codes.  Example: sparsecode encode run emb.h5 --out codes.h5"""
-    from .encode import default_codes_path, encode_file
+    from .encoding import default_codes_path, encode_file
 
     out_file = out_file if out_file is not None else default_codes_path(run_dir)
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
@@ -538,7 +538,7 @@ def evaluate(
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
                                       "pass --model RUN_DIR and --embeddings EMB.h5")
-            from .train import default_encode_k
+            from .training import default_encode_k
             from .evaluate import compare_methods as run_compare
 
             k = codes.attrs.get("encode_k", default_encode_k(config))

@@ -190,7 +190,7 @@ def _not_codes(path: str, why: str) -> SparsecodeError:
 
 
 def load_codes(path: str | os.PathLike) -> Codes:
-    """Read and validate a codes file written by :func:`sparsecode.encode.encode`."""
+    """Read and validate a codes file written by :func:`sparsecode.encoding.encode_file`."""
     path = os.fspath(path)
     with _open_h5(path, "codes") as f:
         for name in ("words", "codes/indptr", "codes/indices", "codes/data", "dimensions/top_words",

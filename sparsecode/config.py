@@ -149,8 +149,8 @@ class TrainConfig:
         need(topk or self.aux_coef == 0, f"--aux-coef (AuxK) applies to --sparsity topk or batchtopk, not {self.sparsity}")
         need(topk or self.k_anneal_from is None, f"--k-anneal-from applies to --sparsity topk or batchtopk, not {self.sparsity}")
         if topk:
-            need(self.k_value >= 1, f"--k must be at least 1 (got {self.k_value})")
-            need(self.k_value <= self.hidden, f"--k {self.k_value} is larger than the hidden size {self.hidden}; lower --k or raise --hidden")
+            need(self.resolved("k") >= 1, f"--k must be at least 1 (got {self.resolved('k')})")
+            need(self.resolved("k") <= self.hidden, f"--k {self.resolved('k')} is larger than the hidden size {self.hidden}; lower --k or raise --hidden")
         need(self.init is None or self.init in INITS, f"--init must be one of {', '.join(INITS)} (got {self.init!r})")
         need(self.init != "kmeans" or not self.encoder_layers,
              "--init kmeans needs the single-layer model: the centroids live in the input space; drop --encoder-layers or use --init random")
@@ -162,8 +162,8 @@ class TrainConfig:
         need(0 <= self.warmup_frac < 1, f"warmup_frac must be in [0, 1) (got {self.warmup_frac})")
         need(0 <= self.k_anneal_frac <= 1, f"--k-anneal-frac must be in [0, 1] (got {self.k_anneal_frac})")
         if self.k_anneal_from is not None:
-            need(self.k_value <= self.k_anneal_from <= self.hidden,
-                 f"--k-anneal-from must be between k={self.k_value} and the hidden size {self.hidden} (got {self.k_anneal_from})")
+            need(self.resolved("k") <= self.k_anneal_from <= self.hidden,
+                 f"--k-anneal-from must be between k={self.resolved('k')} and the hidden size {self.hidden} (got {self.k_anneal_from})")
         if self.encode_k is not None:
             need(1 <= self.encode_k <= self.hidden,
                  f"--encode-k must be between 1 and the hidden size {self.hidden} (got {self.encode_k})")
@@ -177,49 +177,26 @@ class TrainConfig:
 
     # Resolved values ------------------------------------------------------------------------------
     def resolved(self, name: str):
-        """The value in use of a per-objective setting (see :data:`OBJECTIVE_DEFAULTS`): as set, else
-        the objective's default; None where it does not apply."""
+        """The value in use of a setting that may be left unset (None): as set, else its default,
+        which for a per-objective setting (:data:`OBJECTIVE_DEFAULTS`) is the objective's, None
+        where it does not apply; ``k_anneal_from`` defaults to k (no annealing), ``encode_k`` to k
+        for topk and to none otherwise, ``init`` as its field says."""
         value = getattr(self, name)
-        return value if value is not None else OBJECTIVE_DEFAULTS[name].get(self.sparsity)
+        if value is not None:
+            return value
+        if name in OBJECTIVE_DEFAULTS:
+            return OBJECTIVE_DEFAULTS[name].get(self.sparsity)
+        if name == "k_anneal_from":
+            return self.resolved("k")
+        if name == "encode_k":
+            return self.resolved("k") if self.sparsity == "topk" else None
+        if name == "init":
+            return "kmeans" if self.sparsity == "topk" and not self.encoder_layers else "random"
+        return None
 
     def resolved_settings(self) -> dict:
         """The per-objective settings that apply to this objective, with the values in use."""
         return {name: self.resolved(name) for name, defaults in OBJECTIVE_DEFAULTS.items() if self.sparsity in defaults}
-
-    @property
-    def init_value(self) -> str:
-        """The decoder initialisation in use (see ``init``)."""
-        return self.init or ("kmeans" if self.sparsity == "topk" and not self.encoder_layers else "random")
-
-    @property
-    def k_value(self) -> int | None:
-        """The training k (None for objectives without one)."""
-        return self.resolved("k")
-
-    @property
-    def homeostasis_value(self) -> float:
-        return self.resolved("homeostasis") or 0.0
-
-    @property
-    def noise_value(self) -> float:
-        """The training input noise in use."""
-        return self.resolved("noise")
-
-    @property
-    def rho_value(self) -> float | None:
-        """The target firing rate in use (kl, spine)."""
-        return self.resolved("rho")
-
-    @property
-    def k_start(self) -> int | None:
-        return self.k_anneal_from if self.k_anneal_from is not None else self.k_value
-
-    @property
-    def k_encode(self) -> int | None:
-        """k when encoding: ``encode_k``, else k for topk; None (the objective's own code) otherwise."""
-        if self.encode_k is not None:
-            return self.encode_k
-        return self.k_value if self.sparsity == "topk" else None
 
     @property
     def uses_k(self) -> bool:

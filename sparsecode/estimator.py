@@ -25,9 +25,9 @@ import torch
 from .codes import Codes
 from .config import TrainConfig, resolve_device
 from .embeddings import Embeddings, embeddings_from_array
-from .encode import encode
+from .encoding import encode
 from .errors import SparsecodeError
-from .train import Progress, TrainResult, load_run, prepare_run_dir, read_logs, train, write_run
+from .training import Progress, TrainResult, load_run, prepare_run_dir, read_logs, train, write_run
 
 _SETTINGS = [f.name for f in dataclasses.fields(TrainConfig)]
 

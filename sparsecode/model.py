@@ -24,7 +24,7 @@ single-layer model has exactly ``W_enc`` (D, H), ``b_enc`` (H,), ``W_dec`` (H, D
 small tensors describe how it codes, so that the file alone encodes as its run does (see
 :data:`META`): ``meta.sparsity`` (uint8, the objective's name in ASCII) and ``meta.encode_k``
 (int64 (), the encode k; 0: none, the objective's own code). Files written before them still load
-(as ``topk`` unless told otherwise, with no encode k; :func:`sparsecode.train.load_run` takes both
+(as ``topk`` unless told otherwise, with no encode k; :func:`sparsecode.training.load_run` takes both
 from the run's ``config.json``). A ``topk`` model trained with ``balance`` adds ``select_bias`` (H,); a
 ``batchtopk`` model adds ``threshold`` (). A model with hidden layers (``encoder_layers`` E1..EL)
 adds ``enc_layers.{i}.weight`` (E_{i+1}, E_i) and ``enc_layers.{i}.bias`` (E_{i+1},) with E0 = D,
@@ -154,7 +154,7 @@ class SparseAutoencoder(nn.Module):
     def use_select_bias(self) -> None:
         """Give a top-k model a selection bias ``select_bias`` (H,), zeros at first: its codes are then
         ``relu(pre)`` at the k units with the largest ``pre + select_bias``. The bias chooses units and
-        never enters an activation (training balances unit use with it; see :mod:`sparsecode.train`)."""
+        never enters an activation (training balances unit use with it; see :mod:`sparsecode.training`)."""
         if self.select_bias is None:
             self.select_bias = torch.zeros(self.n_hidden, device=self.b_enc.device)
 

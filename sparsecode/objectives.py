@@ -254,7 +254,7 @@ class KL(Objective):
         rows = x.shape[0] if rows is None else rows
         z = torch.relu(model.pre_acts(x))
         rate = firing_rate(z, lambda soft: self.batch_mean(soft, rows))
-        penalty = self.cfg.resolved("beta") * kl_divergence(self.cfg.rho_value, rate).mean()
+        penalty = self.cfg.resolved("beta") * kl_divergence(self.cfg.resolved("rho"), rate).mean()
         return _dense_codes(model, z, penalty)
 
 
@@ -286,7 +286,7 @@ class Spine(Objective):
     def step(self, model, x, k=0, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
         rows = x.shape[0] if rows is None else rows
         z = model.pre_acts(x).clamp(0, 1)
-        asl = torch.relu(self.batch_mean(z, rows) - self.cfg.rho_value).pow(2).mean()
+        asl = torch.relu(self.batch_mean(z, rows) - self.cfg.resolved("rho")).pow(2).mean()
         psl = (z * (1 - z)).mean() if not self.dist.active else self.share((z * (1 - z)).sum(), rows * z.shape[1])
         return _dense_codes(model, z, SPINE_WEIGHT * (asl + psl))
 

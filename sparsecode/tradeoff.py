@@ -21,13 +21,13 @@ import torch
 from .atomic import atomic_output, check_output
 from .config import TrainConfig
 from .embeddings import Embeddings
-from .encode import encode
+from .encoding import encode
 from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes, headline_average,
                        reconstruction_of_codes, word_similarity)
 from .interpret import dense_coherence
 from .model import SparseAutoencoder
 from .svg import line_chart
-from .train import train
+from .training import train
 
 
 @torch.no_grad()
@@ -53,7 +53,7 @@ def measure_config(emb: Embeddings, cfg: TrainConfig, wordsim_dir=DEFAULT_WORDSI
     start = time.perf_counter()
     result = train(emb, cfg)
     seconds = time.perf_counter() - start
-    return {**measure_model(result.model, emb, cfg.k_encode, wordsim_dir, cfg.seed), "seconds": seconds}
+    return {**measure_model(result.model, emb, cfg.resolved("encode_k"), wordsim_dir, cfg.seed), "seconds": seconds}
 
 
 def reference(emb: Embeddings, wordsim_dir=DEFAULT_WORDSIM_DIR, seed: int = 0) -> dict:

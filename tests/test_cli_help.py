@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from sparsecode.cli import app
 from sparsecode.clihelp import by_objective
 from sparsecode.config import DEVICES, SPARSITIES, TrainConfig
-from sparsecode.encode import DEFAULT_BATCH, DEFAULT_TOP_WORDS
+from sparsecode.encoding import DEFAULT_BATCH, DEFAULT_TOP_WORDS
 
 COMMANDS = ("train", "encode", "inspect", "neighbors", "evaluate", "convert", "export", "report", "tradeoff")
 #: Options whose absence means "not asked for": they select what to show, or apply to one input format.

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sparsecode.cli import _fvu_meaning, _train_status, app
-from sparsecode.train import Progress
+from sparsecode.training import Progress
 
 from .conftest import SAMPLE
 

@@ -181,7 +181,7 @@ def test_training_with_the_data_kept_on_the_device_is_identical(tmp_path, sample
     the same weights as streaming from the file."""
     import importlib
 
-    train_module = importlib.import_module("sparsecode.train")  # the package's "train" is the function
+    train_module = importlib.import_module("sparsecode.training")  # the package's "train" is the function
     words, vectors = sample_subset(sample, 1500)
     path = tmp_path / "emb.h5"
     sc.embeddings.write_embeddings(path, words, vectors)

@@ -193,7 +193,7 @@ def test_the_ddp_step_reads_nothing_back(sample, cuda_code_paths, settings):
     import torch.distributed as tdist
 
     from sparsecode.distributed import Distributed
-    from sparsecode.train import Trainer
+    from sparsecode.training import Trainer
 
     class OneRank(Distributed):
         active = True  # a job of one that takes every several-process path

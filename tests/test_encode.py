@@ -128,7 +128,7 @@ def test_unit_report_equals_brute_force_over_batches_with_ties(rows_per_batch):
 
 def test_codes_are_sorted_per_row_whatever_order_the_coder_gives(run_dir, sample):
     """CUDA's top-k returns a row's units in any order: the CSR entries come out sorted all the same."""
-    from sparsecode.encode import encode_batch
+    from sparsecode.encoding import encode_batch
     from sparsecode.topk import Encoded
 
     model, _ = sc.load_run(run_dir)
@@ -149,7 +149,7 @@ def test_codes_are_sorted_per_row_whatever_order_the_coder_gives(run_dir, sample
 
 def test_iter_codes_hands_on_every_batch_in_order(run_dir, sample):
     """Batches are handed on one behind (on CUDA the next is queued first): the same entries, in order."""
-    from sparsecode.encode import encode_batch, iter_codes
+    from sparsecode.encoding import encode_batch, iter_codes
 
     model, _ = sc.load_run(run_dir)
     vectors = sample.vectors[:1000]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import sparsecode as sc
 from sparsecode.cli import app
-from sparsecode.train import RUN_FILES
+from sparsecode.training import RUN_FILES
 
 from .conftest import SAMPLE
 
@@ -72,7 +72,7 @@ def test_save_writes_the_cli_run_directory_and_load_reads_it(fitted, tmp_path, s
     loaded = sc.SparseCoder.load(run)
     # config.json records the values in use of the settings left to their objective's default.
     assert loaded.get_params() == {**coder.get_params(), **coder.config.resolved_settings(), "aux_k": 0,
-                                   "init": coder.config.init_value}
+                                   "init": coder.config.resolved("init")}
     assert loaded.metrics_ == coder.metrics_ and loaded.summary_ == coder.summary_
     assert (loaded.transform(sample.vectors) != from_cli).nnz == 0
 

@@ -79,7 +79,7 @@ def _roundtrip(obj):
 def test_make_adam_is_ours_and_training_does_not_import_the_compiler(tmp_path):
     assert isinstance(make_adam(_params(2), 1e-3), FusedAdam)
     code = ("import sys, torch, sparsecode as sc\n"
-            "from sparsecode.train import Trainer\n"
+            "from sparsecode.training import Trainer\n"
             "from sparsecode.config import TrainConfig\n"
             "from sparsecode.embeddings import Embeddings\n"
             "import numpy as np\n"

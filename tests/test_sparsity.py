@@ -25,7 +25,7 @@ def train_codes(sample, **settings) -> tuple[sc.TrainResult, torch.Tensor]:
     result = sc.train(sample, sc.TrainConfig(device="cpu", seed=0, **settings))
     model = result.model
     with torch.no_grad():
-        enc = model.encode(torch.from_numpy(sample.vectors), result.config.k_encode)
+        enc = model.encode(torch.from_numpy(sample.vectors), result.config.resolved("encode_k"))
     z = torch.zeros(len(sample), model.n_hidden).scatter(1, enc.indices, enc.acts)
     return result, z
 
@@ -48,7 +48,7 @@ def test_l1_sparser_as_the_coefficient_rises(sample):
 
 def test_spine_codes_are_mostly_zeros_and_units_not_always_on(sample):
     result, z = train_codes(sample, sparsity="spine", rho=0.15, hidden=300, epochs=30)
-    assert result.config.noise_value == 0.2  # SPINE is a denoising autoencoder by default
+    assert result.config.resolved("noise") == 0.2  # SPINE is a denoising autoencoder by default
     assert (z == 0).double().mean() >= 0.8
     assert float(z.max()) <= 1.0 and float(z.min()) >= 0.0  # capped ReLU
     fires = (z > 0).double().mean(0)
@@ -58,7 +58,7 @@ def test_spine_codes_are_mostly_zeros_and_units_not_always_on(sample):
 def test_batchtopk_encodes_about_k_per_word_with_its_threshold(sample):
     k = 16
     result, z = train_codes(sample, sparsity="batchtopk", k=k, hidden=300, epochs=20)
-    assert result.config.k_encode is None  # the learned threshold, not a per-word top-k
+    assert result.config.resolved("encode_k") is None  # the learned threshold, not a per-word top-k
     threshold = float(result.model.threshold)
     assert threshold > 0 and float(z[z > 0].min()) > threshold
     mean_l0 = float((z > 0).double().sum(1).mean())

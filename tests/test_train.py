@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sparsecode as sc
-from sparsecode.train import Trainer, k_at, lr_factor, noise_seed
+from sparsecode.training import Trainer, k_at, lr_factor, noise_seed
 
 from .conftest import SMALL, host_reads_of, sample_subset, stop_at
 
@@ -21,7 +21,7 @@ def test_k_annealing_schedule():
     assert k_at(299, total, cfg) == 33
     assert k_at(300, total, cfg) == 32 and k_at(999, total, cfg) == 32
     off = sc.TrainConfig(k=32)  # no annealing unless asked for
-    assert off.k_start == 32 and k_at(0, total, off) == 32
+    assert off.resolved("k_anneal_from") == 32 and k_at(0, total, off) == 32
 
 
 def test_learning_rate_warmup_then_cosine_decay():
@@ -203,7 +203,7 @@ def _poison_reconstruction(monkeypatch, bad) -> dict:
     returns the call counter ``{"n": ...}``."""
     import sys
 
-    train_mod = sys.modules["sparsecode.train"]
+    train_mod = sys.modules["sparsecode.training"]
     real = train_mod.reconstruction
     calls = {"n": 0}
 
@@ -279,7 +279,7 @@ def test_no_checkpoint_ever_holds_a_diverged_state(tmp_path, sample, monkeypatch
     """Checkpoints fall between report points too; each one is checked for a finite loss first."""
     import sys
 
-    train_mod = sys.modules["sparsecode.train"]
+    train_mod = sys.modules["sparsecode.training"]
     _poison_reconstruction(monkeypatch, lambda n: n >= 25)
     saved = []  # (step, finite) of every checkpoint written: a kill -9 may come after any of them
     real_save = torch.save

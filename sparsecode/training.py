@@ -127,8 +127,8 @@ def k_at(step: int, total: int, cfg: TrainConfig) -> int:
     """The annealed k at 0-based ``step``: linear from ``k_start`` to ``k`` (None without a k)."""
     steps = int(cfg.k_anneal_frac * total)
     if step >= steps or cfg.k_anneal_from is None:
-        return cfg.k_value
-    return round(cfg.k_start + (cfg.k_value - cfg.k_start) * step / steps)
+        return cfg.resolved("k")
+    return round(cfg.resolved("k_anneal_from") + (cfg.resolved("k") - cfg.resolved("k_anneal_from")) * step / steps)
 
 
 class _Step(nn.Module):
@@ -171,7 +171,7 @@ class Trainer:
         self.noise_gen = torch.Generator(device=self.device)
         torch.manual_seed(cfg.seed)
         self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
-                                       encoder_layers=cfg.encoder_layers, encode_k=cfg.k_encode)
+                                       encoder_layers=cfg.encoder_layers, encode_k=cfg.resolved("encode_k"))
         self.objective = make_objective(cfg, self.dist)
         # Normalisation as estimate_normalisation gives it, from the streamed statistics; the mean of
         # the normalised data is then (mean - input_mean) / input_scale.
@@ -180,9 +180,9 @@ class Trainer:
         self.model.initialise_with(Normalisation(norm.mean.to(self.device), norm.scale.to(self.device)),
                                    normalised_mean.to(self.device), generator=self.gen)
         self.data_mean = normalised_mean.to(self.device)
-        if cfg.init_value == "kmeans":
+        if cfg.resolved("init") == "kmeans":
             sample = torch.from_numpy(data.rows.read(0, min(self.n, KMEANS_SAMPLE))).to(self.device)
-            self.model.initialise_from_centroids(self.model.normalise(sample), cfg.k_start, generator=self.gen)
+            self.model.initialise_from_centroids(self.model.normalise(sample), cfg.resolved("k_anneal_from"), generator=self.gen)
         if (cfg.resolved("balance") or 0) > 0:
             self.model.use_select_bias()
         self.opt = make_adam(list(self.model.parameters()), cfg.lr)
@@ -216,7 +216,7 @@ class Trainer:
         self.metrics: list[dict] = []
         # Words seen when each unit last fired; 0 at first, so every unit lives for dead_after words.
         self.last_fired = torch.zeros(cfg.hidden, dtype=torch.int64, device=self.device)
-        self.freq_ema = torch.full((cfg.hidden,), (cfg.k_value or 0) / cfg.hidden, device=self.device)
+        self.freq_ema = torch.full((cfg.hidden,), (cfg.resolved("k") or 0) / cfg.hidden, device=self.device)
         self._new_epoch_stats()
 
     @torch.no_grad()
@@ -241,9 +241,9 @@ class Trainer:
             "device": str(self.device),
             "n_words": self.n,
             "d_in": self.d_in,
-            "k_start": self.cfg.k_start,
-            "k_encode": self.cfg.k_encode,
-            "init": self.cfg.init_value,
+            "k_start": self.cfg.resolved("k_anneal_from"),
+            "k_encode": self.cfg.resolved("encode_k"),
+            "init": self.cfg.resolved("init"),
             # The values in use of the settings that default by objective (config.json: the run's settings).
             **self.cfg.resolved_settings(),
             "aux_k": self.aux_k,
@@ -268,7 +268,7 @@ class Trainer:
             group["lr"] = cfg.lr * self.lr_scale * lr_factor(self.step, self.total_steps, cfg)
 
         dead = (self.seen - self.last_fired) >= self.dead_after
-        noise = cfg.noise_value
+        noise = cfg.resolved("noise")
         x_in = x + noise * self._noise(x) if noise > 0 else x
         global_rows = self.source.global_size(self.batch)
         codes = self.forward(x_in, k, self.aux_k, dead, self.step, global_rows)
@@ -300,14 +300,14 @@ class Trainer:
                 batch_stats = (("loss", self.dist.all_reduce(loss.detach() / world)), ("sse", glob.sse),
                                ("ssd", glob.ssd), ("l0", glob.l0), ("zero_rows", glob.zero_rows))
             fired = counts > 0
-            if cfg.homeostasis_value > 0 or model.select_bias is not None:
+            if (cfg.resolved("homeostasis") or 0.0) > 0 or model.select_bias is not None:
                 # Load balancing without a loss (as DeepSeek-V3 routes experts): each unit's bias moves
                 # toward the frequency k/H, up when it fires too rarely, down when too often. The
                 # selection bias only chooses units; homeostasis moves the (trained) encoder bias.
                 self.freq_ema.mul_(1 - FREQ_EMA).add_(counts / rows, alpha=FREQ_EMA)
                 toward = torch.sign(k / cfg.hidden - self.freq_ema)
-                if cfg.homeostasis_value > 0:
-                    model.b_enc.add_(toward, alpha=cfg.homeostasis_value)
+                if (cfg.resolved("homeostasis") or 0.0) > 0:
+                    model.b_enc.add_(toward, alpha=(cfg.resolved("homeostasis") or 0.0))
                 if model.select_bias is not None:
                     model.select_bias.add_(toward, alpha=cfg.resolved("balance"))
             self.seen += rows
@@ -369,9 +369,9 @@ class Trainer:
     def final_statistics(self) -> dict:
         """:func:`~sparsecode.evaluate.code_statistics` of the model over every training row at the
         encode k, read a chunk at a time; with held-out rows, theirs too (``holdout_...``)."""
-        summary = self.statistics(self.data.rows, self.cfg.k_encode)
+        summary = self.statistics(self.data.rows, self.cfg.resolved("encode_k"))
         if self.held is not None:
-            held = self.statistics(self.held, self.cfg.k_encode)
+            held = self.statistics(self.held, self.cfg.resolved("encode_k"))
             summary.update({"holdout_words": self.held.n, **{f"holdout_{k}": v for k, v in held.items()}})
         return summary
 
@@ -667,7 +667,7 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
 
-    summary["k"] = cfg.k_encode
+    summary["k"] = cfg.resolved("encode_k")
     summary["train_seconds"] = trainer.elapsed
     path = os.path.abspath(data.path) if os.path.exists(data.path) else data.path  # "(in memory)" stays so
     run_info = {**trainer.run_info, "embeddings": path}
