@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import SparsecodeError
+from .errors import SparsecodeError, first_line
 
 
 def check_output(path: str | os.PathLike, force: bool) -> Path:
@@ -53,29 +53,6 @@ def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[Path
         os.replace(tmp_path, path)
     except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
-        _raise_if_write_failure(exc, path)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` as a whole."""
-    path = check_output(path, force)
-    tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or "."))
-    try:
-        yield tmp_path
-        for child in tmp_path.iterdir():
-            _fsync(child)
-        os.chmod(tmp_path, 0o777 & ~_umask())  # mkdtemp makes 0700
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp_path, path)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
-        else:
-            os.replace(tmp_path, path)
-    except BaseException as exc:
-        shutil.rmtree(tmp_path, ignore_errors=True)
         _raise_if_write_failure(exc, path)
         raise
 
@@ -126,7 +103,7 @@ def _raise_if_write_failure(exc: BaseException, path: Path) -> None:
     """Turn a failed write (a full disk, say) into one clear line; the temporary is already gone."""
     if _is_write_failure(exc):
         errno_ = getattr(exc, "errno", None)
-        reason = os.strerror(errno_) if errno_ in _WRITE_ERRNOS else str(exc).splitlines()[0][:120]
+        reason = os.strerror(errno_) if errno_ in _WRITE_ERRNOS else first_line(exc, 120)
         raise OutputWriteError(
             f"{path}: could not write the output ({reason}); nothing was written: "
             "free some disk space or choose another folder"

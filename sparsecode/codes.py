@@ -37,8 +37,8 @@ from functools import cached_property
 import h5py
 import numpy as np
 
-from .embeddings import _open_h5, _short, decode_words
-from .errors import SparsecodeError
+from .embeddings import _open_h5, decode_words
+from .errors import SparsecodeError, first_line
 
 
 class UnknownWordError(SparsecodeError, KeyError):
@@ -210,7 +210,7 @@ def load_codes(path: str | os.PathLike) -> Codes:
         except KeyError:
             raise _not_codes(path, "attribute 'shape' missing on 'codes'") from None
         except (OSError, ValueError, TypeError) as exc:
-            raise _not_codes(path, f"unreadable: {_short(exc)}") from None
+            raise _not_codes(path, f"unreadable: {first_line(exc)}") from None
 
     if len(shape) != 2:
         raise _not_codes(path, f"'shape' should be (N, H), got {shape}")

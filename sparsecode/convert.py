@@ -37,8 +37,8 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_output, check_output
-from .embeddings import DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingWriter, _short
-from .errors import SparsecodeError
+from .embeddings import DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingWriter
+from .errors import SparsecodeError, first_line
 
 #: Accepted values of ``format``; ``auto`` detects one of the others from the content.
 FORMATS = ("auto", "glove", "word2vec", "word2vec-bin", "fasttext", "npy")
@@ -119,7 +119,7 @@ def _reading(path: str) -> Iterator[None]:
     try:
         yield
     except (OSError, EOFError, zlib.error) as exc:
-        raise SparsecodeError(f"{path}: cannot read it to the end ({_short(exc)}); the file is truncated "
+        raise SparsecodeError(f"{path}: cannot read it to the end ({first_line(exc)}); the file is truncated "
                               "or corrupt: download or copy it again") from None
 
 
@@ -334,7 +334,7 @@ def _npy_blocks(src: Source) -> tuple[tuple[int, int], Iterator[tuple[int, np.nd
             raise ValueError(f"npy format version {version[0]}.{version[1]} is not supported")
         shape, fortran_order, dtype = read_header(src.stream)
     except (ValueError, OSError, EOFError) as exc:
-        raise SparsecodeError(f"{src.path}: not a readable .npy file ({_short(exc)}); save the matrix with numpy.save") from None
+        raise SparsecodeError(f"{src.path}: not a readable .npy file ({first_line(exc)}); save the matrix with numpy.save") from None
     if len(shape) != 2 or 0 in shape:
         raise SparsecodeError(f"{src.path}: the array must be 2-D (N words x D dimensions) and non-empty, got shape {shape}")
     if dtype.kind != "f":

@@ -21,7 +21,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from .errors import SparsecodeError
+from .errors import SparsecodeError, first_line
 
 #: Rows read from disk at a time when streaming (about 50 MB of float32 at D=300).
 DEFAULT_CHUNK_ROWS = 65_536
@@ -71,13 +71,7 @@ def _open_h5(path: str | os.PathLike, wanted: str = "embeddings") -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         what = "not a sparsecode codes file, nor any HDF5 file" if wanted == "codes" else "not a readable HDF5 file"
-        raise SparsecodeError(f"{path}: {what} (wrong format or truncated: {_short(exc)}); {NOT_HDF5_ADVICE[wanted]}") from None
-
-
-def _short(exc: BaseException) -> str:
-    """The first line of an exception's message, for embedding in a one-line error."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise SparsecodeError(f"{path}: {what} (wrong format or truncated: {first_line(exc)}); {NOT_HDF5_ADVICE[wanted]}") from None
 
 
 def decode_words(raw: np.ndarray, path: str, dataset: str = "words", first: int = 0) -> list[str]:
@@ -193,7 +187,7 @@ class EmbeddingFile:
             try:
                 raw = wds[start : start + self._WORD_CHUNK]
             except OSError as exc:
-                raise SparsecodeError(f"{self.path}: cannot read 'words' (truncated file? {_short(exc)})") from None
+                raise SparsecodeError(f"{self.path}: cannot read 'words' (truncated file? {first_line(exc)})") from None
             yield start, decode_words(np.asarray(raw), self.path, first=start)
 
     def _read_words(self, entries) -> list[str]:
@@ -238,7 +232,7 @@ class EmbeddingFile:
             return np.asarray(self._file["vectors"][start:stop], dtype=np.float32)
         except OSError as exc:
             raise SparsecodeError(
-                f"{self.path}: cannot read 'vectors' rows {start}-{stop} (truncated file? {_short(exc)})"
+                f"{self.path}: cannot read 'vectors' rows {start}-{stop} (truncated file? {first_line(exc)})"
             ) from None
 
     def iter_chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:

@@ -20,3 +20,10 @@ class TrainingInterrupted(SparsecodeError):
     def exit_code(self) -> int:
         """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
         return 128 + self.signum
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's message as a clause of a one-line error: its first non-empty line (its
+    type's name when it has none), cut to ``limit`` characters when given."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
