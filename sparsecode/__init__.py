@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 from .codes import Codes, UnknownWordError, load_codes
 from .config import TrainConfig
-from .convert import convert_embeddings
-from .embeddings import Embeddings, EmbeddingFile, load_embeddings
+from .convert import convert_embeddings, load_embeddings
+from .embeddings import Embeddings, EmbeddingFile
 from .encoding import encode, encode_file
 from .errors import SparsecodeError
 from .estimator import SparseCoder

@@ -743,7 +743,7 @@ def tradeoff(
 
     Example: sparsecode tradeoff glove50k.h5 --k 4,8,16,32 --out tradeoff.html
     """
-    from .embeddings import load_embeddings
+    from .convert import load_embeddings
     from .tradeoff import sample_of, tradeoff as run_tradeoff, write_tradeoff_html
 
     with user_errors():

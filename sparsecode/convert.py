@@ -19,6 +19,9 @@ block of vectors (65,536 rows) and the set of words seen, whatever the size of t
 Malformed entries (wrong number of values, a value that is not a number, NaN or Inf, a word that
 is not UTF-8) are skipped and counted, with their line numbers, in one warning; a repeated word
 keeps its first occurrence.
+
+The other commands read any of these formats through :func:`readable_embeddings` (the file
+itself when it is HDF5, else its conversion) and :func:`load_embeddings` (into memory).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_output, check_output
-from .embeddings import DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingWriter
+from .embeddings import DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingFile, EmbeddingWriter, Embeddings
 from .errors import SparsecodeError, first_line
 
 #: Accepted values of ``format``; ``auto`` detects one of the others from the content.
@@ -434,6 +437,68 @@ class _Blocks:
         self.words = []
 
 
+class _Skipped:
+    """The entries a conversion skipped: malformed ones (the first few kept, to show) and repeated
+    words (the first one kept, to show), told in one warning each when the conversion ends."""
+
+    def __init__(self):
+        self.malformed: list[Malformed] = []
+        self.n_malformed = self.n_duplicates = 0
+        self.first_duplicate = ""
+
+    def add_malformed(self, item: Malformed) -> None:
+        self.n_malformed += 1
+        if len(self.malformed) < SHOWN_MALFORMED:
+            self.malformed.append(item)
+
+    def add_duplicate(self, word: str) -> None:
+        self.n_duplicates += 1
+        self.first_duplicate = self.first_duplicate or word
+
+    def malformed_clause(self) -> str:
+        """``3 malformed entries, first: line 2 (...)``, for the error of a file with no valid entry."""
+        first = f", first: {self.malformed[0].where} ({self.malformed[0].problem})" if self.malformed else ""
+        return f"{self.n_malformed} malformed entries{first}"
+
+    def warn(self, path: str, lowercase: bool) -> None:
+        n = self.n_malformed
+        if n:
+            shown = ", ".join(f"{m.where} ({m.problem})" for m in self.malformed)
+            more = f" and {n - len(self.malformed)} more" if n > len(self.malformed) else ""
+            warnings.warn(f"{path}: skipped {n} malformed entr{'y' if n == 1 else 'ies'}: {shown}{more}",
+                          MalformedEntriesWarning, stacklevel=3)
+        if self.n_duplicates:
+            after = " after lowercasing" if lowercase else ""
+            warnings.warn(f"{path}: {self.n_duplicates} duplicate word(s){after} (first: {self.first_duplicate!r}); "
+                          "kept the first occurrence of each", DuplicateWordsWarning, stacklevel=3)
+
+
+def _write_entries(entries: Iterator, f: h5py.File, skipped: "_Skipped", lowercase: bool, normalize: bool,
+                   limit: int | None, chunk_rows: int, ticks: Callable[[int], None] | None) -> "_Blocks | None":
+    """Append the valid entries (their words lowercased, if asked; the first of each word; at most
+    ``limit``) to the open file ``f``, counting the rest in ``skipped``; None when none was valid.
+    ``ticks(words_written)`` is called every 4,096 entries read."""
+    seen: set[str] = set()
+    blocks: _Blocks | None = None
+    for i, item in enumerate(entries):
+        if ticks is not None and i % 4096 == 0:
+            ticks(blocks.n if blocks else 0)
+        if isinstance(item, Malformed):
+            skipped.add_malformed(item)
+            continue
+        word = item.word.lower() if lowercase else item.word
+        if word in seen:
+            skipped.add_duplicate(word)
+            continue
+        seen.add(word)
+        if blocks is None:
+            blocks = _Blocks(f, item.vector.shape[0], min(chunk_rows, limit or chunk_rows), normalize)
+        blocks.add(word, item.vector)
+        if len(seen) == limit:
+            break
+    return blocks
+
+
 def convert_embeddings(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -459,35 +524,12 @@ def convert_embeddings(
         raise SparsecodeError(f"--limit must be at least 1 (got {limit})")
     check_output(out, force)
     kind = resolve_format(source, format, vocab)
-    malformed: list[Malformed] = []
-    n_malformed = n_duplicates = 0
-    first_duplicate = ""
-    seen: set[str] = set()
-    blocks: _Blocks | None = None
-
+    skipped = _Skipped()
     with Source(source) as src, atomic_output(out, force=force) as tmp, h5py.File(tmp, "w") as f:
-        for i, item in enumerate(read_entries(src, kind, vocab)):
-            if progress is not None and i % 4096 == 0:
-                progress(src.position(), src.size, blocks.n if blocks else 0)
-            if isinstance(item, Malformed):
-                n_malformed += 1
-                if len(malformed) < SHOWN_MALFORMED:
-                    malformed.append(item)
-                continue
-            word = item.word.lower() if lowercase else item.word
-            if word in seen:
-                n_duplicates += 1
-                first_duplicate = first_duplicate or word
-                continue
-            seen.add(word)
-            if blocks is None:
-                blocks = _Blocks(f, item.vector.shape[0], min(chunk_rows, limit or chunk_rows), normalize)
-            blocks.add(word, item.vector)
-            if len(seen) == limit:
-                break
+        ticks = None if progress is None else lambda n: progress(src.position(), src.size, n)
+        blocks = _write_entries(read_entries(src, kind, vocab), f, skipped, lowercase, normalize, limit, chunk_rows, ticks)
         if blocks is None:
-            first = f", first: {malformed[0].where} ({malformed[0].problem})" if malformed else ""
-            raise SparsecodeError(f"{src.path}: no valid vectors found ({n_malformed} malformed entries{first}); "
+            raise SparsecodeError(f"{src.path}: no valid vectors found ({skipped.malformed_clause()}); "
                                   f"check that it is {kind}, or pass another --format")
         blocks.flush()
         f.attrs["source"] = os.path.abspath(source)
@@ -498,15 +540,7 @@ def convert_embeddings(
         if progress is not None:
             progress(src.position(), src.size, blocks.n)
 
-    if n_malformed:
-        shown = ", ".join(f"{m.where} ({m.problem})" for m in malformed)
-        more = f" and {n_malformed - len(malformed)} more" if n_malformed > len(malformed) else ""
-        warnings.warn(f"{src.path}: skipped {n_malformed} malformed entr{'y' if n_malformed == 1 else 'ies'}: "
-                      f"{shown}{more}", MalformedEntriesWarning, stacklevel=2)
-    if n_duplicates:
-        after = " after lowercasing" if lowercase else ""
-        warnings.warn(f"{src.path}: {n_duplicates} duplicate word(s){after} (first: {first_duplicate!r}); "
-                      "kept the first occurrence of each", DuplicateWordsWarning, stacklevel=2)
+    skipped.warn(src.path, lowercase)
     return {
         "out": str(Path(out)),
         "source": src.path,
@@ -514,8 +548,8 @@ def convert_embeddings(
         "gzip": src.gzipped,
         "words": blocks.n,
         "dim": blocks.dim,
-        "malformed": n_malformed,
-        "duplicates": n_duplicates,
+        "malformed": skipped.n_malformed,
+        "duplicates": skipped.n_duplicates,
     }
 
 
@@ -601,3 +635,17 @@ def readable_embeddings(
         yield converted
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_embeddings(path: str | os.PathLike, vocab: str | os.PathLike | None = None) -> Embeddings:
+    """Read and validate a ``words``/``vectors`` HDF5 file into memory, or a file in any format
+    :func:`~sparsecode.convert.convert_embeddings` reads (``vocab``: the words of a .npy),
+    converted through a temporary HDF5 file.
+
+    Raises :class:`SparsecodeError` with a one-line message for any problem; warns
+    (:class:`DuplicateWordsWarning`) and keeps the first occurrence for duplicate words.
+    """
+    with readable_embeddings(path, vocab) as readable, EmbeddingFile(readable, keep_words=True) as ef:
+        emb = ef.read_all()
+    emb.path = os.fspath(path)
+    return emb

@@ -21,6 +21,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from .atomic import atomic_output
 from .errors import SparsecodeError, first_line
 
 #: Rows read from disk at a time when streaming (about 50 MB of float32 at D=300).
@@ -93,6 +94,43 @@ def decode_words(raw: np.ndarray, path: str, dataset: str = "words", first: int 
     return words
 
 
+def _check_layout(f: h5py.File, path: str) -> tuple[int, int]:
+    """(N, D) of an embeddings file whose 'words' and 'vectors' datasets have the layout's shapes
+    and types; every departure from it is one clear line."""
+    for name in ("words", "vectors"):
+        if name not in f:
+            raise SparsecodeError(
+                f"{path}: no dataset '{name}'; an embeddings file needs 'words' (N strings) "
+                "and 'vectors' (N x D floats)"
+            )
+        if not isinstance(f[name], h5py.Dataset):
+            raise SparsecodeError(f"{path}: '{name}' is a group, not a dataset")
+    vec = f["vectors"]
+    if vec.ndim != 2:
+        raise SparsecodeError(
+            f"{path}: 'vectors' must be 2-D (N words x D dimensions), got shape {tuple(vec.shape)}"
+        )
+    if vec.dtype.kind in ("i", "u"):
+        warnings.warn(f"{path}: 'vectors' are integers ({vec.dtype}); converted to float32", stacklevel=5)
+    elif vec.dtype.kind != "f":
+        raise SparsecodeError(
+            f"{path}: 'vectors' must be numbers (floating point or integer), got {vec.dtype}; store them as float32"
+        )
+    n, d = vec.shape
+    if n == 0 or d == 0:
+        raise SparsecodeError(f"{path}: 'vectors' is empty (shape {tuple(vec.shape)})")
+    wds = f["words"]
+    if wds.ndim != 1:
+        raise SparsecodeError(f"{path}: 'words' must be 1-D, got shape {tuple(wds.shape)}")
+    if wds.dtype.kind not in ("S", "U", "O"):
+        raise SparsecodeError(f"{path}: 'words' must hold strings, got {wds.dtype}")
+    if wds.shape[0] != n:
+        raise SparsecodeError(
+            f"{path}: 'words' has {wds.shape[0]} entries but 'vectors' has {n} rows; they must match"
+        )
+    return n, d
+
+
 class EmbeddingFile:
     """An open, validated embeddings file whose vectors are read on demand.
 
@@ -114,68 +152,41 @@ class EmbeddingFile:
             raise
 
     def _validate_and_read_words(self, keep_words: bool) -> None:
-        f, path = self._file, self.path
-        for name in ("words", "vectors"):
-            if name not in f:
-                raise SparsecodeError(
-                    f"{path}: no dataset '{name}'; an embeddings file needs 'words' (N strings) "
-                    "and 'vectors' (N x D floats)"
-                )
-            if not isinstance(f[name], h5py.Dataset):
-                raise SparsecodeError(f"{path}: '{name}' is a group, not a dataset")
-        vec = f["vectors"]
-        if vec.ndim != 2:
-            raise SparsecodeError(
-                f"{path}: 'vectors' must be 2-D (N words x D dimensions), got shape {tuple(vec.shape)}"
-            )
-        if vec.dtype.kind in ("i", "u"):
-            warnings.warn(f"{path}: 'vectors' are integers ({vec.dtype}); converted to float32", stacklevel=4)
-        elif vec.dtype.kind != "f":
-            raise SparsecodeError(
-                f"{path}: 'vectors' must be numbers (floating point or integer), got {vec.dtype}; store them as float32"
-            )
-        n, d = vec.shape
-        if n == 0 or d == 0:
-            raise SparsecodeError(f"{path}: 'vectors' is empty (shape {tuple(vec.shape)})")
-        wds = f["words"]
-        if wds.ndim != 1:
-            raise SparsecodeError(f"{path}: 'words' must be 1-D, got shape {tuple(wds.shape)}")
-        if wds.dtype.kind not in ("S", "U", "O"):
-            raise SparsecodeError(f"{path}: 'words' must hold strings, got {wds.dtype}")
-        if wds.shape[0] != n:
-            raise SparsecodeError(
-                f"{path}: 'words' has {wds.shape[0]} entries but 'vectors' has {n} rows; they must match"
-            )
-        self.n_rows = n
-        self.dim = d
+        self.n_rows, self.dim = _check_layout(self._file, self.path)
         self._words: list[str] | None = None
-        self._keep: np.ndarray | None = None
+        self._keep: np.ndarray | None = None  # the entries kept, when some words are duplicates
 
         # Every word is decoded (strictly, as UTF-8) a chunk at a time and only its hash is kept
         # (and the word, with keep_words), so that memory holds 8 bytes per word, not the words:
         # equal hashes are then checked on the words themselves. The first occurrence is kept.
-        hashes = np.empty(n, dtype=np.int64)
+        hashes = np.empty(self.n_rows, dtype=np.int64)
         kept: list[str] = []
         for start, words in self._iter_words():
             hashes[start : start + len(words)] = [hash(w) for w in words]
             if keep_words:
                 kept += words
-        order = np.argsort(hashes, kind="stable")
-        same = hashes[order[1:]] == hashes[order[:-1]]
-        if same.any():
-            suspects = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
-            first: dict[str, int] = {}
-            duplicates = [i for i, w in zip(suspects.tolist(), self._read_words(suspects)) if first.setdefault(w, i) != i]
-            if duplicates:
-                self._keep = np.setdiff1d(np.arange(n), duplicates)
-                warnings.warn(
-                    f"{path}: {len(duplicates)} duplicate word(s) (first: {self._read_words([duplicates[0]])[0]!r}); "
-                    "kept the first occurrence of each",
-                    DuplicateWordsWarning,
-                    stacklevel=3,
-                )
+        duplicates = self._duplicates(hashes)
+        if duplicates:
+            self._keep = np.setdiff1d(np.arange(self.n_rows), duplicates)
+            warnings.warn(
+                f"{self.path}: {len(duplicates)} duplicate word(s) (first: {self._read_words([duplicates[0]])[0]!r}); "
+                "kept the first occurrence of each",
+                DuplicateWordsWarning,
+                stacklevel=3,
+            )
         if keep_words:
             self._words = kept if self._keep is None else [kept[i] for i in self._keep.tolist()]
+
+    def _duplicates(self, hashes: np.ndarray) -> list[int]:
+        """The entries whose word occurs at an earlier entry, from every entry's hash: only entries
+        that share a hash are read again and compared as words."""
+        order = np.argsort(hashes, kind="stable")
+        same = hashes[order[1:]] == hashes[order[:-1]]
+        if not same.any():
+            return []
+        suspects = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
+        first: dict[str, int] = {}
+        return [i for i, w in zip(suspects.tolist(), self._read_words(suspects)) if first.setdefault(w, i) != i]
 
     #: Words read at a time.
     _WORD_CHUNK = 1 << 16
@@ -326,22 +337,6 @@ def embeddings_from_array(vectors, words: list[str] | None = None, what: str = "
     return Embeddings(words=list(words), vectors=x, path="(in memory)")
 
 
-def load_embeddings(path: str | os.PathLike, vocab: str | os.PathLike | None = None) -> Embeddings:
-    """Read and validate a ``words``/``vectors`` HDF5 file into memory, or a file in any format
-    :func:`~sparsecode.convert.convert_embeddings` reads (``vocab``: the words of a .npy),
-    converted through a temporary HDF5 file.
-
-    Raises :class:`SparsecodeError` with a one-line message for any problem; warns
-    (:class:`DuplicateWordsWarning`) and keeps the first occurrence for duplicate words.
-    """
-    from .convert import readable_embeddings  # convert builds on this module
-
-    with readable_embeddings(path, vocab) as readable, EmbeddingFile(readable, keep_words=True) as ef:
-        emb = ef.read_all()
-    emb.path = os.fspath(path)
-    return emb
-
-
 class EmbeddingWriter:
     """Appends blocks of words and vectors to a new file in the embeddings layout.
 
@@ -373,7 +368,5 @@ class EmbeddingWriter:
 
 def write_embeddings(path: str | os.PathLike, words: list[str], vectors: np.ndarray) -> None:
     """Write a ``words``/``vectors`` file (used to build sample data and by tests)."""
-    from .atomic import atomic_output
-
     with atomic_output(path, force=True) as tmp, h5py.File(tmp, "w") as f:
         EmbeddingWriter(f, vectors.shape[1]).append(words, vectors)

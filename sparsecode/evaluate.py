@@ -402,7 +402,7 @@ def find_sources(codes: Codes, model_dir: str | os.PathLike | None = None,
     that made the codes (:func:`~sparsecode.codes.check_same_model`). What cannot be found is
     named in a warning with the option that supplies it, and the measures that need it are left out."""
     from .convert import CACHE_NAME, cache_matches, readable_embeddings
-    from .embeddings import load_embeddings
+    from .convert import load_embeddings
     from .training import load_run
 
     where = codes.path or "codes"
