@@ -24,11 +24,11 @@ from rich.text import Text
 
 from . import __version__
 from .atomic import OutputWriteError
-from .clihelp import choices_metavar, Group, by_objective, choice
-from .config import DEVICES, INITS, SPARSITIES, TrainConfig
+from .clihelp import Group, choice, flag, setting_options
+from .config import DEVICES, TrainConfig
 from .convert import FORMATS
 from .encoding import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_TOP_WORDS
-from .errors import SparsecodeError, TrainingInterrupted
+from .errors import SettingError, SparsecodeError, TrainingInterrupted
 from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR
 from .export import EXPORT_FORMATS
 from .evaluate import UNIT_ORDERS
@@ -75,7 +75,8 @@ def user_errors() -> Iterator[None]:
         except SparsecodeError as exc:
             _print_warnings(caught)
             if _state["rank"] == 0 or isinstance(exc, ProcessLost):
-                err.print(Text.assemble(("error:", "bold red"), " ", safe(exc)), soft_wrap=True)
+                message = exc.naming(flag) if isinstance(exc, SettingError) else str(exc)  # a setting by its flag
+                err.print(Text.assemble(("error:", "bold red"), " ", safe(message)), soft_wrap=True)
             if isinstance(exc, OutputWriteError):
                 _state["hard_exit"] = True
             raise typer.Exit(1) from None
@@ -159,51 +160,12 @@ class LiveBar:
 
 
 @app.command()
+@setting_options(TrainConfig)
 def train(
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (model.pt, config.json, "
                                            "metrics.jsonl)  \\[default: runs/NAME, NAME the input's]"),
-    hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
-    sparsity: str = choice(DEFAULTS.sparsity, SPARSITIES, "Sparsity objective (README: Sparsity objectives)."),
-    k: Optional[int] = typer.Option(None, help="Active units per word (batchtopk: on average over a batch).",
-                                    show_default=by_objective("k")),
-    rho: Optional[float] = typer.Option(None, help="Target fraction of words each unit fires on (kl, spine).",
-                                        show_default=by_objective("rho")),
-    beta: Optional[float] = typer.Option(None, help="Weight of the KL penalty (kl).", show_default=by_objective("beta")),
-    l1_coef: Optional[float] = typer.Option(None, help="Weight of the L1 penalty (l1).", show_default=by_objective("l1_coef")),
-    noise: Optional[float] = typer.Option(None, help="Standard deviation of Gaussian noise added to the inputs (scaled to "
-                                                     "unit variance) in training only.", show_default=by_objective("noise")),
-    encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them.",
-                                       show_default="none: one layer"),
-    epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the vocabulary."),
-    batch_size: int = typer.Option(DEFAULTS.batch_size, help="Words per step."),
-    lr: float = typer.Option(DEFAULTS.lr, help="Peak Adam learning rate (warm-up, then cosine decay)."),
-    k_anneal_from: Optional[int] = typer.Option(None, help="Start at this k and lower it to --k during training.",
-                                                show_default="off"),
-    k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is lowered."),
-    aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss, which trains dead units on what the "
-                                                           "code misses (0: off)."),
-    aux_k: Optional[int] = typer.Option(None, help="Dead units per word in the AuxK loss.",
-                                        show_default="half the input dimensions"),
-    homeostasis: Optional[float] = typer.Option(None, help="Per-step nudge of each unit's bias toward equal firing "
-                                                           "frequencies (0: off).", show_default=by_objective("homeostasis")),
-    encode_k: Optional[int] = typer.Option(None, help="Active units per word when encoding; caps the codes of kl, l1, "
-                                                      "spine and batchtopk at their largest.",
-                                           show_default="--k for topk, else no cap"),
-    balance: Optional[float] = typer.Option(None, help="Per-step move of each unit's selection bias toward equal unit "
-                                                       "use; the bias only chooses units, it is never trained (0: off).",
-                                            show_default=by_objective("balance")),
-    init: Optional[str] = typer.Option(None, "--init", help="How the decoder starts: kmeans, the centroids of the most "
-                                                            "frequent words (one idea per unit), or random unit vectors.",
-                                       metavar=choices_metavar(INITS), autocompletion=lambda: list(INITS),
-                                       show_default="kmeans for topk without --encoder-layers, else random"),
-    holdout: float = typer.Option(DEFAULTS.holdout, help="Fraction of the words kept out of training (drawn with "
-                                                         "--seed), whose FVU and dead units are reported every epoch "
-                                                         "(0: off)."),
-    seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
-    device: str = choice(DEFAULTS.device, DEVICES, "Where to train; auto: CUDA when available, cuda:N the GPU N; "
-                                                   "several processes take one GPU each."),
-    checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
+    settings: dict = None,  # one option per setting of TrainConfig (sparsecode.clihelp.setting_options)
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or start-up line."),
@@ -220,23 +182,12 @@ def train(
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
     with user_errors():
-        cfg = TrainConfig(hidden=hidden, sparsity=sparsity, k=k, rho=rho, beta=beta, l1_coef=l1_coef, noise=noise,
-                          encoder_layers=_widths(encoder_layers), epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
-                          k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, balance=balance, init=init,
-                          aux_coef=aux_coef, aux_k=aux_k, encode_k=encode_k, holdout=holdout, seed=seed, device=device,
-                          checkpoint_every=checkpoint_every)
+        cfg = TrainConfig(**{**settings, "encoder_layers": _widths(settings["encoder_layers"])})
     if nproc != 1:
         with user_errors():
-            if nproc < 1:
-                raise SparsecodeError(f"--nproc must be at least 1 (got {nproc})")
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-                raise SparsecodeError("--nproc: this process is already one of a torchrun job; drop --nproc")
-            cfg.validate()
-            if nproc > 1 and device.startswith("cuda:"):
-                raise SparsecodeError(f"--device {device} names one GPU, but each of the {nproc} processes takes its "
-                                      "own: use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
+            _check_launch(cfg, nproc)
         raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
-    with user_errors(), session(device) as dist:  # a torchrun job's processes, or just this one
+    with user_errors(), session(cfg.device) as dist:  # a torchrun job's processes, or just this one
         cfg.validate()
         named = out_dir is not None
         out_dir = out_dir if named else dist.from_main(lambda: default_run_dir(embeddings), "naming the run directory")
@@ -250,7 +201,7 @@ def train(
         # Validated in one streamed pass, not loaded; every process, and all agree on an error.
         with dist.agree(lambda: open_training_data(source), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
-                err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
+                err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {cfg.hidden} units, {_objective(cfg)}"
                                + (f", {100 * cfg.holdout:g}% of the words held out" if cfg.holdout else "")
                                + (f", {dist.world} processes" if dist.active else "")
                                + ("" if named else f"; the run goes to {out_dir}/ (no --out given)")), soft_wrap=True)
@@ -262,14 +213,31 @@ def train(
         return None
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
+    out.print(_epoch_table(out_dir, result.metrics, result.summary))
+    _print_training_summary(result, cfg, len(emb))
 
-    s = result.summary
+
+def _check_launch(cfg: TrainConfig, nproc: int) -> None:
+    """What ``--nproc`` needs before it starts the processes: a count, not already one of a job,
+    valid settings, a device each process can take its own GPU of."""
+    if nproc < 1:
+        raise SparsecodeError(f"--nproc must be at least 1 (got {nproc})")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SparsecodeError("--nproc: this process is already one of a torchrun job; drop --nproc")
+    cfg.validate()
+    if nproc > 1 and cfg.device.startswith("cuda:"):
+        raise SparsecodeError(f"--device {cfg.device} names one GPU, but each of the {nproc} processes takes its "
+                              "own: use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
+
+
+def _epoch_table(out_dir: Path, metrics: list[dict], s: dict) -> Table:
+    """A training run's figures per epoch and its final ones (with the held-out words' when some were)."""
     held = "holdout_words" in s
     table = Table(title=safe(f"trained {out_dir}"))
     for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "effective units", "starved %", "seconds",
                 *(("held-out FVU", "held-out dead %") if held else ())):
         table.add_column(col, justify="right")
-    for m in result.metrics:
+    for m in metrics:
         table.add_row(str(m["epoch"]), f"{m['loss']:.4f}", f"{m['fvu']:.4f}", f"{m['mean_l0']:.1f}",
                       f"{100 * m['dead_fraction']:.1f}", f"{100 * m['zero_rows_fraction']:.2f}",
                       f"{m['effective_units']:.0f}", f"{100 * m['starved_fraction']:.1f}", f"{m['seconds']:.1f}",
@@ -278,18 +246,23 @@ def train(
                   f"{100 * s['zero_rows_fraction']:.2f}", f"{s['effective_units']:.0f}", f"{100 * s['starved_fraction']:.1f}",
                   f"{s['train_seconds']:.1f}",
                   *((f"{s['holdout_fvu']:.4f}", f"{100 * s['holdout_dead_fraction']:.1f}") if held else ()), style="bold")
-    out.print(table)
+    return table
+
+
+def _print_training_summary(result, cfg: TrainConfig, n_words: int) -> None:
+    """The lines under the epoch table: what the final figures measure and mean, and a collapse warning."""
+    s = result.summary
     if result.metrics[0]["fvu"] > 1 > s["fvu"]:
         out.print("An FVU above 1 in the first epochs is normal: training starts from random weights, which "
                   "reconstruct worse than the mean vector would.", soft_wrap=True)
     how = f"k={s['k']}" if s["k"] is not None else f"{cfg.sparsity} codes (mean L0 {s['mean_l0']:.1f})"
-    if held:
+    if "holdout_words" in s:
         n_train = result.run_info["n_words"]
         out.print(f"final: the {n_train:,} training words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; the "
                   f"{s['holdout_words']:,} held-out words: FVU {s['holdout_fvu']:.4f}, cosine {s['holdout_cosine']:.3f}, "
                   f"dead units {100 * s['holdout_dead_fraction']:.1f}%", soft_wrap=True)
     else:
-        out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; "
+        out.print(f"final: all {n_words:,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; "
                   f"{s['effective_units']:.0f} effective units of {cfg.hidden}, the busiest on "
                   f"{100 * s['busiest_rate']:.1f}% of the words", soft_wrap=True)
     out.print(_fvu_meaning(s["fvu"]), soft_wrap=True)
