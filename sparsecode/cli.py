@@ -27,7 +27,7 @@ from .atomic import OutputWriteError
 from .clihelp import Group, choice, flag, setting_options
 from .config import DEVICES, TrainConfig
 from .convert import FORMATS
-from .encoding import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_TOP_WORDS
+from .encoding import EncodeSettings
 from .errors import SettingError, SparsecodeError, TrainingInterrupted
 from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR
 from .export import EXPORT_FORMATS
@@ -49,6 +49,7 @@ app = typer.Typer(
 out = Console(highlight=False, emoji=False)
 err = Console(stderr=True, highlight=False, emoji=False)
 DEFAULTS = TrainConfig()
+ENCODE = EncodeSettings()
 EMBEDDINGS_HELP = ("Embeddings: HDF5 with 'words' and 'vectors', or any format 'convert' reads (GloVe, word2vec, "
                    "fastText, .npy; gzipped or not), told from the content.")
 VOCAB_HELP = "The words of a .npy matrix, one per line."
@@ -312,12 +313,13 @@ def encode(
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5).",
                                             show_default="RUN_DIR/codes.h5"),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word.", show_default="the run's encode k"),
-    method: str = choice(DEFAULT_METHOD, METHODS, "encoder (fast) or omp (orthogonal matching pursuit over the "
-                                                  "decoder: closer codes, slower).", "--method"),
-    nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
-    top_words: int = typer.Option(DEFAULT_TOP_WORDS, help="Top words stored per unit."),
-    batch_size: int = typer.Option(DEFAULT_BATCH, help="Words encoded at a time."),
-    device: str = choice(DEFAULTS.device, DEVICES, "Where to encode; auto: CUDA when available, cuda:N the GPU N."),
+    method: str = choice(ENCODE.method, METHODS, "encoder (fast) or omp (orthogonal matching pursuit over the "
+                                                 "decoder: closer codes, slower).", "--method"),
+    nonneg: bool = typer.Option(ENCODE.nonneg, "--nonneg", help="With --method omp: keep every coefficient > 0, like the "
+                                                               "encoder's."),
+    top_words: int = typer.Option(ENCODE.top_words, help="Top words stored per unit."),
+    batch_size: int = typer.Option(ENCODE.batch_size, help="Words encoded at a time."),
+    device: str = choice(ENCODE.device, DEVICES, "Where to encode; auto: CUDA when available, cuda:N the GPU N."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
@@ -385,75 +387,88 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
+    from .evaluate import dead_entry, unit_entry, unit_table, word_entry
+
     with user_errors():
-        if sum(x is not None and x is not False for x in (dim, word, dead or None)) > 1:
-            raise SparsecodeError("use one of --dim, --word, --dead at a time")
-        if show_all and (word is not None or dead):
-            raise SparsecodeError("--all goes with --dim or the table of units, not with --word or --dead")
-        if show_all and limit is not None:
-            raise SparsecodeError("use one of --limit and --all")
-        if limit is not None and limit < 0:
-            raise SparsecodeError(f"--limit must be 0 or more (got {limit})")
+        _check_inspect_options(dim, word, dead, limit, show_all)
         codes = _load_codes(codes_file)
         if dim is not None:
-            codes.check_unit(dim)
-            words = codes.unit_words(dim) if show_all else codes.top_words(dim)
-            data = {"unit": dim, "frequency": int(codes.frequency[dim]),
-                    "top_words" if not show_all else "words": [{"word": w, "value": v} for w, v in words]}
-            if as_json:
-                return _echo_json(data)
-            table = Table(title=f"unit {dim}: used by {data['frequency']:,} words")
-            table.add_column("word")
-            table.add_column("activation", justify="right")
-            for w, v in words:
-                table.add_row(safe(w), f"{v:.3f}")
-            out.print(table)
-            if not show_all and data["frequency"] > len(words):
-                out.print(f"the {len(words)} strongest of {data['frequency']:,} words; "
-                          f"--all lists every one", soft_wrap=True)
-            return None
+            data = unit_entry(codes, dim, every=show_all)
+            return _echo_json(data) if as_json else _render_unit(data)
         if word is not None:
-            units = codes.active_units(word)
-            data = {"word": word, "active_units": [
-                {"unit": u, "value": v, "top_words": [w for w, _ in codes.top_words(u)]} for u, v in units]}
-            if as_json:
-                return _echo_json(data)
-            table = Table(title=safe(f"'{word}': {len(units)} active units"))
-            table.add_column("unit", justify="right")
-            table.add_column("activation", justify="right")
-            table.add_column("unit's top words")
-            for entry in data["active_units"]:
-                table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", word_list(entry["top_words"]))
-            return out.print(table)
+            data = word_entry(codes, word)
+            return _echo_json(data) if as_json else _render_word(data)
         if dead:
-            ids = [int(u) for u in codes.dead_units()]
-            if as_json:
-                return _echo_json({"dead_units": ids, "count": len(ids), "units": codes.n_units})
-            out.print(f"{len(ids)} of {codes.n_units} units are dead (used by no word)")
-            if ids:
-                out.print(" ".join(map(str, ids)), soft_wrap=True)
-            return None
-        from .evaluate import unit_table
-
+            data = dead_entry(codes)
+            return _echo_json(data) if as_json else _render_dead(data)
         if limit is None:
             limit = codes.n_units if show_all or as_json else INSPECT_LIMIT
         rows = unit_table(codes, sort=sort)[: max(limit, 0)]
         if as_json:
             return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units, "sort": sort})
-        table = Table(title=safe(f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, "
-                                 f"mean L0 {codes.nnz / len(codes.words):.1f}"))
-        table.add_column("unit", justify="right")
-        table.add_column("words", justify="right")
-        table.add_column("purity", justify="right")
-        table.add_column("top words")
-        for r in rows:
-            flag = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
-            table.add_row(str(r["unit"]), f"{r['frequency']:,}{flag}", _fmt(r["purity"], 2), word_list(r["top_words"]))
-        out.print(table)
-        more = codes.n_units - len(rows)
-        if more:
-            out.print(f"{more:,} more unit{'s' if more > 1 else ''}: --limit N shows the first N, --all every one",
-                      soft_wrap=True)
+        _render_units(codes_file, codes, rows)
+
+
+def _check_inspect_options(dim, word, dead: bool, limit, show_all: bool) -> None:
+    """The combinations of inspect's options that make sense: one view, and --all or --limit where they apply."""
+    if sum(x is not None and x is not False for x in (dim, word, dead or None)) > 1:
+        raise SparsecodeError("use one of --dim, --word, --dead at a time")
+    if show_all and (word is not None or dead):
+        raise SparsecodeError("--all goes with --dim or the table of units, not with --word or --dead")
+    if show_all and limit is not None:
+        raise SparsecodeError("use one of --limit and --all")
+    if limit is not None and limit < 0:
+        raise SparsecodeError(f"--limit must be 0 or more (got {limit})")
+
+
+def _render_unit(data: dict) -> None:
+    """``inspect --dim``: the unit's words and activations."""
+    every = "words" in data
+    words = data["words"] if every else data["top_words"]
+    table = Table(title=f"unit {data['unit']}: used by {data['frequency']:,} words")
+    table.add_column("word")
+    table.add_column("activation", justify="right")
+    for entry in words:
+        table.add_row(safe(entry["word"]), f"{entry['value']:.3f}")
+    out.print(table)
+    if not every and data["frequency"] > len(words):
+        out.print(f"the {len(words)} strongest of {data['frequency']:,} words; --all lists every one", soft_wrap=True)
+
+
+def _render_word(data: dict) -> None:
+    """``inspect --word``: the word's active units and their top words."""
+    table = Table(title=safe(f"'{data['word']}': {len(data['active_units'])} active units"))
+    table.add_column("unit", justify="right")
+    table.add_column("activation", justify="right")
+    table.add_column("unit's top words")
+    for entry in data["active_units"]:
+        table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", word_list(entry["top_words"]))
+    out.print(table)
+
+
+def _render_dead(data: dict) -> None:
+    """``inspect --dead``: how many units no word uses, and their ids."""
+    out.print(f"{data['count']} of {data['units']} units are dead (used by no word)")
+    if data["dead_units"]:
+        out.print(" ".join(map(str, data["dead_units"])), soft_wrap=True)
+
+
+def _render_units(codes_file: Path, codes, rows: list[dict]) -> None:
+    """The table of units (``inspect`` without a view), and how many more there are."""
+    table = Table(title=safe(f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, "
+                             f"mean L0 {codes.nnz / len(codes.words):.1f}"))
+    table.add_column("unit", justify="right")
+    table.add_column("words", justify="right")
+    table.add_column("purity", justify="right")
+    table.add_column("top words")
+    for r in rows:
+        mark = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
+        table.add_row(str(r["unit"]), f"{r['frequency']:,}{mark}", _fmt(r["purity"], 2), word_list(r["top_words"]))
+    out.print(table)
+    more = codes.n_units - len(rows)
+    if more:
+        out.print(f"{more:,} more unit{'s' if more > 1 else ''}: --limit N shows the first N, --all every one",
+                  soft_wrap=True)
 
 
 @app.command()
@@ -499,48 +514,29 @@ def evaluate(
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
     Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
-    from .evaluate import find_sources
-    from .evaluate import evaluate as run_evaluate
+    from .evaluate import evaluate_file
 
     with user_errors():
-        codes = _load_codes(codes_file)
-        src = find_sources(codes, model_dir, embeddings, vocab)
-        model, config, vectors = src.model, src.config, src.vectors
-        result = run_evaluate(codes, model, vectors, wordsim, seed=seed, worst=worst)
-        if compare_methods:
-            if model is None or vectors is None:
-                raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
-                                      "pass --model RUN_DIR and --embeddings EMB.h5")
-            from .training import default_encode_k
-            from .evaluate import compare_methods as run_compare
-
-            k = codes.attrs.get("encode_k", default_encode_k(config))
-            if k is None:
-                raise SparsecodeError(f"{codes_file}: --compare-methods needs a k, and these codes have none "
-                                      f"(--sparsity {config.get('sparsity')}); encode with --k to compare at that k")
-            k = int(k)
-            result["methods"] = {"k": k, **run_compare(model, torch_tensor(vectors), k)}
-        result["model"] = str(src.model_dir) if src.model_dir else None
-        result["embeddings"] = str(src.embeddings) if src.embeddings else None
+        result, dense_dim = evaluate_file(codes_file, model_dir, embeddings, vocab, wordsim, seed=seed, worst=worst,
+                                          compare=compare_methods)
     if as_json:
         return _echo_json(result)
-    _render_evaluation(result, vectors.shape[1] if vectors is not None else None)
+    _render_evaluation(result, dense_dim)
     if "methods" in result:
-        methods = dict(result["methods"])
-        k = methods.pop("k")
-        mt = Table(title=f"encoding methods at k={k}, whole vocabulary")
-        for col in ("method", "FVU", "cosine", "mean L0", "dead %", "zero rows %", "seconds"):
-            mt.add_column(col, justify="left" if col == "method" else "right")
-        for name, st in methods.items():
-            mt.add_row(name, f"{st['fvu']:.4f}", f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
-                       f"{100 * st['dead_fraction']:.1f}", f"{100 * st['zero_rows_fraction']:.2f}", f"{st['seconds']:.1f}")
-        out.print(mt)
+        out.print(_methods_table(result["methods"]))
 
 
-def torch_tensor(array):
-    import torch
-
-    return torch.from_numpy(array)
+def _methods_table(compared: dict) -> Table:
+    """The encoding methods compared at one k, a row each."""
+    methods = dict(compared)
+    k = methods.pop("k")
+    table = Table(title=f"encoding methods at k={k}, whole vocabulary")
+    for col in ("method", "FVU", "cosine", "mean L0", "dead %", "zero rows %", "seconds"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for name, st in methods.items():
+        table.add_row(name, f"{st['fvu']:.4f}", f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
+                      f"{100 * st['dead_fraction']:.1f}", f"{100 * st['zero_rows_fraction']:.2f}", f"{st['seconds']:.1f}")
+    return table
 
 
 def _fmt(value, digits: int = 3) -> str:

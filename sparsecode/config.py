@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from .errors import SettingError
+from .errors import SettingError, need
 
 
 #: Settings that may differ when a run is resumed (they do not change what is computed).
@@ -256,12 +256,6 @@ class TrainConfig:
 
 #: What ``device`` accepts: auto, cpu, cuda (the current GPU) or cuda:N (GPU N).
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
-
-
-def need(ok: bool, setting: str, template: str, **values) -> None:
-    """Raise :class:`~sparsecode.errors.SettingError` (``setting``, ``template``, ``values``) unless ``ok``."""
-    if not ok:
-        raise SettingError(setting, template, **values)
 
 
 def check_device(name) -> None:

@@ -46,6 +46,12 @@ class SettingError(SparsecodeError):
         return name_settings(self.template, name, self.values)
 
 
+def need(ok: bool, setting: str, template: str, **values) -> None:
+    """Raise :class:`SettingError` (``setting``, ``template``, ``values``) unless ``ok``."""
+    if not ok:
+        raise SettingError(setting, template, **values)
+
+
 def name_settings(template: str, name, values: dict | None = None) -> str:
     """``template`` with each ``{setting}`` written as ``name(setting)`` and each ``{key}`` of
     ``values`` as its value (format specs apply: ``{got!r}``)."""
