@@ -1,7 +1,10 @@
 """Training settings: one dataclass, one default per setting, a docstring under each.
 
-The CLI's ``--help`` shows these defaults; ``config.json`` in a run directory is this dataclass
-as JSON, plus what the run resolved (device, data size, the sizes used).
+Each field also carries the one line ``sparsecode train --help`` shows for it (:func:`setting`),
+from which the CLI builds its options; :meth:`TrainConfig.validate` is the one check of the
+settings, its errors (:class:`~sparsecode.errors.SettingError`) naming the setting at fault.
+``config.json`` in a run directory is this dataclass as JSON, plus what the run resolved (device,
+data size, the sizes used).
 """
 
 from __future__ import annotations
@@ -159,13 +162,13 @@ class TrainConfig:
         for name, defaults in OBJECTIVE_DEFAULTS.items():
             hint = "; cap the codes at encode time with {encode_k} instead" if name == "k" else ""
             need(getattr(self, name) is None or self.sparsity in defaults, name,
-                 "{%s} applies to {sparsity} {these}, not {got}%s" % (name, hint),
-                 these=" or ".join(defaults), got=self.sparsity)
+                 "{" + name + "} applies to {sparsity} {these}, not {got}" + hint, these=" or ".join(defaults),
+                 got=self.sparsity)
         topk = self.uses_k
         need(self.rho is None or 0 < self.rho < 1, "rho", "{rho} must be between 0 and 1, exclusive (got {got})", got=self.rho)
         for name in ("beta", "l1_coef", "noise", "balance", "homeostasis"):
-            need(getattr(self, name) is None or getattr(self, name) >= 0, name, "{%s} must be 0 or more (got {got})" % name,
-                 got=getattr(self, name))
+            value = getattr(self, name)
+            need(value is None or value >= 0, name, "{" + name + "} must be 0 or more (got {got})", got=value)
         need(all(isinstance(w, int) and w >= 1 for w in self.encoder_layers), "encoder_layers",
              "{encoder_layers} must be positive widths such as 80,40 (got {got})", got=self.encoder_layers)
         need(not self.encoder_layers or self.aux_coef == 0, "aux_coef",
