@@ -24,11 +24,11 @@ from rich.text import Text
 
 from . import __version__
 from .atomic import OutputWriteError
-from .clihelp import choices_metavar, Group, by_objective, choice
-from .config import DEVICES, INITS, SPARSITIES, TrainConfig
+from .clihelp import Group, choice, flag, setting_options
+from .config import DEVICES, TrainConfig
 from .convert import FORMATS
-from .encoding import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_TOP_WORDS
-from .errors import SparsecodeError, TrainingInterrupted
+from .encoding import EncodeSettings
+from .errors import SettingError, SparsecodeError, TrainingInterrupted
 from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR
 from .export import EXPORT_FORMATS
 from .evaluate import UNIT_ORDERS
@@ -49,6 +49,7 @@ app = typer.Typer(
 out = Console(highlight=False, emoji=False)
 err = Console(stderr=True, highlight=False, emoji=False)
 DEFAULTS = TrainConfig()
+ENCODE = EncodeSettings()
 EMBEDDINGS_HELP = ("Embeddings: HDF5 with 'words' and 'vectors', or any format 'convert' reads (GloVe, word2vec, "
                    "fastText, .npy; gzipped or not), told from the content.")
 VOCAB_HELP = "The words of a .npy matrix, one per line."
@@ -75,7 +76,8 @@ def user_errors() -> Iterator[None]:
         except SparsecodeError as exc:
             _print_warnings(caught)
             if _state["rank"] == 0 or isinstance(exc, ProcessLost):
-                err.print(Text.assemble(("error:", "bold red"), " ", safe(exc)), soft_wrap=True)
+                message = exc.naming(flag) if isinstance(exc, SettingError) else str(exc)  # a setting by its flag
+                err.print(Text.assemble(("error:", "bold red"), " ", safe(message)), soft_wrap=True)
             if isinstance(exc, OutputWriteError):
                 _state["hard_exit"] = True
             raise typer.Exit(1) from None
@@ -159,51 +161,12 @@ class LiveBar:
 
 
 @app.command()
+@setting_options(TrainConfig)
 def train(
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (model.pt, config.json, "
                                            "metrics.jsonl)  \\[default: runs/NAME, NAME the input's]"),
-    hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
-    sparsity: str = choice(DEFAULTS.sparsity, SPARSITIES, "Sparsity objective (README: Sparsity objectives)."),
-    k: Optional[int] = typer.Option(None, help="Active units per word (batchtopk: on average over a batch).",
-                                    show_default=by_objective("k")),
-    rho: Optional[float] = typer.Option(None, help="Target fraction of words each unit fires on (kl, spine).",
-                                        show_default=by_objective("rho")),
-    beta: Optional[float] = typer.Option(None, help="Weight of the KL penalty (kl).", show_default=by_objective("beta")),
-    l1_coef: Optional[float] = typer.Option(None, help="Weight of the L1 penalty (l1).", show_default=by_objective("l1_coef")),
-    noise: Optional[float] = typer.Option(None, help="Standard deviation of Gaussian noise added to the inputs (scaled to "
-                                                     "unit variance) in training only.", show_default=by_objective("noise")),
-    encoder_layers: str = typer.Option("", help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them.",
-                                       show_default="none: one layer"),
-    epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the vocabulary."),
-    batch_size: int = typer.Option(DEFAULTS.batch_size, help="Words per step."),
-    lr: float = typer.Option(DEFAULTS.lr, help="Peak Adam learning rate (warm-up, then cosine decay)."),
-    k_anneal_from: Optional[int] = typer.Option(None, help="Start at this k and lower it to --k during training.",
-                                                show_default="off"),
-    k_anneal_frac: float = typer.Option(DEFAULTS.k_anneal_frac, help="Fraction of training over which k is lowered."),
-    aux_coef: float = typer.Option(DEFAULTS.aux_coef, help="Weight of the AuxK loss, which trains dead units on what the "
-                                                           "code misses (0: off)."),
-    aux_k: Optional[int] = typer.Option(None, help="Dead units per word in the AuxK loss.",
-                                        show_default="half the input dimensions"),
-    homeostasis: Optional[float] = typer.Option(None, help="Per-step nudge of each unit's bias toward equal firing "
-                                                           "frequencies (0: off).", show_default=by_objective("homeostasis")),
-    encode_k: Optional[int] = typer.Option(None, help="Active units per word when encoding; caps the codes of kl, l1, "
-                                                      "spine and batchtopk at their largest.",
-                                           show_default="--k for topk, else no cap"),
-    balance: Optional[float] = typer.Option(None, help="Per-step move of each unit's selection bias toward equal unit "
-                                                       "use; the bias only chooses units, it is never trained (0: off).",
-                                            show_default=by_objective("balance")),
-    init: Optional[str] = typer.Option(None, "--init", help="How the decoder starts: kmeans, the centroids of the most "
-                                                            "frequent words (one idea per unit), or random unit vectors.",
-                                       metavar=choices_metavar(INITS), autocompletion=lambda: list(INITS),
-                                       show_default="kmeans for topk without --encoder-layers, else random"),
-    holdout: float = typer.Option(DEFAULTS.holdout, help="Fraction of the words kept out of training (drawn with "
-                                                         "--seed), whose FVU and dead units are reported every epoch "
-                                                         "(0: off)."),
-    seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
-    device: str = choice(DEFAULTS.device, DEVICES, "Where to train; auto: CUDA when available, cuda:N the GPU N; "
-                                                   "several processes take one GPU each."),
-    checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, help="Steps between checkpoints (also every epoch)."),
+    settings: dict = None,  # one option per setting of TrainConfig (sparsecode.clihelp.setting_options)
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or start-up line."),
@@ -220,23 +183,12 @@ def train(
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
     with user_errors():
-        cfg = TrainConfig(hidden=hidden, sparsity=sparsity, k=k, rho=rho, beta=beta, l1_coef=l1_coef, noise=noise,
-                          encoder_layers=_widths(encoder_layers), epochs=epochs, batch_size=batch_size, lr=lr, k_anneal_from=k_anneal_from,
-                          k_anneal_frac=k_anneal_frac, homeostasis=homeostasis, balance=balance, init=init,
-                          aux_coef=aux_coef, aux_k=aux_k, encode_k=encode_k, holdout=holdout, seed=seed, device=device,
-                          checkpoint_every=checkpoint_every)
+        cfg = TrainConfig(**{**settings, "encoder_layers": _widths(settings["encoder_layers"])})
     if nproc != 1:
         with user_errors():
-            if nproc < 1:
-                raise SparsecodeError(f"--nproc must be at least 1 (got {nproc})")
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-                raise SparsecodeError("--nproc: this process is already one of a torchrun job; drop --nproc")
-            cfg.validate()
-            if nproc > 1 and device.startswith("cuda:"):
-                raise SparsecodeError(f"--device {device} names one GPU, but each of the {nproc} processes takes its "
-                                      "own: use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
+            _check_launch(cfg, nproc)
         raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
-    with user_errors(), session(device) as dist:  # a torchrun job's processes, or just this one
+    with user_errors(), session(cfg.device) as dist:  # a torchrun job's processes, or just this one
         cfg.validate()
         named = out_dir is not None
         out_dir = out_dir if named else dist.from_main(lambda: default_run_dir(embeddings), "naming the run directory")
@@ -250,7 +202,7 @@ def train(
         # Validated in one streamed pass, not loaded; every process, and all agree on an error.
         with dist.agree(lambda: open_training_data(source), "reading the embeddings") as emb:
             if not quiet and dist.is_main:
-                err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {hidden} units, {_objective(cfg)}"
+                err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {cfg.hidden} units, {_objective(cfg)}"
                                + (f", {100 * cfg.holdout:g}% of the words held out" if cfg.holdout else "")
                                + (f", {dist.world} processes" if dist.active else "")
                                + ("" if named else f"; the run goes to {out_dir}/ (no --out given)")), soft_wrap=True)
@@ -262,14 +214,31 @@ def train(
         return None
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
+    out.print(_epoch_table(out_dir, result.metrics, result.summary))
+    _print_training_summary(result, cfg, len(emb))
 
-    s = result.summary
+
+def _check_launch(cfg: TrainConfig, nproc: int) -> None:
+    """What ``--nproc`` needs before it starts the processes: a count, not already one of a job,
+    valid settings, a device each process can take its own GPU of."""
+    if nproc < 1:
+        raise SparsecodeError(f"--nproc must be at least 1 (got {nproc})")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SparsecodeError("--nproc: this process is already one of a torchrun job; drop --nproc")
+    cfg.validate()
+    if nproc > 1 and cfg.device.startswith("cuda:"):
+        raise SparsecodeError(f"--device {cfg.device} names one GPU, but each of the {nproc} processes takes its "
+                              "own: use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
+
+
+def _epoch_table(out_dir: Path, metrics: list[dict], s: dict) -> Table:
+    """A training run's figures per epoch and its final ones (with the held-out words' when some were)."""
     held = "holdout_words" in s
     table = Table(title=safe(f"trained {out_dir}"))
     for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "effective units", "starved %", "seconds",
                 *(("held-out FVU", "held-out dead %") if held else ())):
         table.add_column(col, justify="right")
-    for m in result.metrics:
+    for m in metrics:
         table.add_row(str(m["epoch"]), f"{m['loss']:.4f}", f"{m['fvu']:.4f}", f"{m['mean_l0']:.1f}",
                       f"{100 * m['dead_fraction']:.1f}", f"{100 * m['zero_rows_fraction']:.2f}",
                       f"{m['effective_units']:.0f}", f"{100 * m['starved_fraction']:.1f}", f"{m['seconds']:.1f}",
@@ -278,18 +247,23 @@ def train(
                   f"{100 * s['zero_rows_fraction']:.2f}", f"{s['effective_units']:.0f}", f"{100 * s['starved_fraction']:.1f}",
                   f"{s['train_seconds']:.1f}",
                   *((f"{s['holdout_fvu']:.4f}", f"{100 * s['holdout_dead_fraction']:.1f}") if held else ()), style="bold")
-    out.print(table)
+    return table
+
+
+def _print_training_summary(result, cfg: TrainConfig, n_words: int) -> None:
+    """The lines under the epoch table: what the final figures measure and mean, and a collapse warning."""
+    s = result.summary
     if result.metrics[0]["fvu"] > 1 > s["fvu"]:
         out.print("An FVU above 1 in the first epochs is normal: training starts from random weights, which "
                   "reconstruct worse than the mean vector would.", soft_wrap=True)
     how = f"k={s['k']}" if s["k"] is not None else f"{cfg.sparsity} codes (mean L0 {s['mean_l0']:.1f})"
-    if held:
+    if "holdout_words" in s:
         n_train = result.run_info["n_words"]
         out.print(f"final: the {n_train:,} training words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; the "
                   f"{s['holdout_words']:,} held-out words: FVU {s['holdout_fvu']:.4f}, cosine {s['holdout_cosine']:.3f}, "
                   f"dead units {100 * s['holdout_dead_fraction']:.1f}%", soft_wrap=True)
     else:
-        out.print(f"final: all {len(emb):,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; "
+        out.print(f"final: all {n_words:,} words encoded with {how}; cosine(x, x̂) {s['cosine']:.3f}; "
                   f"{s['effective_units']:.0f} effective units of {cfg.hidden}, the busiest on "
                   f"{100 * s['busiest_rate']:.1f}% of the words", soft_wrap=True)
     out.print(_fvu_meaning(s["fvu"]), soft_wrap=True)
@@ -339,12 +313,13 @@ def encode(
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5).",
                                             show_default="RUN_DIR/codes.h5"),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word.", show_default="the run's encode k"),
-    method: str = choice(DEFAULT_METHOD, METHODS, "encoder (fast) or omp (orthogonal matching pursuit over the "
-                                                  "decoder: closer codes, slower).", "--method"),
-    nonneg: bool = typer.Option(False, "--nonneg", help="With --method omp: keep every coefficient > 0, like the encoder's."),
-    top_words: int = typer.Option(DEFAULT_TOP_WORDS, help="Top words stored per unit."),
-    batch_size: int = typer.Option(DEFAULT_BATCH, help="Words encoded at a time."),
-    device: str = choice(DEFAULTS.device, DEVICES, "Where to encode; auto: CUDA when available, cuda:N the GPU N."),
+    method: str = choice(ENCODE.method, METHODS, "encoder (fast) or omp (orthogonal matching pursuit over the "
+                                                 "decoder: closer codes, slower).", "--method"),
+    nonneg: bool = typer.Option(ENCODE.nonneg, "--nonneg", help="With --method omp: keep every coefficient > 0, like the "
+                                                               "encoder's."),
+    top_words: int = typer.Option(ENCODE.top_words, help="Top words stored per unit."),
+    batch_size: int = typer.Option(ENCODE.batch_size, help="Words encoded at a time."),
+    device: str = choice(ENCODE.device, DEVICES, "Where to encode; auto: CUDA when available, cuda:N the GPU N."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
@@ -412,75 +387,88 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
+    from .evaluate import dead_entry, unit_entry, unit_table, word_entry
+
     with user_errors():
-        if sum(x is not None and x is not False for x in (dim, word, dead or None)) > 1:
-            raise SparsecodeError("use one of --dim, --word, --dead at a time")
-        if show_all and (word is not None or dead):
-            raise SparsecodeError("--all goes with --dim or the table of units, not with --word or --dead")
-        if show_all and limit is not None:
-            raise SparsecodeError("use one of --limit and --all")
-        if limit is not None and limit < 0:
-            raise SparsecodeError(f"--limit must be 0 or more (got {limit})")
+        _check_inspect_options(dim, word, dead, limit, show_all)
         codes = _load_codes(codes_file)
         if dim is not None:
-            codes.check_unit(dim)
-            words = codes.unit_words(dim) if show_all else codes.top_words(dim)
-            data = {"unit": dim, "frequency": int(codes.frequency[dim]),
-                    "top_words" if not show_all else "words": [{"word": w, "value": v} for w, v in words]}
-            if as_json:
-                return _echo_json(data)
-            table = Table(title=f"unit {dim}: used by {data['frequency']:,} words")
-            table.add_column("word")
-            table.add_column("activation", justify="right")
-            for w, v in words:
-                table.add_row(safe(w), f"{v:.3f}")
-            out.print(table)
-            if not show_all and data["frequency"] > len(words):
-                out.print(f"the {len(words)} strongest of {data['frequency']:,} words; "
-                          f"--all lists every one", soft_wrap=True)
-            return None
+            data = unit_entry(codes, dim, every=show_all)
+            return _echo_json(data) if as_json else _render_unit(data)
         if word is not None:
-            units = codes.active_units(word)
-            data = {"word": word, "active_units": [
-                {"unit": u, "value": v, "top_words": [w for w, _ in codes.top_words(u)]} for u, v in units]}
-            if as_json:
-                return _echo_json(data)
-            table = Table(title=safe(f"'{word}': {len(units)} active units"))
-            table.add_column("unit", justify="right")
-            table.add_column("activation", justify="right")
-            table.add_column("unit's top words")
-            for entry in data["active_units"]:
-                table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", word_list(entry["top_words"]))
-            return out.print(table)
+            data = word_entry(codes, word)
+            return _echo_json(data) if as_json else _render_word(data)
         if dead:
-            ids = [int(u) for u in codes.dead_units()]
-            if as_json:
-                return _echo_json({"dead_units": ids, "count": len(ids), "units": codes.n_units})
-            out.print(f"{len(ids)} of {codes.n_units} units are dead (used by no word)")
-            if ids:
-                out.print(" ".join(map(str, ids)), soft_wrap=True)
-            return None
-        from .evaluate import unit_table
-
+            data = dead_entry(codes)
+            return _echo_json(data) if as_json else _render_dead(data)
         if limit is None:
             limit = codes.n_units if show_all or as_json else INSPECT_LIMIT
         rows = unit_table(codes, sort=sort)[: max(limit, 0)]
         if as_json:
             return _echo_json({"units": rows, "words": len(codes.words), "n_units": codes.n_units, "sort": sort})
-        table = Table(title=safe(f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, "
-                                 f"mean L0 {codes.nnz / len(codes.words):.1f}"))
-        table.add_column("unit", justify="right")
-        table.add_column("words", justify="right")
-        table.add_column("purity", justify="right")
-        table.add_column("top words")
-        for r in rows:
-            flag = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
-            table.add_row(str(r["unit"]), f"{r['frequency']:,}{flag}", _fmt(r["purity"], 2), word_list(r["top_words"]))
-        out.print(table)
-        more = codes.n_units - len(rows)
-        if more:
-            out.print(f"{more:,} more unit{'s' if more > 1 else ''}: --limit N shows the first N, --all every one",
-                      soft_wrap=True)
+        _render_units(codes_file, codes, rows)
+
+
+def _check_inspect_options(dim, word, dead: bool, limit, show_all: bool) -> None:
+    """The combinations of inspect's options that make sense: one view, and --all or --limit where they apply."""
+    if sum(x is not None and x is not False for x in (dim, word, dead or None)) > 1:
+        raise SparsecodeError("use one of --dim, --word, --dead at a time")
+    if show_all and (word is not None or dead):
+        raise SparsecodeError("--all goes with --dim or the table of units, not with --word or --dead")
+    if show_all and limit is not None:
+        raise SparsecodeError("use one of --limit and --all")
+    if limit is not None and limit < 0:
+        raise SparsecodeError(f"--limit must be 0 or more (got {limit})")
+
+
+def _render_unit(data: dict) -> None:
+    """``inspect --dim``: the unit's words and activations."""
+    every = "words" in data
+    words = data["words"] if every else data["top_words"]
+    table = Table(title=f"unit {data['unit']}: used by {data['frequency']:,} words")
+    table.add_column("word")
+    table.add_column("activation", justify="right")
+    for entry in words:
+        table.add_row(safe(entry["word"]), f"{entry['value']:.3f}")
+    out.print(table)
+    if not every and data["frequency"] > len(words):
+        out.print(f"the {len(words)} strongest of {data['frequency']:,} words; --all lists every one", soft_wrap=True)
+
+
+def _render_word(data: dict) -> None:
+    """``inspect --word``: the word's active units and their top words."""
+    table = Table(title=safe(f"'{data['word']}': {len(data['active_units'])} active units"))
+    table.add_column("unit", justify="right")
+    table.add_column("activation", justify="right")
+    table.add_column("unit's top words")
+    for entry in data["active_units"]:
+        table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", word_list(entry["top_words"]))
+    out.print(table)
+
+
+def _render_dead(data: dict) -> None:
+    """``inspect --dead``: how many units no word uses, and their ids."""
+    out.print(f"{data['count']} of {data['units']} units are dead (used by no word)")
+    if data["dead_units"]:
+        out.print(" ".join(map(str, data["dead_units"])), soft_wrap=True)
+
+
+def _render_units(codes_file: Path, codes, rows: list[dict]) -> None:
+    """The table of units (``inspect`` without a view), and how many more there are."""
+    table = Table(title=safe(f"{codes_file}: {len(codes.words):,} words, {codes.n_units} units, "
+                             f"mean L0 {codes.nnz / len(codes.words):.1f}"))
+    table.add_column("unit", justify="right")
+    table.add_column("words", justify="right")
+    table.add_column("purity", justify="right")
+    table.add_column("top words")
+    for r in rows:
+        mark = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
+        table.add_row(str(r["unit"]), f"{r['frequency']:,}{mark}", _fmt(r["purity"], 2), word_list(r["top_words"]))
+    out.print(table)
+    more = codes.n_units - len(rows)
+    if more:
+        out.print(f"{more:,} more unit{'s' if more > 1 else ''}: --limit N shows the first N, --all every one",
+                  soft_wrap=True)
 
 
 @app.command()
@@ -526,48 +514,29 @@ def evaluate(
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
     Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
-    from .evaluate import find_sources
-    from .evaluate import evaluate as run_evaluate
+    from .evaluate import evaluate_file
 
     with user_errors():
-        codes = _load_codes(codes_file)
-        src = find_sources(codes, model_dir, embeddings, vocab)
-        model, config, vectors = src.model, src.config, src.vectors
-        result = run_evaluate(codes, model, vectors, wordsim, seed=seed, worst=worst)
-        if compare_methods:
-            if model is None or vectors is None:
-                raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
-                                      "pass --model RUN_DIR and --embeddings EMB.h5")
-            from .training import default_encode_k
-            from .evaluate import compare_methods as run_compare
-
-            k = codes.attrs.get("encode_k", default_encode_k(config))
-            if k is None:
-                raise SparsecodeError(f"{codes_file}: --compare-methods needs a k, and these codes have none "
-                                      f"(--sparsity {config.get('sparsity')}); encode with --k to compare at that k")
-            k = int(k)
-            result["methods"] = {"k": k, **run_compare(model, torch_tensor(vectors), k)}
-        result["model"] = str(src.model_dir) if src.model_dir else None
-        result["embeddings"] = str(src.embeddings) if src.embeddings else None
+        result, dense_dim = evaluate_file(codes_file, model_dir, embeddings, vocab, wordsim, seed=seed, worst=worst,
+                                          compare=compare_methods)
     if as_json:
         return _echo_json(result)
-    _render_evaluation(result, vectors.shape[1] if vectors is not None else None)
+    _render_evaluation(result, dense_dim)
     if "methods" in result:
-        methods = dict(result["methods"])
-        k = methods.pop("k")
-        mt = Table(title=f"encoding methods at k={k}, whole vocabulary")
-        for col in ("method", "FVU", "cosine", "mean L0", "dead %", "zero rows %", "seconds"):
-            mt.add_column(col, justify="left" if col == "method" else "right")
-        for name, st in methods.items():
-            mt.add_row(name, f"{st['fvu']:.4f}", f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
-                       f"{100 * st['dead_fraction']:.1f}", f"{100 * st['zero_rows_fraction']:.2f}", f"{st['seconds']:.1f}")
-        out.print(mt)
+        out.print(_methods_table(result["methods"]))
 
 
-def torch_tensor(array):
-    import torch
-
-    return torch.from_numpy(array)
+def _methods_table(compared: dict) -> Table:
+    """The encoding methods compared at one k, a row each."""
+    methods = dict(compared)
+    k = methods.pop("k")
+    table = Table(title=f"encoding methods at k={k}, whole vocabulary")
+    for col in ("method", "FVU", "cosine", "mean L0", "dead %", "zero rows %", "seconds"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for name, st in methods.items():
+        table.add_row(name, f"{st['fvu']:.4f}", f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
+                      f"{100 * st['dead_fraction']:.1f}", f"{100 * st['zero_rows_fraction']:.2f}", f"{st['seconds']:.1f}")
+    return table
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -11,16 +11,36 @@ parameter of the app once, where Typer builds them, so that no option has to say
 - a choice shows its values, ``--sparsity [topk|batchtopk|kl|l1|spine]`` (an option declared with
   :func:`choice`, or an ``Enum``);
 - a default given as a description (``show_default="32 for topk, batchtopk"``) shows as it is.
+
+:func:`setting_options` declares a command's options from a settings dataclass
+(:class:`~sparsecode.config.TrainConfig`): each default, help text and choice comes from the
+field, and every setting is named by its flag (:func:`flag`), in ``--help`` as in error messages.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+import functools
+import inspect
+import typing
+from typing import Any, Callable, Optional, Sequence
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .config import OBJECTIVE_DEFAULTS, SPARSITIES
+from .errors import name_settings
+
+
+def flag(setting: str) -> str:
+    """How the command line names a setting: ``k_anneal_from`` -> ``--k-anneal-from``."""
+    return "--" + setting.replace("_", "-")
+
+
+def flagged(text: str) -> str:
+    """A settings text (``{name}`` for a setting, see :func:`sparsecode.config.setting`) with
+    every setting written as its flag."""
+    return name_settings(text, flag)
 
 
 def choices_metavar(values: Sequence[str]) -> str:
@@ -30,8 +50,12 @@ def choices_metavar(values: Sequence[str]) -> str:
 def choice(default: str, values: Sequence[str], help: str, *decls: str) -> Any:
     """A string option restricted to ``values``: ``--help`` lists them and the shell completes them;
     the library checks the value (one line, like every other user error)."""
-    return typer.Option(default, *decls, help=help, metavar=choices_metavar(values),
-                        autocompletion=lambda: list(values))
+    return typer.Option(default, *decls, help=help, **_choices(values))
+
+
+def _choices(values: Sequence[str]) -> dict:
+    """What makes an option a choice: ``--help`` lists the values, the shell completes them."""
+    return {"metavar": choices_metavar(values), "autocompletion": lambda: list(values)}
 
 
 def by_objective(name: str) -> str:
@@ -46,6 +70,52 @@ def by_objective(name: str) -> str:
         common, *others = sorted(parts, key=lambda item: -len(item[1]))
         return ", ".join(f"{text(v)} for {', '.join(o)}" for v, o in others) + f", else {text(common[0])}"
     return "; ".join(f"{text(v)} for {', '.join(o)}" for v, o in parts)
+
+
+def setting_options(settings_class: type) -> Callable:
+    """Decorator of a command with a parameter ``settings``: in its place the command takes one
+    option per field of the dataclass ``settings_class`` offered as an option, and receives their
+    values as the dict ``settings`` (a list field as the text given, such as ``80,40``).
+
+    Typer reads the options from the command's ``__signature__``: default, help, choices and the
+    default shown all come from the field (:func:`sparsecode.config.setting`); a per-objective
+    setting shows its defaults by objective (:func:`by_objective`)."""
+    fields = [f for f in dataclasses.fields(settings_class) if f.metadata.get("option", False)]
+    hints = typing.get_type_hints(settings_class)
+
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+        params = []
+        for param in signature.parameters.values():
+            if param.name == "settings":
+                params.extend(_field_parameter(f, hints[f.name]) for f in fields)
+            else:
+                params.append(param)
+
+        @functools.wraps(command)
+        def with_settings(**kwargs):
+            settings = {f.name: kwargs.pop(f.name) for f in fields}
+            return command(**kwargs, settings=settings)
+
+        with_settings.__signature__ = signature.replace(parameters=params)
+        with_settings.__annotations__ = {p.name: p.annotation for p in params}
+        return with_settings
+
+    return decorate
+
+
+def _field_parameter(f: dataclasses.Field, hint) -> inspect.Parameter:
+    """The command-line option of a settings field: its type, default, help and choices."""
+    meta = f.metadata
+    default = "" if typing.get_origin(hint) is list else f.default
+    cli_type = str if typing.get_origin(hint) is list else hint
+    if type(None) in typing.get_args(hint):
+        cli_type = Optional[next(a for a in typing.get_args(hint) if a is not type(None))]
+    shown = by_objective(f.name) if f.name in OBJECTIVE_DEFAULTS else meta.get("shown")
+    extra = _choices(meta["choices"]) if meta.get("choices") else {}
+    option = typer.Option(default, flag(f.name), help=flagged(meta["help"]),
+                          show_default=flagged(shown) if shown is not None else True, **extra)
+    return inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=cli_type)
 
 
 class _Option(TyperOption):

@@ -27,16 +27,19 @@ word's active units are listed largest first, and ``frequency`` counts the non-z
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Iterator
 
 import h5py
 import numpy as np
 
+from .atomic import atomic_output
 from .embeddings import _open_h5, decode_words
 from .errors import SparsecodeError, first_line
 
@@ -190,7 +193,7 @@ def _not_codes(path: str, why: str) -> SparsecodeError:
 
 
 def load_codes(path: str | os.PathLike) -> Codes:
-    """Read and validate a codes file written by :func:`sparsecode.encoding.encode_file`."""
+    """Read and validate a codes file written by :class:`CodesWriter` (:func:`sparsecode.encoding.encode_file`)."""
     path = os.fspath(path)
     with _open_h5(path, "codes") as f:
         for name in ("words", "codes/indptr", "codes/indices", "codes/data", "dimensions/top_words",
@@ -229,8 +232,97 @@ def load_codes(path: str | os.PathLike) -> Codes:
     for bad, why in problems:
         if bad:
             raise _not_codes(path, f"inconsistent: {why}")
-    tables = [[w for w in row if w] for row in top_words]
-    return Codes(words, indptr, indices, data, h, tables, top_values, frequency, attrs, path)
+    return Codes(words, indptr, indices, data, h, _unpadded(top_words), top_values, frequency, attrs, path)
+
+
+def _unpadded(top_words) -> list[list[str]]:
+    """Each unit's top words without the "" that pads the file's (H, M) table."""
+    return [[w for w in row if w] for row in top_words]
+
+
+def _top_word_table(top_rows: np.ndarray, words: list[str]) -> np.ndarray:
+    """(H, M) row ids of each unit's top words (-1 pads) as the words themselves ("" pads)."""
+    if not len(words):
+        return np.full(top_rows.shape, "", dtype=object)
+    return np.where(top_rows >= 0, np.array(words, dtype=object)[np.maximum(top_rows, 0)], "")
+
+
+class _Rows:
+    """CSR rows of codes added a batch at a time, in row order: the row pointers and the count of
+    entries; where the entries go is the subclass's :meth:`_append`."""
+
+    def __init__(self, n_words: int, n_units: int, indptr):
+        self.n_words, self.n_units, self.indptr, self.nnz = n_words, n_units, indptr, 0
+        self.indptr[0] = 0
+
+    def add_rows(self, first: int, counts: np.ndarray, indices: np.ndarray, data: np.ndarray) -> None:
+        """Rows ``first`` on: ``counts[i]`` entries each, their unit ids and activations in CSR order."""
+        self._append(indices.astype(np.int32, copy=False), data.astype(np.float32, copy=False))
+        self.indptr[first + 1 : first + 1 + len(counts)] = self.nnz + np.cumsum(counts)
+        self.nnz += len(indices)
+
+    def _append(self, indices: np.ndarray, data: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class CodesWriter(_Rows):
+    """Writes a codes file in the layout above as encoding produces it: the rows a batch at a time
+    (:meth:`add_rows`, growing on disk), then :meth:`finish` with the words, the unit report and
+    the attributes. :meth:`create` makes one whose file appears only once complete."""
+
+    def __init__(self, f: h5py.File, n_words: int, n_units: int):
+        self.file = f
+        grp = f.create_group("codes")
+        grp.attrs["shape"] = np.array([n_words, n_units], dtype=np.int64)
+        super().__init__(n_words, n_units, grp.create_dataset("indptr", shape=(n_words + 1,), dtype=np.int64))
+        self.indices = grp.create_dataset("indices", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(1 << 16,))
+        self.data = grp.create_dataset("data", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(1 << 16,))
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls, path: str | os.PathLike, n_words: int, n_units: int, force: bool = False) -> Iterator["CodesWriter"]:
+        """A writer of the codes file ``path``, written under a temporary name and renamed at the
+        end of the block (:func:`~sparsecode.atomic.atomic_output`); ``force`` overwrites."""
+        with atomic_output(path, force=force) as tmp, h5py.File(tmp, "w") as f:
+            yield cls(f, n_words, n_units)
+
+    def _append(self, indices: np.ndarray, data: np.ndarray) -> None:
+        m = len(indices)
+        self.indices.resize((self.nnz + m,))
+        self.data.resize((self.nnz + m,))
+        self.indices[self.nnz :] = indices
+        self.data[self.nnz :] = data
+
+    def finish(self, words: list[str], units, attrs: dict) -> None:
+        """Write the words, the unit report ``units`` (a :class:`~sparsecode.report.UnitSummary`)
+        and the root attributes."""
+        dims = self.file.create_group("dimensions")
+        str_dt = h5py.string_dtype("utf-8")
+        dims.create_dataset("top_words", data=_top_word_table(units.top_rows, words), dtype=str_dt)
+        dims.create_dataset("top_values", data=units.top_values)
+        dims.create_dataset("frequency", data=units.frequency)
+        self.file.create_dataset("words", data=np.array(words, dtype=object), dtype=str_dt)
+        for key, value in attrs.items():
+            self.file.attrs[key] = value
+
+
+class CodesBuffer(_Rows):
+    """The rows of :class:`CodesWriter` gathered in memory instead, finished as :class:`Codes`."""
+
+    def __init__(self, n_words: int, n_units: int):
+        super().__init__(n_words, n_units, np.zeros(n_words + 1, dtype=np.int64))
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _append(self, indices: np.ndarray, data: np.ndarray) -> None:
+        self.parts.append((indices, data))
+
+    def finish(self, words: list[str], units, attrs: dict) -> Codes:
+        """The codes, with the words, the unit report ``units`` and the attributes a file would hold."""
+        empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        indices, data = (np.concatenate(col) for col in zip(*(self.parts or [empty])))
+        return Codes(list(words), self.indptr, indices, data, self.n_units,
+                     _unpadded(_top_word_table(units.top_rows, words)), np.asarray(units.top_values, dtype=np.float32),
+                     np.asarray(units.frequency, dtype=np.int64), attrs, "")
 
 
 def check_same_model(codes: Codes, model, run_dir: str | os.PathLike) -> None:

@@ -13,32 +13,53 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
-import h5py
 import numpy as np
 import torch
 
-from .atomic import atomic_output, check_output, check_space
-from .codes import Codes, config_attrs, load_codes
+from .atomic import check_output, check_space
+from .codes import Codes, CodesBuffer, CodesWriter, config_attrs, load_codes
 from .config import DEVICES, on_device, resolve_device
 from .convert import CACHE_NAME, cache_matches, readable_embeddings
 from .data import DeviceFeed
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile, Embeddings, embeddings_from_array
-from .errors import SparsecodeError
+from .errors import SparsecodeError, need
 from .model import SparseAutoencoder
-from .pursuit import METHODS, check_method, make_coder
-from .report import UnitReport
+from .pursuit import METHODS, check_method, check_pursuit, make_coder
+from .report import UnitReport, UnitSummary
 from .topk import kept_workspace, row_order
 from .training import load_run, read_json
 
-#: Words encoded per batch on the device.
-DEFAULT_BATCH = 8192
-#: Default number of top words stored per unit.
-DEFAULT_TOP_WORDS = 10
-#: Default encoding method: the model's encoder (the other: "omp", pursuit over the decoder).
-DEFAULT_METHOD = METHODS[0]
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How words are encoded, one default per setting: :func:`encode`, :func:`encode_file` and
+    ``sparsecode encode`` take these."""
+
+    k: int | None = None
+    """Active units per word; default: the model's encode k (for objectives without a k, none:
+    every non-zero of the code). A given k caps the code at its k largest."""
+    method: str = METHODS[0]
+    """``encoder`` (the model's encoder) or ``omp`` (orthogonal matching pursuit over the decoder)."""
+    nonneg: bool = False
+    """With ``omp``: keep every coefficient > 0, like the encoder's."""
+    top_words: int = 10
+    """Top words stored per unit."""
+    batch_size: int = 8192
+    """Words encoded per batch on the device."""
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    """Rows of the embeddings file read at a time."""
+    device: str = DEVICES[0]
+    """Where to encode (see ``TrainConfig.device``)."""
+
+    def check(self) -> None:
+        """The checks that need no model: the method, the counts."""
+        check_method(self.method, self.nonneg)
+        need(self.top_words >= 0, "top_words", "{top_words} must be 0 or more (got {got})", got=self.top_words)
+        need(self.batch_size >= 1, "batch_size", "{batch_size} must be at least 1 (got {got})", got=self.batch_size)
 
 
 class CSRBatch(NamedTuple):
@@ -87,8 +108,8 @@ def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
 
 
 def iter_codes(
-    model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int, batch_size: int = DEFAULT_BATCH,
-    method: str = DEFAULT_METHOD, nonneg: bool = False,
+    model: SparseAutoencoder, chunks: Iterator[tuple[int, np.ndarray]], k: int,
+    batch_size: int = EncodeSettings.batch_size, method: str = EncodeSettings.method, nonneg: bool = False,
 ) -> Iterator[tuple[int, CSRBatch]]:
     """Encode ``(first_row, vectors)`` chunks; yields ``(first_row, batch)`` per device batch.
 
@@ -126,9 +147,10 @@ def default_codes_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "codes.h5"
 
 
-def check_k(k: int, n_hidden: int, what: str = "--k") -> None:
-    if not 1 <= k <= n_hidden:
-        raise SparsecodeError(f"{what} {k} is out of range: it must be between 1 and the hidden size {n_hidden}")
+def check_k(k: int, n_hidden: int) -> None:
+    """An encode k a model of ``n_hidden`` units can give."""
+    need(1 <= k <= n_hidden, "k", "{k} {got} is out of range: it must be between 1 and the hidden size {size}",
+         got=k, size=n_hidden)
 
 
 class _ArrayWords:
@@ -184,97 +206,57 @@ def model_settings(model: SparseAutoencoder) -> dict:
             "encoder_layers": list(model.encoder_layers), "k_encode": model.encode_k}
 
 
-class _FileCodes:
-    """The CSR arrays of a codes file, grown on disk batch by batch."""
+class _Plan(NamedTuple):
+    """What an encoding uses: the settings, checked, and what they resolve to."""
 
-    def __init__(self, f: h5py.File, n: int, n_units: int):
-        grp = f.create_group("codes")
-        grp.attrs["shape"] = np.array([n, n_units], dtype=np.int64)
-        self.indptr = grp.create_dataset("indptr", shape=(n + 1,), dtype=np.int64)
-        self.indptr[0] = 0
-        self.indices = grp.create_dataset("indices", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(1 << 16,))
-        self.data = grp.create_dataset("data", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(1 << 16,))
-        self.nnz = 0
-
-    def add(self, first: int, counts: np.ndarray, indices: np.ndarray, data: np.ndarray) -> None:
-        m = len(indices)
-        self.indices.resize((self.nnz + m,))
-        self.data.resize((self.nnz + m,))
-        self.indices[self.nnz :] = indices.astype(np.int32)
-        self.data[self.nnz :] = data
-        self.indptr[first + 1 : first + 1 + len(counts)] = self.nnz + np.cumsum(counts)
-        self.nnz += m
-
-
-class _MemoryCodes:
-    """The CSR arrays in memory."""
-
-    def __init__(self, n: int):
-        self.indptr = np.zeros(n + 1, dtype=np.int64)
-        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
-        self.nnz = 0
-
-    def add(self, first: int, counts: np.ndarray, indices: np.ndarray, data: np.ndarray) -> None:
-        self.parts.append((indices.astype(np.int32), data.astype(np.float32, copy=False)))
-        self.indptr[first + 1 : first + 1 + len(counts)] = self.nnz + np.cumsum(counts)
-        self.nnz += len(indices)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
-        indices, data = (np.concatenate(col) for col in zip(*(self.parts or [empty])))
-        return self.indptr, indices, data
-
-
-class _Settings(NamedTuple):
+    settings: EncodeSettings
     model: SparseAutoencoder
     config: dict
     run_dir: str | None
     where: str
     """How messages name the model: "the model in RUN_DIR" as given, or "the model"."""
     k: int | None
-    method: str
-    nonneg: bool
-    top_words: int
-    batch_size: int
-    chunk_rows: int
+    """The k in use: the settings' or the model's encode k (None: the objective's own code)."""
     device: torch.device
 
 
-def _prepare(model_or_run_dir, k, method, nonneg, top_words, batch_size, chunk_rows, device) -> _Settings:
+def _prepare(model_or_run_dir, settings: EncodeSettings) -> _Plan:
     """Every check of the settings, before any file is opened or written."""
-    check_method(method, nonneg)
-    if top_words < 0:
-        raise SparsecodeError(f"--top-words must be 0 or more (got {top_words})")
-    if batch_size < 1:
-        raise SparsecodeError(f"--batch-size must be at least 1 (got {batch_size})")
-    dev = resolve_device(device)
+    settings.check()
+    dev = resolve_device(settings.device)
     model, config, run_dir = resolve_model(model_or_run_dir, dev)
     where = "the model" if run_dir is None else f"the model in {model_or_run_dir}"
-    k = model.resolve_k(k)
+    k = model.resolve_k(settings.k)
     if k is not None:
         check_k(k, model.n_hidden)
-    if method == "omp" and k is None:
-        raise SparsecodeError(f"{model_or_run_dir}: --method omp needs --k for a model trained with --sparsity {model.sparsity}")
-    if method == "omp" and not model.is_linear:
-        raise SparsecodeError(f"{model_or_run_dir}: --method omp needs the single-layer model (its decoder is not a dictionary "
-                              "with --encoder-layers); encode with --method encoder")
-    if method == "omp" and k > model.d_in:
-        raise SparsecodeError(
-            f"--k {k} is larger than the {model.d_in} input dimensions; pursuit can use at most {model.d_in} atoms"
-        )
-    return _Settings(model, config, run_dir, where, k, method, nonneg, top_words, batch_size, chunk_rows, dev)
+    if settings.method == "omp":
+        check_pursuit(model, k, f"{model_or_run_dir}: ")
+    return _Plan(settings, model, config, run_dir, where, k, dev)
 
 
 @contextlib.contextmanager
-def _open_input(embeddings, st: _Settings, vocab, temp_dir) -> Iterator:
+def _open_input(embeddings, plan: _Plan, vocab, temp_dir) -> Iterator:
     """:func:`open_words`, with a file in any format ``convert`` reads (``vocab``: the words of a
     .npy) converted (streamed) into a temporary file in ``temp_dir``, removed at the end; when the
-    run was trained on that same file, its converted copy in the run directory is read instead."""
+    run was trained on that same file, its converted copy in the run directory is read instead.
+    The words are read, dimension checked, on the plan's device."""
+    with on_device(plan.device), kept_workspace(), _open_words_of(embeddings, plan, vocab, temp_dir) as emb:
+        if emb.dim != plan.model.d_in:
+            raise SparsecodeError(
+                f"{emb.path}: vectors have {emb.dim} dimensions but {plan.where} expects {plan.model.d_in}; "
+                "encode the embeddings the model was trained on"
+            )
+        yield emb
+
+
+@contextlib.contextmanager
+def _open_words_of(embeddings, plan: _Plan, vocab, temp_dir) -> Iterator:
+    """The reading part of :func:`_open_input`."""
     if not isinstance(embeddings, (str, os.PathLike)):
         with open_words(embeddings) as emb:
             yield emb
         return
-    run_cache = Path(st.run_dir) / CACHE_NAME if st.run_dir is not None else None
+    run_cache = Path(plan.run_dir) / CACHE_NAME if plan.run_dir is not None else None
     cache = run_cache if run_cache is not None and cache_matches(run_cache, embeddings, vocab) else None
     with readable_embeddings(embeddings, vocab, temp_dir=temp_dir, cache=cache) as path, \
             EmbeddingFile(path, keep_words=True) as emb:
@@ -282,58 +264,42 @@ def _open_input(embeddings, st: _Settings, vocab, temp_dir) -> Iterator:
         yield emb
 
 
-def _check_dim(emb, st: _Settings) -> None:
-    if emb.dim != st.model.d_in:
-        raise SparsecodeError(
-            f"{emb.path}: vectors have {emb.dim} dimensions but {st.where} expects {st.model.d_in}; "
-            "encode the embeddings the model was trained on"
-        )
-
-
-def _encode_rows(emb, st: _Settings, sink, progress) -> tuple[UnitReport, int]:
+def _encode_rows(emb, plan: _Plan, sink, progress) -> tuple[UnitSummary, int]:
     """Encode every row of ``emb`` into ``sink``; the unit report and the number of all-zero rows."""
-    n = len(emb)
-    report = UnitReport(st.model.n_hidden, st.top_words)  # on the host, where the codes arrive
+    n, st = len(emb), plan.settings
+    report = UnitReport(plan.model.n_hidden, st.top_words)  # on the host, where the codes arrive
     zero_rows = 0
-    for first, batch in iter_codes(st.model, emb.iter_chunks(st.chunk_rows), st.k, st.batch_size, st.method, st.nonneg):
+    for first, batch in iter_codes(plan.model, emb.iter_chunks(st.chunk_rows), plan.k, st.batch_size, st.method, st.nonneg):
         report.update(batch.rows + first, batch.indices, batch.data)
         counts = batch.counts.cpu().numpy()
-        sink.add(first, counts, batch.indices.cpu().numpy(), batch.data.cpu().numpy())
+        sink.add_rows(first, counts, batch.indices.cpu().numpy(), batch.data.cpu().numpy())
         zero_rows += int((counts == 0).sum())
         if progress is not None:
             progress(first + len(counts), n)
-    return report, zero_rows
+    return report.result(), zero_rows
 
 
-def _top_words(report: UnitReport, words: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The finished report: (H, M) top words ("" pads), their values, (H,) frequencies."""
-    unit = report.result()
-    word_arr = np.array(words, dtype=object)
-    top = np.where(unit.top_rows >= 0, word_arr[np.maximum(unit.top_rows, 0)], "") if len(word_arr) else \
-        np.full(unit.top_rows.shape, "", dtype=object)
-    return top, unit.top_values, unit.frequency
-
-
-def _codes_attrs(st: _Settings) -> dict:
+def _codes_attrs(plan: _Plan) -> dict:
     """The root attributes of a codes file: the run's settings and how it was encoded."""
-    attrs = config_attrs(st.config)
-    if st.k is not None:  # absent: the objective's own code (threshold or activation)
-        attrs["encode_k"] = st.k
-    attrs["encode_method"] = st.method
-    attrs["encode_nonneg"] = st.nonneg
-    if st.run_dir is not None:
-        attrs["run_dir"] = st.run_dir
-    attrs["model_fingerprint"] = st.model.fingerprint()  # what evaluate and report check, not the path
+    attrs = config_attrs(plan.config)
+    if plan.k is not None:  # absent: the objective's own code (threshold or activation)
+        attrs["encode_k"] = plan.k
+    attrs["encode_method"] = plan.settings.method
+    attrs["encode_nonneg"] = plan.settings.nonneg
+    if plan.run_dir is not None:
+        attrs["run_dir"] = plan.run_dir
+    attrs["model_fingerprint"] = plan.model.fingerprint()  # what evaluate and report check, not the path
     return attrs
 
 
-def _summary(out, n: int, st: _Settings, nnz: int, zero_rows: int, frequency: np.ndarray) -> dict:
+def _summary(out, n: int, plan: _Plan, nnz: int, zero_rows: int, frequency: np.ndarray) -> dict:
+    method, nonneg = plan.settings.method, plan.settings.nonneg
     return {
         "out": str(Path(out)) if out is not None else None,
         "words": n,
-        "units": st.model.n_hidden,
-        "k": st.k,
-        "method": f"{st.method} (non-negative)" if st.nonneg else st.method,
+        "units": plan.model.n_hidden,
+        "k": plan.k,
+        "method": f"{method} (non-negative)" if nonneg else method,
         "nnz": nnz,
         "mean_l0": nnz / n,
         "zero_rows": zero_rows,
@@ -341,92 +307,56 @@ def _summary(out, n: int, st: _Settings, nnz: int, zero_rows: int, frequency: np
     }
 
 
-def encode_file(
-    model_or_run_dir,
-    embeddings,
-    out: str | os.PathLike,
-    k: int | None = None,
-    top_words: int = DEFAULT_TOP_WORDS,
-    force: bool = False,
-    device: str = DEVICES[0],
-    batch_size: int = DEFAULT_BATCH,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    progress: Callable[[int, int], None] | None = None,
-    method: str = DEFAULT_METHOD,
-    nonneg: bool = False,
-    vocab: str | os.PathLike | None = None,
-) -> dict:
+def _space_needed(plan: _Plan, emb) -> int:
+    """Bytes a codes file of ``emb`` may take, at most: k entries (int32 + float32) per word (or
+    the run's expected L0), the row pointers, the words, the unit report."""
+    n, H = len(emb), plan.model.n_hidden
+    per_word = plan.k or (expected_l0(plan.run_dir, H) if plan.run_dir else H)
+    return n * per_word * 8 + (n + 1) * 8 + sum(len(w) + 16 for w in emb.words) + H * plan.settings.top_words * 40 + 2**20
+
+
+def encode_file(model_or_run_dir, embeddings, out: str | os.PathLike, *, force: bool = False,
+                progress: Callable[[int, int], None] | None = None, vocab: str | os.PathLike | None = None,
+                **settings) -> dict:
     """Encode every word of ``embeddings`` into the codes file ``out``, streaming (what
     ``sparsecode encode`` does); see :func:`encode` for the arguments. Memory holds a chunk of
     vectors and the unit report, however large the vocabulary.
 
     Returns a summary: out, words, units, k, method, nnz, mean L0, all-zero rows, dead units.
     """
-    st = _prepare(model_or_run_dir, k, method, nonneg, top_words, batch_size, chunk_rows, device)
+    plan = _prepare(model_or_run_dir, EncodeSettings(**settings))
     check_output(out, force)
-    H = st.model.n_hidden
     # keep_words: the codes file stores them all; the encoder's kept buffer is freed at the end.
-    with on_device(st.device), kept_workspace(), _open_input(embeddings, st, vocab, Path(out).parent) as emb:
-        _check_dim(emb, st)
-        n = len(emb)
-        # Upper bound: k entries (int32 + float32) per word, pointers, words, the unit report.
-        per_word = st.k or (expected_l0(st.run_dir, H) if st.run_dir else H)
-        check_space(out, n * per_word * 8 + (n + 1) * 8 + sum(len(w) + 16 for w in emb.words) + H * top_words * 40 + 2**20)
-        with atomic_output(out, force=force) as tmp, h5py.File(tmp, "w") as f:
-            sink = _FileCodes(f, n, H)
-            report, zero_rows = _encode_rows(emb, st, sink, progress)
-            top, top_values, frequency = _top_words(report, emb.words)
-            dims = f.create_group("dimensions")
-            str_dt = h5py.string_dtype("utf-8")
-            dims.create_dataset("top_words", data=top.astype(object), dtype=str_dt)
-            dims.create_dataset("top_values", data=top_values)
-            dims.create_dataset("frequency", data=frequency)
-            f.create_dataset("words", data=np.array(emb.words, dtype=object), dtype=str_dt)
-            for key, value in _codes_attrs(st).items():
-                f.attrs[key] = value
-    return _summary(out, n, st, sink.nnz, zero_rows, frequency)
+    with _open_input(embeddings, plan, vocab, Path(out).parent) as emb:
+        check_space(out, _space_needed(plan, emb))
+        with CodesWriter.create(out, len(emb), plan.model.n_hidden, force=force) as writer:
+            units, zero_rows = _encode_rows(emb, plan, writer, progress)
+            writer.finish(emb.words, units, _codes_attrs(plan))
+    return _summary(out, writer.n_words, plan, writer.nnz, zero_rows, units.frequency)
 
 
-def encode(
-    model_or_run_dir,
-    embeddings,
-    out: str | os.PathLike | None = None,
-    k: int | None = None,
-    top_words: int = DEFAULT_TOP_WORDS,
-    force: bool = False,
-    device: str = DEVICES[0],
-    batch_size: int = DEFAULT_BATCH,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    progress: Callable[[int, int], None] | None = None,
-    method: str = DEFAULT_METHOD,
-    nonneg: bool = False,
-    vocab: str | os.PathLike | None = None,
-) -> Codes:
+def encode(model_or_run_dir, embeddings, out: str | os.PathLike | None = None, *, force: bool = False,
+           progress: Callable[[int, int], None] | None = None, vocab: str | os.PathLike | None = None,
+           **settings) -> Codes:
     """The codes of every word of ``embeddings``, as :class:`~sparsecode.codes.Codes` in memory;
     written to the codes file ``out`` as well when it is given (then read back from it).
 
     ``model_or_run_dir`` is a :class:`SparseAutoencoder`, a run directory or its ``model.pt``
     alone: each codes the same way, since the model records its objective and encode k.
     ``embeddings`` is an embeddings file, :class:`~sparsecode.embeddings.Embeddings` or a (N, D)
-    array (its words are then the row numbers "0", "1", ...). ``method`` is ``"encoder"`` or
-    ``"omp"`` (orthogonal matching pursuit over the decoder; ``nonneg`` keeps its coefficients
-    > 0). ``k`` defaults to the model's encode k (for objectives without a k, none: every non-zero
-    of the code; a given ``k`` caps the code at its k largest). ``progress(done, total)`` is called
-    after each batch. A file in another format than HDF5 (any that ``convert`` reads; ``vocab``:
-    the words of a .npy) is converted on the way, streamed, into a temporary file.
+    array (its words are then the row numbers "0", "1", ...). ``settings`` are those of
+    :class:`EncodeSettings`: ``k``, ``method`` (``"encoder"`` or ``"omp"``, orthogonal matching
+    pursuit over the decoder, whose coefficients ``nonneg`` keeps > 0), ``top_words``,
+    ``batch_size``, ``chunk_rows`` and ``device``. ``force`` overwrites ``out``.
+    ``progress(done, total)`` is called after each batch. A file in another format than HDF5 (any
+    that ``convert`` reads; ``vocab``: the words of a .npy) is converted on the way, streamed,
+    into a temporary file.
     """
     if out is not None:
-        encode_file(model_or_run_dir, embeddings, out, k, top_words, force, device, batch_size, chunk_rows, progress,
-                    method, nonneg, vocab)
+        encode_file(model_or_run_dir, embeddings, out, force=force, progress=progress, vocab=vocab, **settings)
         return load_codes(out)
-    st = _prepare(model_or_run_dir, k, method, nonneg, top_words, batch_size, chunk_rows, device)
-    with on_device(st.device), kept_workspace(), _open_input(embeddings, st, vocab, None) as emb:
-        _check_dim(emb, st)
-        sink = _MemoryCodes(len(emb))
-        report, _ = _encode_rows(emb, st, sink, progress)
-        top, top_values, frequency = _top_words(report, emb.words)
-        words = list(emb.words)
-    indptr, indices, data = sink.arrays()
-    return Codes(words, indptr, indices, data, st.model.n_hidden, [[w for w in row if w] for row in top],
-                 np.asarray(top_values, dtype=np.float32), np.asarray(frequency, dtype=np.int64),
-                 _codes_attrs(st), "")
+    plan = _prepare(model_or_run_dir, EncodeSettings(**settings))
+    with _open_input(embeddings, plan, vocab, None) as emb:
+        buffer = CodesBuffer(len(emb), plan.model.n_hidden)
+        units, _ = _encode_rows(emb, plan, buffer, progress)
+        return buffer.finish(emb.words, units, _codes_attrs(plan))

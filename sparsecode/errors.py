@@ -27,3 +27,43 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
     type's name when it has none), cut to ``limit`` characters when given."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+class SettingError(SparsecodeError):
+    """A setting given a value it cannot take; ``setting`` is the setting's name.
+
+    ``template`` writes a setting as ``{name}`` and a value as ``{key}``, taken from ``values``.
+    The message writes each setting as its name (``hidden must be at least 1 (got 0)``);
+    :meth:`naming` writes them as the caller names them (the CLI: ``--hidden must be ...``).
+    """
+
+    def __init__(self, setting: str, template: str, **values):
+        self.setting, self.template, self.values = setting, template, values
+        super().__init__(self.naming(str))
+
+    def naming(self, name) -> str:
+        """The message with every setting written as ``name(setting)``."""
+        return name_settings(self.template, name, self.values)
+
+
+def need(ok: bool, setting: str, template: str, **values) -> None:
+    """Raise :class:`SettingError` (``setting``, ``template``, ``values``) unless ``ok``."""
+    if not ok:
+        raise SettingError(setting, template, **values)
+
+
+def name_settings(template: str, name, values: dict | None = None) -> str:
+    """``template`` with each ``{setting}`` written as ``name(setting)`` and each ``{key}`` of
+    ``values`` as its value (format specs apply: ``{got!r}``)."""
+    return template.format_map(_Names(values or {}, name))
+
+
+class _Names(dict):
+    """A template's values; any other key is a setting, written as ``name`` says."""
+
+    def __init__(self, values: dict, name):
+        super().__init__(values)
+        self.name = name
+
+    def __missing__(self, key: str) -> str:
+        return self.name(key)

@@ -23,22 +23,23 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .codes import Codes, check_same_model
-from .errors import SparsecodeError
+from .codes import Codes, check_same_model, load_codes
+from .errors import SparsecodeError, need
 from .interpret import coherence, unit_balance, unit_use
 from .model import SparseAutoencoder
 from .pursuit import make_coder
 
 #: The word-similarity files shipped with the project (see sample_data/word-sim/README.md).
 DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "word-sim"
-#: Benchmarks summarised as "average" (the four the project's goals are stated on).
 #: Seed of DistRatio's intruder words.
 DEFAULT_SEED = 0
+#: Benchmarks summarised as "average" (the four the project's goals are stated on).
 HEADLINE_WORDSIM = ("EN-WS-353-ALL", "EN-SIMLEX-999", "EN-MEN-TR-3k", "EN-RW-STANFORD")
 
 
@@ -170,8 +171,7 @@ def unit_table(codes: Codes, sort: str = "id") -> list[dict]:
     """One dict per unit: ``unit``, ``frequency`` (words using it), ``purity`` (None where not
     measurable), ``use`` ("starved", "busy" or "") and ``top_words``; ordered by id, by frequency
     (most used first) or by coherence (purest first, unmeasurable last), ties by id."""
-    if sort not in UNIT_ORDERS:
-        raise SparsecodeError(f"sort must be one of {', '.join(UNIT_ORDERS)} (got {sort!r})")
+    need(sort in UNIT_ORDERS, "sort", "{sort} must be one of {names} (got {got!r})", names=", ".join(UNIT_ORDERS), got=sort)
     coh = coherence_of_codes(codes)
     purity = coh.per_unit if coh is not None else np.full(codes.n_units, np.nan)
     even = codes.frequency.sum() / max(codes.n_units, 1)
@@ -182,6 +182,28 @@ def unit_table(codes: Codes, sort: str = "id") -> list[dict]:
              "purity": None if np.isnan(purity[u]) else float(purity[u]),
              "use": unit_use(codes.frequency[u], even), "top_words": [w for w, _ in codes.top_words(int(u))]}
             for u in order]
+
+
+def unit_entry(codes: Codes, unit: int, every: bool = False) -> dict:
+    """One unit as ``inspect --dim`` shows it: ``unit``, ``frequency`` and its stored
+    ``top_words`` or, with ``every``, all its ``words`` (from the codes), each ``{word, value}``."""
+    codes.check_unit(unit)
+    words = codes.unit_words(unit) if every else codes.top_words(unit)
+    return {"unit": unit, "frequency": int(codes.frequency[unit]),
+            "words" if every else "top_words": [{"word": w, "value": v} for w, v in words]}
+
+
+def word_entry(codes: Codes, word: str) -> dict:
+    """A word as ``inspect --word`` shows it: its ``active_units``, strongest first, each with
+    its value and the unit's top words."""
+    return {"word": word, "active_units": [{"unit": u, "value": v, "top_words": [w for w, _ in codes.top_words(u)]}
+                                           for u, v in codes.active_units(word)]}
+
+
+def dead_entry(codes: Codes) -> dict:
+    """The units no word uses, as ``inspect --dead`` shows them."""
+    ids = [int(u) for u in codes.dead_units()]
+    return {"dead_units": ids, "count": len(ids), "units": codes.n_units}
 
 
 # -- word similarity -------------------------------------------------------------------------------
@@ -458,8 +480,7 @@ def evaluate(
     :func:`reconstruction_of_codes`), and dense baselines for word similarity and DistRatio.
     ``wordsim_dir=None`` skips word similarity.
     """
-    if worst < 0:
-        raise SparsecodeError(f"--worst must be 0 or more (got {worst})")
+    need(worst >= 0, "worst", "{worst} must be 0 or more (got {got})", got=worst)
     result: dict = {"codes": codes.path, "sparsity": sparsity_of_codes(codes), "balance": balance_of_codes(codes)}
     coh = coherence_of_codes(codes, vectors, seed)
     result["coherence"] = coh.summary() if coh is not None else None
@@ -480,6 +501,41 @@ def evaluate(
     if vectors is not None:
         result["dist_ratio"] = {"codes": dist_ratio_codes(codes, vectors, seed), "dense": dist_ratio_dense(vectors, seed)}
     return result
+
+
+class Evaluation(NamedTuple):
+    """What :func:`evaluate_file` found: the result and the dimension of the dense vectors."""
+
+    result: dict
+    """:func:`evaluate`'s dict, with ``model`` and ``embeddings`` (the paths used, or None) and,
+    when asked for, ``methods``: the k and :func:`compare_methods` at that k."""
+    dense_dim: int | None
+    """D of the embeddings, None without them."""
+
+
+def evaluate_file(codes_file: str | os.PathLike, model: str | os.PathLike | None = None,
+                  embeddings: str | os.PathLike | None = None, vocab: str | os.PathLike | None = None,
+                  wordsim_dir: str | os.PathLike | None = DEFAULT_WORDSIM_DIR, seed: int = DEFAULT_SEED, worst: int = 0,
+                  compare: bool = False) -> Evaluation:
+    """What ``sparsecode evaluate`` reports of a codes file: :func:`evaluate` with the model (the
+    run directory ``model``) and the embeddings given or recorded (:func:`find_sources`), and with
+    ``compare`` the encoding methods compared at the codes' k (:func:`compare_methods`)."""
+    from .training import default_encode_k
+
+    codes = load_codes(codes_file)
+    src = find_sources(codes, model, embeddings, vocab)
+    result = evaluate(codes, src.model, src.vectors, wordsim_dir, seed=seed, worst=worst)
+    if compare:
+        need(src.model is not None and src.vectors is not None, "compare_methods",
+             "{path}: {compare_methods} needs the model and the embeddings; pass {model} RUN_DIR and {embeddings} EMB.h5",
+             path=codes_file)
+        k = codes.attrs.get("encode_k", default_encode_k(src.config))
+        need(k is not None, "compare_methods", "{path}: {compare_methods} needs a k, and these codes have none "
+             "({sparsity} {got}); encode with {k} to compare at that k", path=codes_file, got=src.config.get("sparsity"))
+        result["methods"] = {"k": int(k), **compare_methods(src.model, torch.from_numpy(src.vectors), int(k))}
+    result["model"] = str(src.model_dir) if src.model_dir else None
+    result["embeddings"] = str(src.embeddings) if src.embeddings else None
+    return Evaluation(result, src.vectors.shape[1] if src.vectors is not None else None)
 
 
 #: The codes :func:`compare_methods` measures: name -> (method, nonneg).

@@ -28,7 +28,7 @@ import numpy as np
 from .atomic import atomic_output, check_output
 from .codes import Codes, load_codes
 from .embeddings import EmbeddingWriter
-from .errors import SparsecodeError
+from .errors import SettingError, need
 
 #: Accepted values of ``format``; ``auto`` chooses by the output's file name.
 EXPORT_FORMATS = ("auto", "word2vec", "npz", "dense-h5")
@@ -40,16 +40,16 @@ BLOCK_BYTES = 1 << 26
 
 
 def resolve_export_format(out: str | os.PathLike, fmt: str) -> str:
-    if fmt not in EXPORT_FORMATS:
-        raise SparsecodeError(f"--format must be one of {', '.join(EXPORT_FORMATS)} (got {fmt!r})")
+    need(fmt in EXPORT_FORMATS, "format", "{format} must be one of {names} (got {got!r})",
+         names=", ".join(EXPORT_FORMATS), got=fmt)
     if fmt != "auto":
         return fmt
     name = Path(out).name.lower()
     for suffix, kind in SUFFIXES.items():
         if name.endswith(suffix):
             return kind
-    raise SparsecodeError(f"{out}: cannot tell the format from the name; pass --format word2vec, npz or dense-h5 "
-                          f"(or name it {', '.join(SUFFIXES)})")
+    raise SettingError("format", "{out}: cannot tell the format from the name; pass {format} word2vec, npz or dense-h5 "
+                       "(or name it {names})", out=out, names=", ".join(SUFFIXES))
 
 
 def export_codes(
@@ -82,9 +82,9 @@ def export_codes(
 def _write_word2vec(codes: Codes, path: Path, gzipped: bool, progress) -> None:
     bad = [w for w in codes.words if not w or " " in w or "\n" in w]
     if bad:
-        raise SparsecodeError(f"{codes.path or 'codes'}: {len(bad)} word(s) are empty or hold a space or a line "
-                              f"break (first: {bad[0]!r}), which word2vec text cannot represent; "
-                              "use --format npz or dense-h5")
+        raise SettingError("format", "{path}: {count} word(s) are empty or hold a space or a line break (first: "
+                           "{first!r}), which word2vec text cannot represent; use {format} npz or dense-h5",
+                           path=codes.path or "codes", count=len(bad), first=bad[0])
     n, h = codes.shape
     with _open_text(path, gzipped) as fh:
         fh.write(f"{n} {h}\n")

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import SparsecodeError
+from .errors import need
 
 if TYPE_CHECKING:
     from .model import SparseAutoencoder
@@ -151,8 +151,8 @@ def omp(target: Tensor, dictionary: Dictionary | Tensor, k: int, nonneg: bool = 
     if not isinstance(dictionary, Dictionary) or dictionary.atoms.dtype != target.dtype:
         atoms = dictionary.atoms[: dictionary.n_atoms] if isinstance(dictionary, Dictionary) else dictionary
         dictionary = Dictionary.of(atoms.to(target.dtype))
-    atoms, gram, gram_columns, _, n_blocks = dictionary
-    B, D = target.shape
+    atoms, gram, _, _, n_blocks = dictionary
+    B = target.shape[0]
     Hp = atoms.shape[0]
     dtype, device = target.dtype, target.device
     diag = gram.diagonal().contiguous()
@@ -194,19 +194,25 @@ def omp(target: Tensor, dictionary: Dictionary | Tensor, k: int, nonneg: bool = 
         coefs[:, : s + 1] += delta
         if s + 1 == k:
             break
-        if (s + 1) * BAG_RATIO < D:
-            # Correlations change by -G[:, S] @ delta: s+1 rows of the Gram matrix per row.
-            support = indices[:, : s + 1]
-            start = 0
-            for columns in gram_columns:
-                width = columns.shape[1]
-                alpha[:, start : start + width] -= F.embedding_bag(support, columns, per_sample_weights=delta, mode="sum")
-                start += width
-        else:
-            # Beyond D / BAG_RATIO rows, recomputing them from the residual is cheaper: one dense product.
-            reconstruction = F.embedding_bag(indices[:, : s + 1], atoms, per_sample_weights=coefs[:, : s + 1], mode="sum")
-            torch.mm(target - reconstruction, atoms.T, out=alpha)
+        _update_correlations(alpha, target, dictionary, indices[:, : s + 1], coefs[:, : s + 1], delta)
     return Pursuit(coefs, indices)
+
+
+def _update_correlations(alpha: Tensor, target: Tensor, dictionary: Dictionary, support: Tensor, coefs: Tensor,
+                         delta: Tensor) -> None:
+    """Bring ``alpha`` (B, Hp), the correlations of the residual with every atom, up to date in
+    place after the coefficients of the (B, s) ``support`` changed by ``delta`` to ``coefs``."""
+    if support.shape[1] * BAG_RATIO < target.shape[1]:
+        # Correlations change by -G[:, S] @ delta: s rows of the Gram matrix per row.
+        start = 0
+        for columns in dictionary.gram_columns:
+            width = columns.shape[1]
+            alpha[:, start : start + width] -= F.embedding_bag(support, columns, per_sample_weights=delta, mode="sum")
+            start += width
+    else:
+        # Beyond D / BAG_RATIO rows, recomputing them from the residual is cheaper: one dense product.
+        reconstruction = F.embedding_bag(support, dictionary.atoms, per_sample_weights=coefs, mode="sum")
+        torch.mm(target - reconstruction, dictionary.atoms.T, out=alpha)
 
 
 class PursuitCoder:
@@ -234,11 +240,27 @@ class PursuitCoder:
 
 
 def check_method(method: str, nonneg: bool) -> None:
-    """Validate ``--method`` and ``--nonneg``."""
-    if method not in METHODS:
-        raise SparsecodeError(f"--method {method!r} is unknown; use one of {', '.join(METHODS)}")
-    if nonneg and method != "omp":
-        raise SparsecodeError("--nonneg applies to --method omp only; the encoder's codes are non-negative already")
+    """A ``method`` of :data:`METHODS`, and ``nonneg`` only with ``omp``."""
+    need(method in METHODS, "method", "{method} {got!r} is unknown; use one of {names}", got=method, names=", ".join(METHODS))
+    need(not nonneg or method == "omp", "nonneg",
+         "{nonneg} applies to {method} omp only; the encoder's codes are non-negative already")
+
+
+def check_pursuit(model: "SparseAutoencoder", k: int | None, where: str = "") -> None:
+    """Whether OMP can code ``k`` atoms per row over ``model``'s decoder: a k (a model of an
+    objective without one gives none), the single-layer model, at most D atoms. ``where``
+    begins the messages (``"RUN_DIR: "``)."""
+    need(k is not None, "k", "{where}{method} omp needs {k} for a model trained with {sparsity} {got}",
+         where=where, got=model.sparsity)
+    _check_dictionary(model, where)
+    need(k <= model.d_in, "k", "{k} {got} is larger than the {dims} input dimensions; pursuit can use at most {dims} atoms",
+         got=k, dims=model.d_in)
+
+
+def _check_dictionary(model: "SparseAutoencoder", where: str = "") -> None:
+    """Pursuit needs a decoder that is a dictionary: the single-layer model's."""
+    need(model.is_linear, "method", "{where}{method} omp needs the single-layer model (its decoder is not a dictionary "
+         "with {encoder_layers}); encode with {method} encoder", where=where)
 
 
 def make_coder(model: "SparseAutoencoder", method: str = "encoder", nonneg: bool = False):
@@ -247,6 +269,7 @@ def make_coder(model: "SparseAutoencoder", method: str = "encoder", nonneg: bool
     Either has ``encode(x, k)`` returning ``acts`` and ``indices`` (B, k) for (B, D) vectors.
     """
     check_method(method, nonneg)
-    if method == "omp" and not model.is_linear:
-        raise SparsecodeError("pursuit needs the single-layer model: with --encoder-layers the decoder is not a dictionary")
-    return PursuitCoder(model, nonneg) if method == "omp" else model
+    if method == "omp":
+        _check_dictionary(model)
+        return PursuitCoder(model, nonneg)
+    return model

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .codes import Codes, csr_tensor
-from .errors import SparsecodeError
+from .errors import SparsecodeError, need
 
 #: Neighbours returned per query word.
 DEFAULT_TOP = 10
@@ -37,8 +37,7 @@ class CodeIndex:
 
     def neighbors(self, words: list[str], top: int = DEFAULT_TOP) -> dict[str, list[tuple[str, float]]]:
         """For each query word, its ``top`` nearest other words as ``(word, cosine)``, best first."""
-        if top < 1:
-            raise SparsecodeError(f"--top must be at least 1 (got {top})")
+        need(top >= 1, "top", "{top} must be at least 1 (got {got})", got=top)
         rows = [self.codes.index_of(w) for w in words]
         for w, r in zip(words, rows):
             if self.norms[r] == 0:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from sparsecode.cli import app
 from sparsecode.clihelp import by_objective
 from sparsecode.config import DEVICES, SPARSITIES, TrainConfig
-from sparsecode.encoding import DEFAULT_BATCH, DEFAULT_TOP_WORDS
+from sparsecode.encoding import EncodeSettings
 
 COMMANDS = ("train", "encode", "inspect", "neighbors", "evaluate", "convert", "export", "report", "tradeoff")
 #: Options whose absence means "not asked for": they select what to show, or apply to one input format.
@@ -105,7 +105,7 @@ def test_defaults_come_from_where_they_live():
                           ("--noise", "noise"), ("--homeostasis", "homeostasis")):
         assert f"[default: {by_objective(setting)}]" in train[name]
     encode = option_rows(help_of("encode"))
-    assert f"[default: {DEFAULT_TOP_WORDS}]" in encode["--top-words"]
-    assert f"[default: {DEFAULT_BATCH}]" in encode["--batch-size"]
+    assert f"[default: {EncodeSettings().top_words}]" in encode["--top-words"]
+    assert f"[default: {EncodeSettings().batch_size}]" in encode["--batch-size"]
     assert "[default: the run's encode k]" in encode["--k"]
     assert "[default: the run recorded in the codes file]" in option_rows(help_of("evaluate"))["--model"]

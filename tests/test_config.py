@@ -29,13 +29,13 @@ def test_config_accepts_every_device_form(device):
 
 @pytest.mark.parametrize("device", ["gpu", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:0 ", "cuda:0:1", "mps", ""])
 def test_config_and_resolve_refuse_other_devices(device):
-    message = f"--device must be auto, cpu, cuda or cuda:N (got {device!r})"
+    message = f"device must be auto, cpu, cuda or cuda:N (got {device!r})"
     with pytest.raises(sc.SparsecodeError) as exc:
         sc.TrainConfig(device=device).validate()
-    assert str(exc.value) == message
+    assert str(exc.value) == message and exc.value.setting == "device"
     with pytest.raises(sc.SparsecodeError) as exc:
         resolve_device(device)
-    assert str(exc.value) == message
+    assert str(exc.value) == message and exc.value.setting == "device"
 
 
 @no_cuda
@@ -43,7 +43,7 @@ def test_config_and_resolve_refuse_other_devices(device):
 def test_a_cuda_device_without_cuda_is_one_clear_error(device):
     with pytest.raises(sc.SparsecodeError) as exc:
         resolve_device(device)
-    assert str(exc.value) == f"--device {device}: no CUDA GPU is available here; use --device cpu or auto"
+    assert str(exc.value) == f"device {device}: no CUDA GPU is available here; use device cpu or auto"
     assert resolve_device("auto") == torch.device("cpu")
 
 
@@ -53,7 +53,7 @@ def test_cuda_n_names_that_gpu_and_an_absent_index_is_refused(two_gpus):
     assert resolve_device("cuda") == torch.device("cuda") and resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(sc.SparsecodeError) as exc:
         resolve_device("cuda:2")
-    assert str(exc.value) == "--device cuda:2: there is no GPU 2 here (2 GPUs: cuda:0 to cuda:1); choose one of those"
+    assert str(exc.value) == "device cuda:2: there is no GPU 2 here (2 GPUs: cuda:0 to cuda:1); choose one of those"
 
 
 def test_one_gpu_names_its_only_index(monkeypatch):

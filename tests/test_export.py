@@ -69,10 +69,10 @@ def test_export_errors(tmp_path, codes_path, codes):
         for needle in needles:
             assert needle in msg
 
-    error("cannot tell the format from the name; pass --format", out=tmp_path / "codes.csv")
-    error("--format must be one of", out=tmp_path / "c.txt", format="parquet")
+    error("cannot tell the format from the name; pass format", out=tmp_path / "codes.csv")
+    error("format must be one of", out=tmp_path / "c.txt", format="parquet")
     spaced = dataclasses.replace(codes, words=["new york", *codes.words[1:]])
-    error("1 word(s) are empty or hold a space", "'new york'", "use --format npz or dense-h5",
+    error("1 word(s) are empty or hold a space", "'new york'", "use format npz or dense-h5",
           codes_arg=spaced, out=tmp_path / "c.txt")
     error("missing.h5: file not found", codes_arg=tmp_path / "missing.h5", out=tmp_path / "c.npz")
     error("not a sparsecode codes file", "create one with 'sparsecode encode'", codes_arg=SAMPLE, out=tmp_path / "c.npz")

@@ -4,7 +4,6 @@ box: whole words, any of several, or #id (its matching function run with node)."
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import subprocess

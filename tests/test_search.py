@@ -43,5 +43,5 @@ def test_unknown_word_suggests_close_spellings(codes):
 
 
 def test_top_must_be_positive(codes):
-    with pytest.raises(sc.SparsecodeError, match="--top must be at least 1"):
+    with pytest.raises(sc.SparsecodeError, match="^top must be at least 1"):
         sc.neighbors(codes, "king", top=0)

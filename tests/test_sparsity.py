@@ -150,20 +150,21 @@ def test_deeper_encoder_trains_saves_and_reloads(tmp_path, sample):
 
 
 def test_settings_that_do_not_apply_are_refused():
-    for settings, needle in (
-        (dict(sparsity="l1", rho=0.1), "--rho applies to --sparsity kl or spine, not l1"),
-        (dict(sparsity="kl", k=16), "--k applies to --sparsity topk or batchtopk, not kl; cap the codes at encode time"),
-        (dict(sparsity="l1", beta=1.0), "--beta applies to --sparsity kl, not l1"),
-        (dict(sparsity="kl", l1_coef=0.2), "--l1-coef applies to --sparsity l1, not kl"),
-        (dict(sparsity="spine", homeostasis=1e-3), "--homeostasis applies to --sparsity topk or batchtopk, not spine"),
-        (dict(sparsity="kl", aux_coef=0.03), "--aux-coef (AuxK) applies to --sparsity topk or batchtopk"),
-        (dict(sparsity="kl", rho=1.5), "--rho must be between 0 and 1"),
-        (dict(sparsity="nope"), "--sparsity must be one of topk, batchtopk, kl, l1, spine"),
-        (dict(encoder_layers=[80, 0]), "--encoder-layers must be positive widths"),
-        (dict(encoder_layers=[80], aux_coef=0.03), "needs the single-layer model"),
+    for settings, setting, needle in (
+        (dict(sparsity="l1", rho=0.1), "rho", "rho applies to sparsity kl or spine, not l1"),
+        (dict(sparsity="kl", k=16), "k", "k applies to sparsity topk or batchtopk, not kl; cap the codes at encode time"),
+        (dict(sparsity="l1", beta=1.0), "beta", "beta applies to sparsity kl, not l1"),
+        (dict(sparsity="kl", l1_coef=0.2), "l1_coef", "l1_coef applies to sparsity l1, not kl"),
+        (dict(sparsity="spine", homeostasis=1e-3), "homeostasis", "homeostasis applies to sparsity topk or batchtopk, not spine"),
+        (dict(sparsity="kl", aux_coef=0.03), "aux_coef", "aux_coef (AuxK) applies to sparsity topk or batchtopk"),
+        (dict(sparsity="kl", rho=1.5), "rho", "rho must be between 0 and 1"),
+        (dict(sparsity="nope"), "sparsity", "sparsity must be one of topk, batchtopk, kl, l1, spine"),
+        (dict(encoder_layers=[80, 0]), "encoder_layers", "encoder_layers must be positive widths"),
+        (dict(encoder_layers=[80], aux_coef=0.03), "aux_coef", "needs the single-layer model"),
     ):
-        with pytest.raises(sc.SparsecodeError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(sc.SparsecodeError, match=needle.replace("(", r"\(").replace(")", r"\)")) as exc:
             sc.TrainConfig(**settings).validate()
+        assert exc.value.setting == setting
 
 
 @pytest.mark.parametrize("sparsity,layers", [(s, "") for s in SPARSITIES] + [("topk", "60"), ("spine", "60")])

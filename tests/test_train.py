@@ -34,14 +34,14 @@ def test_learning_rate_warmup_then_cosine_decay():
     assert lr_factor(100, total, cfg) == pytest.approx(0.1)
 
 
-def test_config_validation_names_the_option():
-    with pytest.raises(sc.SparsecodeError, match="--k 300 is larger than the hidden size 200"):
+def test_config_validation_names_the_setting():
+    with pytest.raises(sc.SparsecodeError, match="^k 300 is larger than the hidden size 200; lower k or raise hidden$"):
         sc.TrainConfig(hidden=200, k=300).validate()
-    with pytest.raises(sc.SparsecodeError, match="--k must be at least 1"):
+    with pytest.raises(sc.SparsecodeError, match="^k must be at least 1"):
         sc.TrainConfig(k=0).validate()
-    with pytest.raises(sc.SparsecodeError, match="--epochs must be at least 1"):
+    with pytest.raises(sc.SparsecodeError, match="^epochs must be at least 1"):
         sc.TrainConfig(epochs=0).validate()
-    with pytest.raises(sc.SparsecodeError, match="--batch-size must be at least 1"):
+    with pytest.raises(sc.SparsecodeError, match="^batch_size must be at least 1"):
         sc.TrainConfig(batch_size=-4).validate()
 
 
@@ -264,7 +264,7 @@ def test_homeostasis_balances_unit_frequencies(sample):
         freqs[rate] = used / 5000
     assert freqs[1e-3].std() < freqs[0.0].std()
     assert freqs[1e-3].max() < freqs[0.0].max()
-    with pytest.raises(sc.SparsecodeError, match="--homeostasis must be 0 or more"):
+    with pytest.raises(sc.SparsecodeError, match="^homeostasis must be 0 or more"):
         sc.TrainConfig(homeostasis=-1).validate()
 
 
