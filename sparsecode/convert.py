@@ -41,7 +41,7 @@ import numpy as np
 
 from .atomic import atomic_output, check_output
 from .embeddings import DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingFile, EmbeddingWriter, Embeddings
-from .errors import SparsecodeError, first_line
+from .errors import SettingError, SparsecodeError, first_line
 
 #: Accepted values of ``format``; ``auto`` detects one of the others from the content.
 FORMATS = ("auto", "glove", "word2vec", "word2vec-bin", "fasttext", "npy")
@@ -203,8 +203,8 @@ def _read_header(src: Source) -> tuple[int, int]:
     header = _header_of(line)
     if header is None:
         shown = line[:40].decode("utf-8", "replace").strip()
-        raise SparsecodeError(f"{src.path}: the first line {shown!r} is not a word2vec header 'COUNT DIM'; "
-                              "for text without a header use --format glove (or auto)")
+        raise SettingError("format", "{path}: the first line {shown!r} is not a word2vec header 'COUNT DIM'; "
+                           "for text without a header use {format} glove (or auto)", path=src.path, shown=shown)
     return header
 
 
@@ -261,8 +261,8 @@ def read_binary(src: Source) -> Iterator[Entry | Malformed]:
             if space != -1 and len(buf) - space - 1 >= nbytes:
                 break
             if space == -1 and len(buf) - pos > MAX_WORD_BYTES:
-                raise SparsecodeError(f"{src.path}: entry {entry} has no word within {MAX_WORD_BYTES} bytes; "
-                                      "this is not word2vec binary: check --format")
+                raise SettingError("format", "{path}: entry {entry} has no word within {most} bytes; this is not "
+                                   "word2vec binary: check {format}", path=src.path, entry=entry, most=MAX_WORD_BYTES)
             more = src.stream.read(READ_BLOCK)
             if not more:
                 _raise_truncated(src.path, entry - 1, count)
@@ -360,8 +360,9 @@ def _npy_blocks(src: Source) -> tuple[tuple[int, int], Iterator[tuple[int, np.nd
 
 
 def _raise_truncated(path: str, read: int, expected: int, what: str = "vectors") -> None:
-    raise SparsecodeError(f"{path}: ends after {read} of the {expected} {what} it announces; the file is "
-                          f"truncated: download it again, or pass --limit {read} to keep what is there")
+    raise SettingError("limit", "{path}: ends after {read} of the {expected} {what} it announces; the file is "
+                       "truncated: download it again, or pass {limit} {read} to keep what is there",
+                       path=path, read=read, expected=expected, what=what)
 
 
 def _warn_extra(path: str, count: int) -> None:
@@ -390,20 +391,22 @@ def resolve_format(path: str | os.PathLike, fmt: str, vocab: str | os.PathLike |
     """The reader to use: ``glove``, ``word2vec``, ``word2vec-bin`` or ``npy``. An explicit ``fmt``
     that the content contradicts is an error that names the format it looks like."""
     if fmt not in FORMATS:
-        raise SparsecodeError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+        raise SettingError("format", "{format} must be one of {choices} (got {got!r})", choices=", ".join(FORMATS), got=fmt)
     detected = detect_format(path)
     wanted = "word2vec" if fmt == "fasttext" else fmt
     if wanted == "auto":
         if detected is None:
-            raise SparsecodeError(f"{path}: cannot tell its format from the content (not GloVe, word2vec text or "
-                                  "binary, or .npy); pass --format")
+            raise SettingError("format", "{path}: cannot tell its format from the content (not GloVe, word2vec text "
+                               "or binary, or .npy); pass {format}", path=path)
         wanted = detected
     elif detected is not None and detected != wanted:
-        raise SparsecodeError(f"{path}: looks like {detected}, not {fmt}; pass --format {detected} (or auto)")
+        raise SettingError("format", "{path}: looks like {detected}, not {got}; pass {format} {detected} (or auto)",
+                           path=path, detected=detected, got=fmt)
     if wanted == "npy" and vocab is None:
-        raise SparsecodeError(f"{path}: a .npy matrix needs its words: pass --vocab FILE (one word per line)")
+        raise SettingError("vocab", "{path}: a .npy matrix needs its words: pass {vocab} FILE (one word per line)", path=path)
     if wanted != "npy" and vocab is not None:
-        raise SparsecodeError(f"--vocab is only for .npy input; {path} is {wanted}, which holds its own words")
+        raise SettingError("vocab", "{vocab} is only for .npy input; {path} is {wanted}, which holds its own words",
+                           path=path, wanted=wanted)
     return wanted
 
 
@@ -521,7 +524,7 @@ def convert_embeddings(
     Returns a summary: words, dim, format, malformed, duplicates.
     """
     if limit is not None and limit < 1:
-        raise SparsecodeError(f"--limit must be at least 1 (got {limit})")
+        raise SettingError("limit", "{limit} must be at least 1 (got {got})", got=limit)
     check_output(out, force)
     kind = resolve_format(source, format, vocab)
     skipped = _Skipped()
@@ -529,8 +532,8 @@ def convert_embeddings(
         ticks = None if progress is None else lambda n: progress(src.position(), src.size, n)
         blocks = _write_entries(read_entries(src, kind, vocab), f, skipped, lowercase, normalize, limit, chunk_rows, ticks)
         if blocks is None:
-            raise SparsecodeError(f"{src.path}: no valid vectors found ({skipped.malformed_clause()}); "
-                                  f"check that it is {kind}, or pass another --format")
+            raise SettingError("format", "{path}: no valid vectors found ({skipped}); check that it is {kind}, or "
+                               "pass another {format}", path=src.path, skipped=skipped.malformed_clause(), kind=kind)
         blocks.flush()
         f.attrs["source"] = os.path.abspath(source)
         f.attrs.update(_source_identity(source, vocab))  # what readable_embeddings checks to reuse a cache
@@ -615,7 +618,7 @@ def readable_embeddings(
     source = os.fspath(path)
     if not needs_conversion(source):
         if vocab is not None:
-            raise SparsecodeError(f"--vocab is only for .npy input; {source} is not one")
+            raise SettingError("vocab", "{vocab} is only for .npy input; {path} is not one", path=source)
         yield Path(source)
         return
     if detect_format(source) is None:

@@ -149,7 +149,7 @@ def test_limit_lowercase_normalize(tmp_path):
 def test_header_count_is_honoured(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("3 2\na 1 2\nb 3 4\n")
-    with pytest.raises(sc.SparsecodeError, match="ends after 2 of the 3 vectors .* pass --limit 2"):
+    with pytest.raises(sc.SparsecodeError, match="ends after 2 of the 3 vectors .* pass limit 2"):
         convert_embeddings(short, tmp_path / "out.h5")
     assert not (tmp_path / "out.h5").exists()
     assert convert_embeddings(short, tmp_path / "out.h5", limit=2)["words"] == 2
@@ -165,7 +165,7 @@ def test_truncated_binary_and_gzip_are_one_line_errors(tmp_path, files, sample):
     end_of_2500 = len(b"5000 50\n") + sum(len(w.encode()) + 1 + 200 for w in sample.words[:2500])
     cut = tmp_path / "cut.bin"
     cut.write_bytes(data[: end_of_2500 + 10])  # 2,500 whole entries and the start of the next
-    with pytest.raises(sc.SparsecodeError, match=r"ends after 2500 of the 5000 vectors .* pass --limit 2500"):
+    with pytest.raises(sc.SparsecodeError, match=r"ends after 2500 of the 5000 vectors .* pass limit 2500"):
         convert_embeddings(cut, tmp_path / "out.h5")
     assert convert_embeddings(cut, tmp_path / "out.h5", limit=2500)["words"] == 2500
 
@@ -211,7 +211,7 @@ def test_npy_vocabulary_and_array_checks(tmp_path, sample):
         for needle in needles:
             assert needle in str(exc.value)
 
-    error("needs its words: pass --vocab FILE")
+    error("needs its words: pass vocab FILE")
     (tmp_path / "v5.txt").write_text("a\nb\nc\nd\ne\n")
     error("has 6 rows but", "v5.txt has 5 words", vocab=tmp_path / "v5.txt")
     np.save(tmp_path / "i.npy", np.arange(6 * 3).reshape(6, 3))
@@ -232,18 +232,18 @@ def test_format_errors_name_the_file_and_the_fix(tmp_path, files):
             assert needle in msg
 
     glove, _ = files["glove"]
-    error(glove, "looks like glove, not word2vec; pass --format glove", format="word2vec")
+    error(glove, "looks like glove, not word2vec; pass format glove", format="word2vec")
     error(files["word2vec"][0], "looks like word2vec, not word2vec-bin", format="word2vec-bin")
-    error(glove, "--format must be one of", format="csv")
-    error(glove, "--vocab is only for .npy input", vocab=glove)
-    error(glove, "--limit must be at least 1", limit=0)
+    error(glove, "format must be one of", format="csv")
+    error(glove, "vocab is only for .npy input", vocab=glove)
+    error(glove, "limit must be at least 1", limit=0)
     error(tmp_path / "missing.txt", "missing.txt: file not found")
     (tmp_path / "empty.txt").write_text("")
     error(tmp_path / "empty.txt", "file is empty")
     error(tmp_path, "is a directory")
     error(write_h5(tmp_path / "e.h5", words=["a"], vectors=np.ones((1, 2))), "is already HDF5")
     (tmp_path / "prose.txt").write_text("This is not an embeddings file.\nIt has words only.\n")
-    error(tmp_path / "prose.txt", "cannot tell its format from the content", "pass --format")
+    error(tmp_path / "prose.txt", "cannot tell its format from the content", "pass format")
     error(tmp_path / "prose.txt", "no valid vectors found (2 malformed entries, first: line 1 ('is' is not a number))",
           format="glove")
     (tmp_path / "x.h5").write_text("taken")
