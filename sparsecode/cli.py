@@ -215,7 +215,7 @@ def train(
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .data import open_training_data
     from .distributed import current_rank, launch, session
-    from .training import check_run_dir, default_run_dir, prepare_training_file
+    from .rundir import check_run_dir, default_run_dir, prepare_training_file
     from .training import train as run_training
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
@@ -538,7 +538,7 @@ def evaluate(
             if model is None or vectors is None:
                 raise SparsecodeError(f"{codes_file}: --compare-methods needs the model and the embeddings; "
                                       "pass --model RUN_DIR and --embeddings EMB.h5")
-            from .training import default_encode_k
+            from .rundir import default_encode_k
             from .evaluate import compare_methods as run_compare
 
             k = codes.attrs.get("encode_k", default_encode_k(config))

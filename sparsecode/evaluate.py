@@ -403,7 +403,7 @@ def find_sources(codes: Codes, model_dir: str | os.PathLike | None = None,
     named in a warning with the option that supplies it, and the measures that need it are left out."""
     from .convert import CACHE_NAME, cache_matches, readable_embeddings
     from .embeddings import load_embeddings
-    from .training import load_run
+    from .rundir import load_run
 
     where = codes.path or "codes"
     if model_dir is None:
