@@ -368,7 +368,7 @@ def throughput(shapes, device: torch.device, modes, datasets: dict, n: int, warm
                         step_s = seconds_per_call(trainer.train_step, device, todo, warmup)
                         floor = floor_seconds(D, H, k, B, device, mode, n, warmup)
                     sync(device)
-                    acc = trainer.acc
+                    acc = trainer.stats.acc
                     row.update(floor, step_s=step_s, vectors_per_s=B / step_s, step_over_floor=step_s / floor["floor_s"],
                                fvu=float(acc["sse"] / acc["ssd"]), steps=todo)
                 except Exception as exc:  # noqa: BLE001 - a precision this device or torch cannot run

@@ -15,21 +15,34 @@ The Python API mirrors the command line::
 
 __version__ = "0.1.0"
 
+import importlib
+
 from .codes import Codes, UnknownWordError, load_codes
 from .config import TrainConfig
 from .convert import convert_embeddings, load_embeddings
 from .embeddings import Embeddings, EmbeddingFile
 from .encoding import encode, encode_file
 from .errors import SparsecodeError
-from .estimator import SparseCoder
 from .export import export_codes
 from .html_report import write_report
 from .model import SparseAutoencoder
+from .rundir import load_run
 from .search import CodeIndex, neighbors
-from .training import TrainResult, load_run, train
 
 __all__ = [
     "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "SparseAutoencoder", "SparseCoder", "SparsecodeError", "TrainConfig",
     "TrainResult", "UnknownWordError", "convert_embeddings", "encode", "encode_file", "export_codes", "load_codes", "load_embeddings",
     "load_run", "neighbors", "train", "write_report",
 ]
+
+#: Names whose modules load the training loop (DDP, the optimizer), imported when first used: a
+#: program that only encodes or reads runs does not load them.
+_LAZY = {"train": ".training", "TrainResult": ".training", "SparseCoder": ".estimator"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -178,7 +178,7 @@ def train(
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
     from .data import open_training_data
     from .distributed import current_rank, launch, session
-    from .training import check_run_dir, default_run_dir, prepare_training_file
+    from .rundir import check_run_dir, default_run_dir, prepare_training_file
     from .training import train as run_training
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all

@@ -3,18 +3,22 @@
 
 A process learns its place from the environment torchrun sets (``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``...). Without it, or with ``WORLD_SIZE=1``, :class:`Distributed`
-is a plain single process and every method here is a no-op: nothing changes for one process.
+is a plain single process, a job of one: every method here then hands back the process's own
+figures, without a collective and at no cost (the training step has one code path for any number
+of processes).
 
 What the processes share, per step (see :meth:`Distributed.reduce_batch`): each one holds its slice
 of the global batch (:mod:`sparsecode.data`); one all-reduce adds up what the loss and the
 statistics need over the whole batch (its size, the squared deviation that divides the FVU, the
 residual's moments for AuxK, each unit's fire count, whether a stop was asked for), then
-DistributedDataParallel all-reduces the gradients. The objectives that need batch statistics take
-them over the global batch too (:meth:`Distributed.all_gather` for BatchTopK's k·B largest,
-:meth:`Distributed.sum_with_local_grad` for the firing rates of KL and SPINE). Nothing is read back
-to the host within a step. Every process thus computes the same update and
-the same dead units, and keeps identical parameters, optimizer state and statistics: any of them
-holds the whole training state, which process 0 checkpoints.
+DistributedDataParallel all-reduces the gradients. Each process's loss is its share of the global
+batch's, times ``world`` (:meth:`Distributed.ddp_share`), since DDP averages the gradients. The
+objectives that need batch statistics take them over the global batch too
+(:meth:`Distributed.all_gather` for BatchTopK's k·B largest, :meth:`Distributed.sum_with_local_grad`
+for the firing rates of KL and SPINE). Nothing is read back to the host within a step. Every
+process thus computes the same update and the same dead units, and keeps identical parameters,
+optimizer state and statistics: any of them holds the whole training state, which process 0
+checkpoints.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .config import resolve_device
-from .errors import SparsecodeError
+from .errors import SparsecodeError, first_line
 
 T = TypeVar("T")
 
@@ -54,15 +58,16 @@ class GlobalBatch(NamedTuple):
     sse: Tensor
     """0-d: squared reconstruction error (a value: no gradient)."""
     l0: Tensor
-    """0-d: active units summed over rows."""
+    """0-d: active units summed over rows (float64; an integer in one process)."""
     zero_rows: Tensor
-    """0-d: rows with no active unit."""
+    """0-d: rows with no active unit (float64; an integer in one process)."""
     counts: Tensor
     """(H,) float32: rows in which each unit fired."""
     residual_var: Tensor | None
     """0-d float32: squared deviation of the residual about its batch mean (for AuxK), or None."""
-    stop: Tensor
-    """0-d bool: whether any process was asked to stop (SIGINT/SIGTERM); read it at report points only."""
+    stop: Tensor | bool
+    """Whether any process was asked to stop (SIGINT/SIGTERM): with several processes a 0-d bool
+    tensor, to read at report points only; in one process the flag it was given."""
 
 
 def _is_comm_failure(exc: BaseException) -> bool:
@@ -77,10 +82,15 @@ def _is_comm_failure(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    """The message's first line, without the source location gloo puts in front of it."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    line = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", lines[0]) if lines else type(exc).__name__
-    return line.split(". ")[0].rstrip(".")[:160]  # gloo goes on with generic advice
+    """:func:`~sparsecode.errors.first_line` of a collective's error, without the source location
+    gloo puts in front of it and the generic advice it goes on with after the first sentence."""
+    line = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", first_line(exc))
+    return line.split(". ")[0].rstrip(".")[:160]
+
+
+def spread(rows: Tensor) -> Tensor:
+    """0-d: the squared deviation of (B, D) ``rows`` about their mean row, summed over rows and columns."""
+    return (rows - rows.mean(0)).pow(2).sum()
 
 
 class Distributed:
@@ -124,7 +134,18 @@ class Distributed:
         if not self.active:
             return tensor
         total = self.all_reduce(tensor.detach().clone())
-        return total + self.world * (tensor - tensor.detach())
+        return total + self.ddp_share(tensor - tensor.detach())
+
+    def ddp_share(self, term: Tensor) -> Tensor:
+        """This process's ``term`` of a loss over the global batch, as its loss carries it: times
+        ``world``, because DistributedDataParallel averages the processes' gradients (the mean of the
+        shares is the global term, and so is the mean of their gradients). ``term`` itself in one
+        process."""
+        return term * self.world if self.active else term
+
+    def mean(self, tensor: Tensor, what: str = "a step") -> Tensor:
+        """The mean of ``tensor`` over the processes (a new tensor); ``tensor`` itself in one process."""
+        return self.all_reduce(tensor / self.world, what) if self.active else tensor
 
     def all_gather(self, tensor: Tensor) -> Tensor:
         """The (n,) ``tensor`` of every process, concatenated in rank order: (world * n,), no gradient."""
@@ -189,8 +210,12 @@ class Distributed:
 
         Nothing is read back to the host: the buffer is built on the device (the stop flag by a fill,
         not a copy of a host list), the global row count is known to every process without asking
-        (see :class:`sparsecode.data.BatchSource`), and the stop flag stays a tensor.
+        (see :class:`sparsecode.data.BatchSource`), and the stop flag stays a tensor. In one process
+        the batch is the global batch: its own figures, computed as the sums are here, no collective.
         """
+        if not self.active:
+            return GlobalBatch(rows, ssd, sse.detach(), row_l0.sum(), (row_l0 == 0).sum(), counts,
+                               None if residual is None else spread(residual), stop)
         parts = [torch.full((1,), float(stop), dtype=torch.float64, device=ssd.device),
                  torch.stack([ssd.detach().double(), sse.detach().double(), row_l0.sum().double(),
                               (row_l0 == 0).sum().double()])]

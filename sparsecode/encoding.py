@@ -31,7 +31,7 @@ from .model import SparseAutoencoder
 from .pursuit import METHODS, check_method, check_pursuit, make_coder
 from .report import UnitReport, UnitSummary
 from .topk import kept_workspace, row_order
-from .training import load_run, read_json
+from .rundir import load_run, read_json
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from .config import TrainConfig, resolve_device
 from .embeddings import Embeddings, embeddings_from_array
 from .encoding import encode
 from .errors import SparsecodeError
-from .training import Progress, TrainResult, load_run, prepare_run_dir, read_logs, train, write_run
+from .rundir import load_run, prepare_run_dir, read_logs, write_run
+from .training import Progress, TrainResult, train
 
 _SETTINGS = [f.name for f in dataclasses.fields(TrainConfig)]
 

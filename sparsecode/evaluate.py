@@ -30,10 +30,12 @@ import torch
 from torch import Tensor
 
 from .codes import Codes, check_same_model, load_codes
+from .convert import CACHE_NAME, cache_matches, load_embeddings, readable_embeddings
 from .errors import SparsecodeError, need
 from .interpret import coherence, unit_balance, unit_use
 from .model import SparseAutoencoder
 from .pursuit import make_coder
+from .rundir import default_encode_k, load_run
 
 #: The word-similarity files shipped with the project (see sample_data/word-sim/README.md).
 DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "word-sim"
@@ -423,9 +425,6 @@ def find_sources(codes: Codes, model_dir: str | os.PathLike | None = None,
     file records its run, the run's ``config.json`` its training file). The model must be the one
     that made the codes (:func:`~sparsecode.codes.check_same_model`). What cannot be found is
     named in a warning with the option that supplies it, and the measures that need it are left out."""
-    from .convert import CACHE_NAME, cache_matches, readable_embeddings
-    from .convert import load_embeddings
-    from .training import load_run
 
     where = codes.path or "codes"
     if model_dir is None:
@@ -520,7 +519,6 @@ def evaluate_file(codes_file: str | os.PathLike, model: str | os.PathLike | None
     """What ``sparsecode evaluate`` reports of a codes file: :func:`evaluate` with the model (the
     run directory ``model``) and the embeddings given or recorded (:func:`find_sources`), and with
     ``compare`` the encoding methods compared at the codes' k (:func:`compare_methods`)."""
-    from .training import default_encode_k
 
     codes = load_codes(codes_file)
     src = find_sources(codes, model, embeddings, vocab)

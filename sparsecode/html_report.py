@@ -31,7 +31,7 @@ from .codes import Codes, check_same_model, load_codes
 from .errors import SparsecodeError
 from .evaluate import balance_of_codes, unit_table
 from .svg import histogram, line_chart
-from .training import RunLogs, load_run, read_json, read_logs
+from .rundir import RunLogs, load_run, read_json, read_logs
 
 #: What the figures of ``summary.json`` mean, in the order shown; fractions are shown as percentages.
 SUMMARY_FIGURES = {

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
-from .distributed import Distributed
+from .distributed import Distributed, spread
 from .topk import decode
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def auxk_loss(residual: Tensor, aux_acts: Tensor, aux_indices: Tensor, W_dec: Te
     residual = residual.detach()
     aux_hat = decode(aux_acts, aux_indices, W_dec, W_dec.new_zeros(W_dec.shape[1]))
     err = (residual - aux_hat).pow(2).sum()
-    var = (residual - residual.mean(0)).pow(2).sum().clamp_min(1e-12) if variance is None else variance
+    var = spread(residual).clamp_min(1e-12) if variance is None else variance
     return torch.where(any_dead, err / var, torch.zeros_like(err))
 
 
@@ -175,9 +175,7 @@ class Objective:
     def share(self, local_sum: Tensor, denominator: float) -> Tensor:
         """``local_sum / denominator``, where the global value divides the sum over every process's rows
         by ``denominator``: this process's share, times ``world`` (their mean is the global value)."""
-        if not self.dist.active:
-            return local_sum / denominator
-        return local_sum * (self.dist.world / denominator)
+        return self.dist.ddp_share(local_sum / denominator)
 
 
 class TopK(Objective):

@@ -1,4 +1,4 @@
-"""The training loop: schedules, dead-unit statistics, metrics, checkpoints, the run directory.
+"""The training loop: schedules, dead-unit statistics, metrics, checkpoints.
 
 One step, all on the device and without reading anything back to the host:
 
@@ -11,22 +11,29 @@ One step, all on the device and without reading anything back to the host:
    warm-up/cosine learning rate; rescale decoder rows to unit norm;
 4. record which units fired, counted in words seen (so "dead" means the same on any data size).
 
+One process is a job of one (see :mod:`sparsecode.distributed`): the step takes the global
+batch's figures from :meth:`~sparsecode.distributed.Distributed.reduce_batch`, which are the
+batch's own there, and writes each loss term as a process's share of the global one.
+
 The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch) and before a
 checkpoint: it then checks that the loss, the weights and Adam's moments are finite (otherwise it
 restores the state of the previous report point and halves the learning rate, once) and calls the
-progress callback.
+progress callback (see :class:`TrainingLoop`).
 
-With a run directory, the complete training state is checkpointed (``checkpoint.pt``) every
-``checkpoint_every`` steps, at the end of every epoch and when SIGINT/SIGTERM arrives; ``resume``
-continues from it and, on the CPU, ends with weights identical to an uninterrupted run. The final
-files appear only when training has finished: ``model.pt``, ``config.json``, ``metrics.jsonl``,
-``summary.json`` (each written atomically), and the checkpoint is then removed.
+With a run directory (:mod:`sparsecode.rundir`), the complete training state is checkpointed
+(``checkpoint.pt``) every ``checkpoint_every`` steps, at the end of every epoch and when
+SIGINT/SIGTERM arrives; ``resume`` continues from it and, on the CPU, ends with weights identical
+to an uninterrupted run. The final files appear only when training has finished: ``model.pt``,
+``config.json``, ``metrics.jsonl``, ``summary.json`` (each written atomically), and the checkpoint
+is then removed.
+
+Every random draw comes from a generator of the run's own, seeded by ``seed``: training neither
+reads nor changes torch's global random state.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -40,28 +47,26 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from .atomic import atomic_output, check_output, check_space, write_text_atomic
-from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig, on_device, resolve_device
-from .convert import CACHE_NAME, needs_conversion, readable_embeddings
-from .data import (CHUNK_ROWS, BatchSource, DeviceFeed, SubsetRows, TrainingData, data_fits_on_device, holdout_split,
-                   open_training_data)
-from .distributed import Distributed, ProcessLost, session
+from .config import TrainConfig, on_device, resolve_device
+from .convert import readable_embeddings
+from .data import (CHUNK_ROWS, BatchSource, DeviceFeed, Rows, SubsetRows, TrainingData, data_fits_on_device,
+                   holdout_split, open_training_data)
+from .distributed import Distributed, GlobalBatch, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
 from .evaluate import CodeStatistics
 from .interpret import unit_balance
 from .model import Normalisation, SparseAutoencoder
-from .objectives import Objective, Reconstruction, auxk_loss, make_objective, reconstruction
+from .objectives import Objective, Reconstruction, StepCodes, auxk_loss, make_objective, reconstruction
 from .optim import make_adam
+from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_run_dir, open_run_dir, prepare_training_file,
+                     save_checkpoint, write_run)
 from .topk import kept_workspace
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
-#: The files of a finished run directory (``--force`` replaces these and only these).
-RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
-CHECKPOINT = "checkpoint.pt"
 #: Weight of the newest batch in the running unit frequencies that balancing steers by (about the last 50
 #: steps). On GloVe 50d (50k words, H=1000, k=32) 0.01 let the code collapse for whole epochs before the
 #: selection bias caught up (effective units 624, busiest unit 14%); 0.02 kept it spread (974, 6.8%).
@@ -70,10 +75,6 @@ FREQ_EMA = 0.02
 KMEANS_SAMPLE = 65_536
 #: Words encoded at a time for the final statistics.
 FINAL_BATCH = 2048
-#: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start;
-#: 3: Adam's moments of the encoder weights are (H, D), as the model now stores them; 4: the epoch's
-#: per-unit counts, for the balance figures of metrics.jsonl).
-CHECKPOINT_FORMAT = "sparsecode-checkpoint-4"
 
 
 @dataclass
@@ -143,8 +144,144 @@ class _Step(nn.Module):
         return self.objective.step(self.model, x, k, aux_k, dead, t, rows)
 
 
+def _to_cpu(obj):
+    """Tensors, also inside dicts and lists, as detached CPU copies (what a checkpoint holds)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+class EpochStats:
+    """What an epoch adds up on the device, read back at report points and at its end: the loss,
+    squared error and deviation, active units and empty rows summed over its steps, which units fired
+    and in how many rows; and its training seconds."""
+
+    def __init__(self, hidden: int, device: torch.device):
+        z = torch.zeros((), dtype=torch.float64, device=device)
+        self.acc = {name: z.clone() for name in ("loss", "sse", "ssd", "l0", "zero_rows")}
+        self.fired = torch.zeros(hidden, dtype=torch.bool, device=device)
+        self.unit_counts = torch.zeros(hidden, dtype=torch.float64, device=device)  # rows per unit
+        self.seconds = 0.0
+
+    def add(self, loss: Tensor, batch: GlobalBatch, fired: Tensor) -> None:
+        """A step's figures: its (mean over the processes) ``loss`` and its global ``batch``."""
+        for name, value in (("loss", loss), ("sse", batch.sse), ("ssd", batch.ssd), ("l0", batch.l0),
+                            ("zero_rows", batch.zero_rows)):
+            self.acc[name] += value
+        self.fired |= fired
+        self.unit_counts += batch.counts
+
+    def mean_loss(self, steps: int) -> float:
+        return float(self.acc["loss"]) / steps
+
+    def fvu(self) -> float:
+        return float(self.acc["sse"] / self.acc["ssd"])
+
+    def figures(self, steps: int, n: int) -> dict:
+        """The epoch's figures for its metrics line, over its ``steps`` steps and ``n`` words."""
+        acc = self.acc
+        balance = unit_balance(self.unit_counts.cpu().numpy(), n)
+        return {"loss": self.mean_loss(steps), "fvu": self.fvu(), "mean_l0": float(acc["l0"]) / n,
+                "dead_fraction": float((~self.fired).double().mean()), "zero_rows_fraction": float(acc["zero_rows"]) / n,
+                "effective_units": balance["effective_units"], "starved_fraction": balance["starved_fraction"]}
+
+    def state_dict(self) -> dict:
+        """The checkpoint's entries (``position["epoch_seconds"]`` holds :attr:`seconds`)."""
+        return {"acc": _to_cpu(self.acc), "fired_epoch": _to_cpu(self.fired), "unit_counts": _to_cpu(self.unit_counts)}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.acc = {k: v.to(device) for k, v in state["acc"].items()}
+        self.fired = state["fired_epoch"].to(device)
+        self.unit_counts = state["unit_counts"].to(device)
+        self.seconds = state["position"]["epoch_seconds"]
+
+
+class UnitUse:
+    """How often the units fire, followed over training on the device: the words seen when each last
+    fired (a unit is dead for AuxK once ``dead_after`` words have passed without it), and the running
+    frequencies that load balancing steers by.
+
+    Load balancing works without a loss (as DeepSeek-V3 routes experts): each unit's bias moves toward
+    the frequency k/H, up when it fires too rarely, down when too often. The model's selection bias
+    (``balance``) only chooses units; homeostasis moves the (trained) encoder bias.
+    """
+
+    def __init__(self, cfg: TrainConfig, dead_after: int, device: torch.device):
+        self.hidden, self.dead_after = cfg.hidden, dead_after
+        self.homeostasis = cfg.resolved("homeostasis") or 0.0
+        self.balance = cfg.resolved("balance")
+        self.seen = 0
+        """Words seen so far."""
+        # 0 at first, so every unit lives for dead_after words.
+        self.last_fired = torch.zeros(cfg.hidden, dtype=torch.int64, device=device)
+        self.freq_ema = torch.full((cfg.hidden,), (cfg.resolved("k") or 0) / cfg.hidden, device=device)
+
+    def dead(self) -> Tensor:
+        """(H,) bool: the units that have not fired for ``dead_after`` words."""
+        return (self.seen - self.last_fired) >= self.dead_after
+
+    def record(self, model: SparseAutoencoder, counts: Tensor, rows: int, k: int | None) -> Tensor:
+        """A step of ``rows`` words whose units fired ``counts`` times (H,) at the training ``k``:
+        balance ``model``'s biases, count the words; returns which units fired (H,)."""
+        fired = counts > 0
+        if self.homeostasis > 0 or model.select_bias is not None:
+            self.freq_ema.mul_(1 - FREQ_EMA).add_(counts / rows, alpha=FREQ_EMA)
+            toward = torch.sign(k / self.hidden - self.freq_ema)
+            if self.homeostasis > 0:
+                model.b_enc.add_(toward, alpha=self.homeostasis)
+            if model.select_bias is not None:
+                model.select_bias.add_(toward, alpha=self.balance)
+        self.seen += rows
+        self.last_fired = torch.where(fired, self.seen, self.last_fired)
+        return fired
+
+    def state_dict(self) -> dict:
+        """The checkpoint's entries (``position["seen"]`` holds :attr:`seen`)."""
+        return {"last_fired": _to_cpu(self.last_fired), "freq_ema": _to_cpu(self.freq_ema)}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.seen = state["position"]["seen"]
+        self.last_fired = state["last_fired"].to(device)
+        self.freq_ema = state["freq_ema"].to(device)
+
+
+def split_holdout(data: TrainingData, cfg: TrainConfig) -> tuple[TrainingData, SubsetRows | None]:
+    """The rows to train on (with their own statistics) and the held-out rows (``holdout``), or
+    ``data`` itself and None when nothing is held out."""
+    if cfg.holdout <= 0:
+        return data, None
+    train_rows, held_rows = holdout_split(data.n, cfg.holdout, cfg.seed)
+    return TrainingData(SubsetRows(data.rows, train_rows), data.path), SubsetRows(data.rows, held_rows)
+
+
+def new_model(data: TrainingData, cfg: TrainConfig, device: torch.device,
+              generator: torch.Generator) -> tuple[SparseAutoencoder, Tensor]:
+    """The model of a new run of ``cfg`` on ``data`` and the mean of the normalised data (D,).
+
+    The normalisation is what :func:`~sparsecode.model.estimate_normalisation` gives, from the
+    streamed statistics; the decoder starts as random unit rows or (``init`` kmeans) centroids of
+    the first rows, both drawn from ``generator``; balancing gives it a selection bias."""
+    stats = data.stats
+    model = SparseAutoencoder(stats.dim, cfg.hidden, device=device, sparsity=cfg.sparsity,
+                              encoder_layers=cfg.encoder_layers, encode_k=cfg.resolved("encode_k"))
+    norm = Normalisation(torch.from_numpy(stats.mean).float(), torch.tensor(stats.scale, dtype=torch.float32))
+    # The mean of the normalised data is (mean - input_mean) / input_scale.
+    normalised_mean = ((torch.from_numpy(stats.mean) - norm.mean.double()) / norm.scale.double()).float().to(device)
+    model.initialise_with(Normalisation(norm.mean.to(device), norm.scale.to(device)), normalised_mean, generator=generator)
+    if cfg.resolved("init") == "kmeans":
+        sample = torch.from_numpy(data.rows.read(0, min(stats.n, KMEANS_SAMPLE))).to(device)
+        model.initialise_from_centroids(model.normalise(sample), cfg.resolved("k_anneal_from"), generator=generator)
+    if (cfg.resolved("balance") or 0) > 0:
+        model.use_select_bias()
+    return model, normalised_mean
+
+
 class Trainer:
-    """The state of one training run and the loop that advances it.
+    """The state of one training run and its step (:class:`TrainingLoop` runs it).
 
     With ``dist`` (a job of several processes, see :mod:`sparsecode.distributed`) each process
     trains on its slice of every global batch and all of them keep the same state.
@@ -157,70 +294,40 @@ class Trainer:
         data = open_training_data(data)
         self.fingerprint = data.stats.fingerprint  # of every row: resuming needs the same file
         #: The held-out rows (``holdout``), evaluated at the end of every epoch; None when off.
-        self.held: SubsetRows | None = None
-        if cfg.holdout > 0:
-            train_rows, held_rows = holdout_split(data.n, cfg.holdout, cfg.seed)
-            self.held = SubsetRows(data.rows, held_rows)
-            data = TrainingData(SubsetRows(data.rows, train_rows), data.path)  # statistics of the training rows
-        self.data = data
-        stats = data.stats
-        self.n, self.d_in = stats.n, stats.dim
+        self.data, self.held = split_holdout(data, cfg)
+        self.n, self.d_in = self.data.stats.n, self.data.stats.dim
         self.gen = torch.Generator().manual_seed(cfg.seed)
         # Training noise draws from its own generator on the device, seeded anew for every step from
         # (seed, step) alone (see noise_seed): a checkpoint holds no generator state of a device.
         self.noise_gen = torch.Generator(device=self.device)
-        torch.manual_seed(cfg.seed)
-        self.model = SparseAutoencoder(self.d_in, cfg.hidden, device=self.device, sparsity=cfg.sparsity,
-                                       encoder_layers=cfg.encoder_layers, encode_k=cfg.resolved("encode_k"))
+        self.model, self.data_mean = new_model(self.data, cfg, self.device, self.gen)
         self.objective = make_objective(cfg, self.dist)
-        # Normalisation as estimate_normalisation gives it, from the streamed statistics; the mean of
-        # the normalised data is then (mean - input_mean) / input_scale.
-        norm = Normalisation(torch.from_numpy(stats.mean).float(), torch.tensor(stats.scale, dtype=torch.float32))
-        normalised_mean = ((torch.from_numpy(stats.mean) - norm.mean.double()) / norm.scale.double()).float()
-        self.model.initialise_with(Normalisation(norm.mean.to(self.device), norm.scale.to(self.device)),
-                                   normalised_mean.to(self.device), generator=self.gen)
-        self.data_mean = normalised_mean.to(self.device)
-        if cfg.resolved("init") == "kmeans":
-            sample = torch.from_numpy(data.rows.read(0, min(self.n, KMEANS_SAMPLE))).to(self.device)
-            self.model.initialise_from_centroids(self.model.normalise(sample), cfg.resolved("k_anneal_from"), generator=self.gen)
-        if (cfg.resolved("balance") or 0) > 0:
-            self.model.use_select_bias()
         self.opt = make_adam(list(self.model.parameters()), cfg.lr)
         # On a GPU: the data on the device if it fits, else pinned copies with the next buffer fetched ahead.
         self.feed = DeviceFeed(self.device)
-        self.source = BatchSource(data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world,
+        self.source = BatchSource(self.data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world,
                                   feed=self.feed, prefetch=self.feed.cuda)
         if data_fits_on_device(self.n, self.d_in, self.device):
             self.source.keep_resident()
         self.forward = self.dist.wrap(_Step(self.model, self.objective))
-        # SIGINT/SIGTERM asked of this process; and (several processes) whether any was asked, as of the
-        # last step: a 0-d tensor the host reads at report points only.
-        self.stop_asked, self.stop_flag = False, None
-
+        # Whether SIGINT/SIGTERM was asked of this process before the step; and whether of any
+        # process, as of the last step (a 0-d tensor with several processes, read at check points only).
+        self.stop_asked, self.stop_flag = False, False
         self.aux_k = cfg.aux_k_for(self.d_in) if cfg.aux_coef > 0 and cfg.uses_k else 0  # no AuxK work when it is off
         self.steps_per_epoch = self.source.steps_per_epoch
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.report_every = max(1, self.steps_per_epoch // REPORTS_PER_EPOCH)
-        self.dead_after = max(1, int(cfg.dead_window * self.n))
-
+        self.units = UnitUse(cfg, max(1, int(cfg.dead_window * self.n)), self.device)
         # Position: the next step is batch `batch` of epoch `epoch` (1-based), whose order was drawn
         # from the generator in state `epoch_rng` (see sparsecode.data).
-        self.step = 0
-        self.seen = 0
-        self.epoch = 1
-        self.batch = 0
+        self.step, self.epoch, self.batch = 0, 1, 0
         self._start_epoch()
-        self.lr_scale = 1.0
-        self.diverged = 0
-        self.elapsed = 0.0
+        self.lr_scale, self.diverged, self.elapsed = 1.0, 0, 0.0
         self.metrics: list[dict] = []
-        # Words seen when each unit last fired; 0 at first, so every unit lives for dead_after words.
-        self.last_fired = torch.zeros(cfg.hidden, dtype=torch.int64, device=self.device)
-        self.freq_ema = torch.full((cfg.hidden,), (cfg.resolved("k") or 0) / cfg.hidden, device=self.device)
-        self._new_epoch_stats()
+        self.stats = EpochStats(cfg.hidden, self.device)
 
     @torch.no_grad()
-    def _prepare(self, rows: np.ndarray) -> torch.Tensor:
+    def _prepare(self, rows: np.ndarray) -> Tensor:
         """(K, D) rows read from the data -> normalised, on the device."""
         return self.model.normalise(self.feed.tensor(rows))
 
@@ -228,99 +335,53 @@ class Trainer:
         self.epoch_rng = self.gen.get_state()
         self.source.start_epoch(self.gen)
 
-    def _new_epoch_stats(self) -> None:
-        z = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.acc = {"loss": z.clone(), "sse": z.clone(), "ssd": z.clone(), "l0": z.clone(), "zero_rows": z.clone()}
-        self.fired_epoch = torch.zeros(self.cfg.hidden, dtype=torch.bool, device=self.device)
-        self.unit_counts = torch.zeros(self.cfg.hidden, dtype=torch.float64, device=self.device)  # rows per unit
-        self.epoch_seconds = 0.0
-
-    @property
-    def run_info(self) -> dict:
-        info = {
-            "device": str(self.device),
-            "n_words": self.n,
-            "d_in": self.d_in,
-            "k_start": self.cfg.resolved("k_anneal_from"),
-            "k_encode": self.cfg.resolved("encode_k"),
-            "init": self.cfg.resolved("init"),
-            # The values in use of the settings that default by objective (config.json: the run's settings).
-            **self.cfg.resolved_settings(),
-            "aux_k": self.aux_k,
-            "steps": self.total_steps,
-        }
-        if self.held is not None:
-            info["holdout_words"] = self.held.n
-        if self.dist.active:
-            info["processes"] = self.dist.world
-        return info
-
     @property
     def finished(self) -> bool:
         return self.epoch > self.cfg.epochs
 
     # -- the step ---------------------------------------------------------------------------------
     def train_step(self) -> None:
+        """One step on batch :attr:`batch` of the current epoch (see the module docstring)."""
         cfg, model = self.cfg, self.model
         x = self.source.batch(self.batch)
         k = k_at(self.step, self.total_steps, cfg)
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * self.lr_scale * lr_factor(self.step, self.total_steps, cfg)
-
-        dead = (self.seen - self.last_fired) >= self.dead_after
+        dead = self.units.dead()
         noise = cfg.resolved("noise")
         x_in = x + noise * self._noise(x) if noise > 0 else x
-        global_rows = self.source.global_size(self.batch)
-        codes = self.forward(x_in, k, self.aux_k, dead, self.step, global_rows)
-        rec = reconstruction(x, codes.x_hat, self.data_mean)
-        penalty, aux_var = codes.penalty, None
-        if self.dist.active:  # denominators of the global batch; x W because DDP averages the W gradients
-            glob = self.dist.reduce_batch(global_rows, rec.ssd, rec.sse, codes.row_l0, codes.counts,
-                                          (x - codes.x_hat).detach() if self.aux_k > 0 else None, self.stop_asked)
-            world = self.dist.world
-            rec = Reconstruction(rec.sse * world, glob.ssd)  # the penalty is in this convention already
-            aux_var = glob.residual_var.clamp_min(1e-12) / world if self.aux_k > 0 else None
-        loss = rec.fvu + penalty
-        if self.aux_k > 0:
-            loss = loss + cfg.aux_coef * auxk_loss(x - codes.x_hat, codes.aux_acts, codes.aux_indices, model.W_dec,
-                                                   dead.any(), aux_var)
-
+        codes = self.forward(x_in, k, self.aux_k, dead, self.step, self.source.global_size(self.batch))
+        loss, batch = self._loss(x, codes, dead)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         model.remove_parallel_decoder_grad()
         self.opt.step()
         model.normalise_decoder()
-
         with torch.no_grad():
-            rows, counts, row_l0 = x.shape[0], codes.counts, codes.row_l0
-            batch_stats = (("loss", loss.detach()), ("sse", rec.sse.detach()), ("ssd", rec.ssd),
-                           ("l0", row_l0.sum()), ("zero_rows", (row_l0 == 0).sum()))
-            if self.dist.active:  # the whole batch's figures, the same in every process
-                rows, counts, self.stop_flag = glob.rows, glob.counts, glob.stop
-                batch_stats = (("loss", self.dist.all_reduce(loss.detach() / world)), ("sse", glob.sse),
-                               ("ssd", glob.ssd), ("l0", glob.l0), ("zero_rows", glob.zero_rows))
-            fired = counts > 0
-            if (cfg.resolved("homeostasis") or 0.0) > 0 or model.select_bias is not None:
-                # Load balancing without a loss (as DeepSeek-V3 routes experts): each unit's bias moves
-                # toward the frequency k/H, up when it fires too rarely, down when too often. The
-                # selection bias only chooses units; homeostasis moves the (trained) encoder bias.
-                self.freq_ema.mul_(1 - FREQ_EMA).add_(counts / rows, alpha=FREQ_EMA)
-                toward = torch.sign(k / cfg.hidden - self.freq_ema)
-                if (cfg.resolved("homeostasis") or 0.0) > 0:
-                    model.b_enc.add_(toward, alpha=(cfg.resolved("homeostasis") or 0.0))
-                if model.select_bias is not None:
-                    model.select_bias.add_(toward, alpha=cfg.resolved("balance"))
-            self.seen += rows
-            self.last_fired = torch.where(fired, self.seen, self.last_fired)
-            self.fired_epoch |= fired
-            self.unit_counts += counts
-            for name, value in batch_stats:
-                self.acc[name] += value
+            self.stop_flag = batch.stop
+            fired = self.units.record(model, batch.counts, batch.rows, k)
+            self.stats.add(self.dist.mean(loss.detach()), batch, fired)
         self.step += 1
         self.batch += 1
         self.dead = dead
 
-    def _noise(self, x: torch.Tensor) -> torch.Tensor:
+    def _loss(self, x: Tensor, codes: StepCodes, dead: Tensor) -> tuple[Tensor, GlobalBatch]:
+        """The step's loss, as this process's share of the global batch's (see
+        :meth:`~sparsecode.distributed.Distributed.ddp_share`; the penalty is in this convention
+        already), and the global batch's sums."""
+        dist = self.dist
+        rec = reconstruction(x, codes.x_hat, self.data_mean)
+        residual = (x - codes.x_hat).detach() if self.aux_k > 0 else None
+        batch = dist.reduce_batch(self.source.global_size(self.batch), rec.ssd, rec.sse, codes.row_l0, codes.counts,
+                                  residual, self.stop_asked)
+        loss = Reconstruction(dist.ddp_share(rec.sse), batch.ssd).fvu + codes.penalty  # the global batch's FVU
+        if self.aux_k > 0:
+            aux = auxk_loss(residual, codes.aux_acts, codes.aux_indices, self.model.W_dec, dead.any(),
+                            batch.residual_var.clamp_min(1e-12))
+            loss = loss + self.cfg.aux_coef * dist.ddp_share(aux)
+        return loss, batch
+
+    def _noise(self, x: Tensor) -> Tensor:
         """(B_local, D) standard normal noise for this process's rows of the current step.
 
         The noise of the whole global batch is drawn from the generator seeded by (seed, step), and
@@ -335,25 +396,15 @@ class Trainer:
         return full[lo - start : hi - start]
 
     def _end_epoch(self) -> dict:
+        """Close the epoch: its metrics line (appended to :attr:`metrics`, with the held-out words'
+        figures at the training k, without noise), and the next epoch's order drawn."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        acc, n = self.acc, self.n
-        balance = unit_balance(self.unit_counts.cpu().numpy(), n)
-        line = {
-            "epoch": self.epoch,
-            "loss": float(acc["loss"]) / self.steps_per_epoch,
-            "fvu": float(acc["sse"] / acc["ssd"]),
-            "mean_l0": float(acc["l0"]) / n,
-            "dead_fraction": float((~self.fired_epoch).double().mean()),
-            "zero_rows_fraction": float(acc["zero_rows"]) / n,
-            "effective_units": balance["effective_units"],
-            "starved_fraction": balance["starved_fraction"],
-            "k": k_at(self.step - 1, self.total_steps, self.cfg),
-            "lr": self.opt.param_groups[0]["lr"],
-            "seconds": self.epoch_seconds,
-        }
-        if self.held is not None:  # at the training k, without noise: the held-out words' view of this epoch
-            held = self.statistics(self.held, line["k"] if self.cfg.sparsity == "topk" else None)
+        k = k_at(self.step - 1, self.total_steps, self.cfg)
+        line = {"epoch": self.epoch, **self.stats.figures(self.steps_per_epoch, self.n), "k": k,
+                "lr": self.opt.param_groups[0]["lr"], "seconds": self.stats.seconds}
+        if self.held is not None:
+            held = code_statistics_over(self, self.held, k if self.cfg.sparsity == "topk" else None)
             line.update(holdout_fvu=held["fvu"], holdout_dead_fraction=held["dead_fraction"],
                         holdout_mean_l0=held["mean_l0"])
         self.metrics.append(line)
@@ -362,167 +413,55 @@ class Trainer:
         self.source.finish_epoch()
         if not self.finished:
             self._start_epoch()
-        self._new_epoch_stats()
+        self.stats = EpochStats(self.cfg.hidden, self.device)
         return line
-
-    @torch.no_grad()
-    def final_statistics(self) -> dict:
-        """:func:`~sparsecode.evaluate.code_statistics` of the model over every training row at the
-        encode k, read a chunk at a time; with held-out rows, theirs too (``holdout_...``)."""
-        summary = self.statistics(self.data.rows, self.cfg.resolved("encode_k"))
-        if self.held is not None:
-            held = self.statistics(self.held, self.cfg.resolved("encode_k"))
-            summary.update({"holdout_words": self.held.n, **{f"holdout_{k}": v for k, v in held.items()}})
-        return summary
-
-    @torch.no_grad()
-    def statistics(self, rows, k: int | None) -> dict:
-        """:func:`~sparsecode.evaluate.code_statistics` of the model over ``rows`` with ``k`` (FVU
-        relative to the training rows' mean), read a chunk at a time, the chunks shared among the
-        processes."""
-        mean = torch.from_numpy(self.data.stats.mean).float().to(self.device)
-        stats = CodeStatistics(self.model, k, mean)
-        dist = self.dist
-        for start in range(dist.rank * CHUNK_ROWS, rows.n, dist.world * CHUNK_ROWS):
-            block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, rows.n))).to(self.device)
-            for part in block.split(FINAL_BATCH):  # bounds the (batch, H) pre-activations
-                stats.update(part)
-        dist.all_reduce(stats.sums, "the final statistics")
-        return stats.result()
-
-    # -- the whole state --------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Everything needed to continue exactly (tensors and plain values: ``weights_only`` loads it)."""
-        clone = lambda t: t.detach().cpu().clone()  # noqa: E731
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": self.cfg.to_dict(),
-            "fingerprint": self.fingerprint,
-            "model": {k: clone(v) for k, v in self.model.state_dict().items()},
-            "optimizer": _to_cpu(self.opt.state_dict()),
-            "epoch_rng": self.epoch_rng.clone(),  # a CPU generator's state, whatever the device
-            "torch_rng": torch.get_rng_state(),
-            "position": {"step": self.step, "seen": self.seen, "epoch": self.epoch, "batch": self.batch,
-                         "lr_scale": self.lr_scale, "diverged": self.diverged, "elapsed": self.elapsed,
-                         "epoch_seconds": self.epoch_seconds},
-            "last_fired": clone(self.last_fired),
-            "freq_ema": clone(self.freq_ema),
-            "acc": {k: clone(v) for k, v in self.acc.items()},
-            "fired_epoch": clone(self.fired_epoch),
-            "unit_counts": clone(self.unit_counts),
-            "metrics": [dict(m) for m in self.metrics],
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        dev = self.device
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        # Checkpoints of earlier versions hold "noise_generator", the state of a generator of the device
-        # they were made on (a CUDA state does not fit a CPU generator): unused, the noise of a step
-        # depends on (seed, step) alone.
-        torch.set_rng_state(state["torch_rng"])
-        pos = state["position"]
-        self.step, self.seen, self.epoch, self.batch = pos["step"], pos["seen"], pos["epoch"], pos["batch"]
-        self.lr_scale, self.diverged = pos["lr_scale"], pos["diverged"]
-        self.elapsed, self.epoch_seconds = pos["elapsed"], pos["epoch_seconds"]
-        if not self.finished:  # redraw the epoch's order; batch `self.batch` comes next
-            self.gen.set_state(state["epoch_rng"])
-            self._start_epoch()
-        self.last_fired = state["last_fired"].to(dev)
-        self.freq_ema = state["freq_ema"].to(dev)
-        self.acc = {k: v.to(dev) for k, v in state["acc"].items()}
-        self.fired_epoch = state["fired_epoch"].to(dev)
-        self.unit_counts = state["unit_counts"].to(dev)
-        self.metrics = [dict(m) for m in state["metrics"]]
-
-    def check_resumable(self, state: dict, source: str) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise SparsecodeError(f"{source}: not a checkpoint of this version of sparsecode; start again with --force")
-        old = TrainConfig.from_dict(state["config"]).to_dict()
-        new = self.cfg.to_dict()
-        changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES]
-        if changed:
-            raise SparsecodeError(
-                f"{source}: the checkpoint was made with other settings ({'; '.join(changed)}); "
-                "resume with the same settings, or start again with --force"
-            )
-        if state["fingerprint"] != self.fingerprint:
-            raise SparsecodeError(f"{source}: the checkpoint was made on other data; resume on the same embeddings file")
-
-    # -- the loop ---------------------------------------------------------------------------------
-    def run(self, progress: Callable[[Progress], None] | None = None,
-            checkpoint: Callable[[], None] | None = None, stop_requested: Callable[[], int] | None = None) -> None:
-        cfg = self.cfg
-        good = self.state_dict()
-        t_last = time.perf_counter()
-        while not self.finished:
-            if self.dist.active:  # asked before the step, agreed on by every process within it
-                self.stop_asked = stop_requested is not None and bool(stop_requested())
-            with self.dist.collective("a training step"):  # a lost peer: ProcessLost
-                self.train_step()
-            now = time.perf_counter()
-            self.elapsed += now - t_last
-            self.epoch_seconds += now - t_last
-            t_last = now
-            at_epoch_end = self.batch == self.steps_per_epoch
-            report = self.batch % self.report_every == 0 or at_epoch_end
-            save = checkpoint is not None and (at_epoch_end or self.step % cfg.checkpoint_every == 0)
-            if self.dist.active:  # read at report points only, the same steps in every process
-                stop = (report or save) and bool(self.stop_flag)
-            else:
-                stop = stop_requested is not None and bool(stop_requested())
-            # The host reads back only here; nothing unverified is reported, kept or checkpointed.
-            if (report or save or stop) and not self.state_is_finite():
-                good = self._recover(good, checkpoint)
-                t_last = time.perf_counter()
-                if stop:
-                    raise KeyboardInterrupt
-                continue
-            if report:
-                if at_epoch_end:
-                    line = self._end_epoch()
-                    if progress is not None:
-                        progress(Progress(line["epoch"], self.step, self.total_steps, line["loss"], line["fvu"],
-                                          line["dead_fraction"], epoch_end=True, metrics=line,
-                                          epoch_step=self.steps_per_epoch, epoch_steps=self.steps_per_epoch,
-                                          seconds=self.elapsed))
-                elif progress is not None:
-                    progress(Progress(self.epoch, self.step, self.total_steps, float(self.acc["loss"]) / self.batch,
-                                      float(self.acc["sse"] / self.acc["ssd"]), float(self.dead.double().mean()),
-                                      epoch_step=self.batch, epoch_steps=self.steps_per_epoch, seconds=self.elapsed))
-                good = self.state_dict()
-            if save:
-                checkpoint()
-            if stop:
-                raise KeyboardInterrupt  # at a step boundary: the caller checkpoints
 
     def state_is_finite(self) -> bool:
         """Whether what a checkpoint would save is finite: the epoch's loss so far, and every weight
         and Adam moment (an infinite gradient can leave a finite loss and non-finite weights). One
         read back to the host, at report and save points only; each tensor is read once on the device."""
-        tensors = [self.acc["loss"], *self.model.parameters(), *self.model.buffers(),
+        tensors = [self.stats.acc["loss"], *self.model.parameters(), *self.model.buffers(),
                    *(v for state in self.opt.state.values() for v in state.values()
-                     if isinstance(v, torch.Tensor) and v.is_floating_point())]
+                     if isinstance(v, Tensor) and v.is_floating_point())]
         return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
-    def _recover(self, good: dict, checkpoint) -> dict:
-        """Non-finite values: go back to the last good state; halve the learning rate once."""
-        bad_step = self.step
-        self.load_state_dict(good)
-        self.diverged += 1
-        if self.diverged > 1:
-            if checkpoint is not None:
-                checkpoint()
-            raise SparsecodeError(
-                f"training diverged twice (non-finite loss or weights by step {bad_step}); the state of step {self.step} "
-                "was kept: lower --lr and start again"
-            )
-        self.lr_scale *= 0.5
-        warnings.warn(
-            f"non-finite loss or weights by step {bad_step}: went back to step {self.step} and halved the learning rate",
-            stacklevel=2,
-        )
-        return self.state_dict()
+    # -- the whole state --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly (tensors and plain values: ``weights_only`` loads it)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg.to_dict(),
+            "fingerprint": self.fingerprint,
+            "model": _to_cpu(self.model.state_dict()),
+            "optimizer": _to_cpu(self.opt.state_dict()),
+            "epoch_rng": self.epoch_rng.clone(),  # a CPU generator's state, whatever the device
+            "position": {"step": self.step, "seen": self.units.seen, "epoch": self.epoch, "batch": self.batch,
+                         "lr_scale": self.lr_scale, "diverged": self.diverged, "elapsed": self.elapsed,
+                         "epoch_seconds": self.stats.seconds},
+            **self.units.state_dict(),
+            **self.stats.state_dict(),
+            "metrics": [dict(m) for m in self.metrics],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state``. Checkpoints of earlier versions hold "noise_generator" (the noise
+        of a step depends on (seed, step) alone) and "torch_rng" (nothing draws from the global
+        generator): both unused."""
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        pos = state["position"]
+        self.step, self.epoch, self.batch = pos["step"], pos["epoch"], pos["batch"]
+        self.lr_scale, self.diverged, self.elapsed = pos["lr_scale"], pos["diverged"], pos["elapsed"]
+        if not self.finished:  # redraw the epoch's order; batch `self.batch` comes next
+            self.gen.set_state(state["epoch_rng"])
+            self._start_epoch()
+        self.units.load_state_dict(state, self.device)
+        self.stats.load_state_dict(state, self.device)
+        self.metrics = [dict(m) for m in state["metrics"]]
+
+    def check_resumable(self, state: dict, source: str) -> None:
+        """Whether the checkpoint ``state`` (from ``source``) continues this run (see :func:`~sparsecode.rundir.check_resumable`)."""
+        check_resumable(state, self.cfg, self.fingerprint, source)
 
 
 def noise_seed(seed: int, step: int) -> int:
@@ -530,14 +469,154 @@ def noise_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, 1, step]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _to_cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
+class TrainingLoop:
+    """Runs a :class:`Trainer` to the end of its last epoch, or to a stop.
+
+    The host reads back only at report points and before a checkpoint: there it checks that what a
+    checkpoint would save is finite (otherwise it goes back to the state of the last good point and
+    halves the learning rate, once; twice is an error), calls ``progress`` and writes the
+    ``checkpoint`` (every ``checkpoint_every`` steps and at the end of every epoch).
+    ``stop_requested()`` (a signal number, 0 for none) asks for a stop.
+    """
+
+    def __init__(self, trainer: Trainer, progress: Callable[[Progress], None] | None = None,
+                 checkpoint: Callable[[], None] | None = None, stop_requested: Callable[[], int] | None = None):
+        self.trainer, self.progress, self.checkpoint = trainer, progress, checkpoint
+        self.stop_requested = stop_requested or (lambda: 0)
+        self.good = trainer.state_dict()
+        """The state of the last point checked finite."""
+
+    def run(self) -> bool:
+        """Train; returns whether a stop ended training early (after a step), False when it finished."""
+        t = self.trainer
+        t_last = time.perf_counter()
+        while not t.finished:
+            if t.dist.active:  # asked before the step, agreed on by every process within it
+                t.stop_asked = bool(self.stop_requested())
+            with t.dist.collective("a training step"):  # a lost peer: ProcessLost
+                t.train_step()
+            now = time.perf_counter()
+            t.elapsed += now - t_last
+            t.stats.seconds += now - t_last
+            t_last = now
+            at_epoch_end = t.batch == t.steps_per_epoch
+            report = t.batch % t.report_every == 0 or at_epoch_end
+            save = self.checkpoint is not None and (at_epoch_end or t.step % t.cfg.checkpoint_every == 0)
+            stop = self._stop_agreed(report or save)
+            # The host reads back only here; nothing unverified is reported, kept or checkpointed.
+            if (report or save or stop) and not t.state_is_finite():
+                self._recover()
+                t_last = time.perf_counter()
+            else:
+                if report:
+                    self._report(at_epoch_end)
+                    self.good = t.state_dict()
+                if save:
+                    self.checkpoint()
+            if stop:
+                return True
+        return False
+
+    def _stop_agreed(self, checking: bool) -> bool:
+        """Whether training stops after this step. One process stops as soon as a stop is asked.
+        Several stop together at a check point (``checking``: a report or a checkpoint), each reading
+        the flag the step's all-reduce brought (a stop asked of any process before the step)."""
+        if self.trainer.dist.active:
+            return checking and bool(self.trainer.stop_flag)
+        return bool(self.stop_requested())
+
+    def _report(self, at_epoch_end: bool) -> None:
+        """Close the epoch at its end; call ``progress`` with the figures so far."""
+        t = self.trainer
+        if at_epoch_end:
+            line = t._end_epoch()
+            if self.progress is not None:
+                self.progress(Progress(line["epoch"], t.step, t.total_steps, line["loss"], line["fvu"],
+                                       line["dead_fraction"], epoch_end=True, metrics=line, epoch_step=t.steps_per_epoch,
+                                       epoch_steps=t.steps_per_epoch, seconds=t.elapsed))
+        elif self.progress is not None:
+            self.progress(Progress(t.epoch, t.step, t.total_steps, t.stats.mean_loss(t.batch), t.stats.fvu(),
+                                   float(t.dead.double().mean()), epoch_step=t.batch, epoch_steps=t.steps_per_epoch,
+                                   seconds=t.elapsed))
+
+    def _recover(self) -> None:
+        """Non-finite values: go back to the last good state; halve the learning rate once."""
+        t = self.trainer
+        bad_step = t.step
+        t.load_state_dict(self.good)
+        t.diverged += 1
+        if t.diverged > 1:
+            if self.checkpoint is not None:
+                self.checkpoint()
+            raise SparsecodeError(
+                f"training diverged twice (non-finite loss or weights by step {bad_step}); the state of step {t.step} "
+                "was kept: lower --lr and start again"
+            )
+        t.lr_scale *= 0.5
+        warnings.warn(
+            f"non-finite loss or weights by step {bad_step}: went back to step {t.step} and halved the learning rate",
+            stacklevel=2,
+        )
+        self.good = t.state_dict()
+
+
+@torch.no_grad()
+def code_statistics_over(trainer: Trainer, rows: Rows, k: int | None) -> dict:
+    """:func:`~sparsecode.evaluate.code_statistics` of the trainer's model over ``rows`` with ``k``
+    (FVU relative to the training rows' mean), read a chunk at a time, the chunks shared among the
+    processes."""
+    mean = torch.from_numpy(trainer.data.stats.mean).float().to(trainer.device)
+    stats = CodeStatistics(trainer.model, k, mean)
+    dist = trainer.dist
+    for start in range(dist.rank * CHUNK_ROWS, rows.n, dist.world * CHUNK_ROWS):
+        block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, rows.n))).to(trainer.device)
+        for part in block.split(FINAL_BATCH):  # bounds the (batch, H) pre-activations
+            stats.update(part)
+    dist.all_reduce(stats.sums, "the final statistics")
+    return stats.result()
+
+
+def summarise(trainer: Trainer) -> dict:
+    """``summary.json`` of a finished run: the code statistics of the final model (put in eval mode,
+    as it is returned) over every training row at the encode k, with held-out rows theirs too
+    (``holdout_...``); the encode k and the training seconds."""
+    trainer.model.eval()
+    k = trainer.cfg.resolved("encode_k")
+    summary = code_statistics_over(trainer, trainer.data.rows, k)
+    if trainer.held is not None:
+        held = code_statistics_over(trainer, trainer.held, k)
+        summary.update({"holdout_words": trainer.held.n, **{f"holdout_{name}": v for name, v in held.items()}})
+    summary["k"] = k
+    summary["train_seconds"] = trainer.elapsed
+    return summary
+
+
+def run_info(trainer: Trainer) -> dict:
+    """What the run resolved: device, data size, sizes used (also in ``config.json``)."""
+    cfg = trainer.cfg
+    info = {
+        "device": str(trainer.device),
+        "n_words": trainer.n,
+        "d_in": trainer.d_in,
+        "k_start": cfg.resolved("k_anneal_from"),
+        "k_encode": cfg.resolved("encode_k"),
+        "init": cfg.resolved("init"),
+        # The values in use of the settings that default by objective (config.json: the run's settings).
+        **cfg.resolved_settings(),
+        "aux_k": trainer.aux_k,
+        "steps": trainer.total_steps,
+    }
+    if trainer.held is not None:
+        info["holdout_words"] = trainer.held.n
+    if trainer.dist.active:
+        info["processes"] = trainer.dist.world
+    return info
+
+
+def _result(trainer: Trainer, data: TrainingData, summary: dict) -> TrainResult:
+    path = os.path.abspath(data.path) if os.path.exists(data.path) else data.path  # "(in memory)" stays so
+    return TrainResult(model=trainer.model, config=trainer.cfg, metrics=trainer.metrics, summary=summary,
+                       run_info={**run_info(trainer), "embeddings": path})
 
 
 class _StopSignals:
@@ -556,9 +635,103 @@ class _StopSignals:
     def _handle(self, signum, _frame) -> None:
         self.signum = signum
 
+    def asked(self) -> int:
+        """The signal that asked for a stop, 0 for none."""
+        return self.signum
+
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+class _CheckpointedRun:
+    """Training with a run directory, in every process of the job; process 0 alone writes there.
+
+    A checkpoint is written every ``checkpoint_every`` steps, at the end of every epoch and when a
+    stop is asked: SIGINT/SIGTERM, or a ``KeyboardInterrupt`` out of the progress callback, which
+    end in :class:`TrainingInterrupted` once the checkpoint is saved. A directory that this run
+    created is removed when training fails before its first checkpoint.
+    """
+
+    def __init__(self, run_dir: Path, trainer: Trainer, saved_step: int | None):
+        self.run_dir, self.trainer = run_dir, trainer
+        self.saved_step = saved_step
+        """The step of the last checkpoint (None: none yet), known to every process."""
+
+    def save(self) -> None:
+        self.saved_step = self.trainer.step
+        if self.trainer.dist.is_main:
+            save_checkpoint(self.run_dir / CHECKPOINT, self.trainer.state_dict())
+
+    def train(self, progress: Callable[[Progress], None] | None) -> None:
+        """Run the training loop to its end, or checkpoint and raise :class:`TrainingInterrupted`."""
+        trainer = self.trainer
+        created = trainer.dist.is_main and not self.run_dir.exists()
+        if trainer.dist.is_main:
+            self.run_dir.mkdir(exist_ok=True)
+        try:
+            with _StopSignals() as signals:
+                try:
+                    stopped = TrainingLoop(trainer, progress, self.save, signals.asked).run()
+                except KeyboardInterrupt:  # out of the progress callback (a Ctrl-C no handler took)
+                    stopped = True
+                if stopped:
+                    self.save()
+                    raise TrainingInterrupted(
+                        f"{self.run_dir}: interrupted at step {trainer.step} of {trainer.total_steps}; a checkpoint "
+                        "was saved: run the same command with --resume to continue", int(signals.signum or signal.SIGINT)
+                    )
+        except ProcessLost:
+            raise  # its error names the directory to rerun in, which stays
+        except BaseException:
+            if created and not (self.run_dir / CHECKPOINT).exists():
+                shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing worth keeping yet
+            raise
+
+    def finish(self, result: TrainResult) -> None:
+        """Write the finished run's files in place of the checkpoint."""
+        if self.trainer.dist.is_main:
+            write_run(self.run_dir, result)
+            (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
+
+
+def _lost(exc: ProcessLost, trainer: Trainer, run: _CheckpointedRun | None) -> ProcessLost:
+    """The one-line error of a job that lost a process: where training stopped and, with a run
+    directory, the checkpoint to resume from."""
+    if run is None:
+        return ProcessLost(f"training stopped at step {trainer.step}: {exc}")
+    last = ("there is no checkpoint yet" if run.saved_step is None else f"the last checkpoint is from step {run.saved_step}")
+    return ProcessLost(f"{run.run_dir}: training stopped at step {trainer.step}: {exc}; {last}: rerun the same command "
+                       "with --resume to continue (with any number of processes)")
+
+
+def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: bool, progress,
+           dist: Distributed) -> TrainResult:
+    """Process 0 alone touches the run directory; every process trains (see sparsecode.distributed)."""
+    if data.n < 2:
+        raise SparsecodeError(f"{data.path}: needs at least 2 words to train, found {data.n}")
+    run_dir = Path(out_dir) if out_dir is not None else None
+    state = None if run_dir is None else dist.from_main(lambda: open_run_dir(run_dir, force, resume, data.dim, cfg),
+                                                        "preparing the run directory")
+    trainer = Trainer(data, cfg, dist)
+    resumed = state is not None
+    if resumed:
+        trainer.check_resumable(state, str(run_dir / CHECKPOINT))
+        trainer.load_state_dict(state)
+        del state
+    run = _CheckpointedRun(run_dir, trainer, trainer.step if resumed else None) if run_dir is not None else None
+    try:
+        if run is None:
+            TrainingLoop(trainer, progress).run()
+        else:
+            run.train(progress)
+        summary = summarise(trainer)
+    except ProcessLost as exc:
+        raise _lost(exc, trainer, run) from None
+    result = _result(trainer, data, summary)
+    if run is not None:
+        run.finish(result)
+    return result
 
 
 def train(
@@ -596,267 +769,3 @@ def train(
         finally:
             if data is not embeddings:
                 data.close()
-
-
-def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: bool, progress,
-           dist: Distributed) -> TrainResult:
-    """Process 0 alone touches the run directory; every process trains (see sparsecode.distributed)."""
-    n, d_in = data.n, data.dim
-    if n < 2:
-        raise SparsecodeError(f"{data.path}: needs at least 2 words to train, found {n}")
-    run_dir = Path(out_dir) if out_dir is not None else None
-    state = None
-    if run_dir is not None:
-        def prepare() -> dict | None:
-            prepare_run_dir(run_dir, force, resume)
-            # The checkpoint (model plus Adam's two moment estimates) is the largest file a run writes.
-            shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity,
-                                      encoder_layers=cfg.encoder_layers)
-            n_values = sum(t.numel() for t in shape.state_dict().values())
-            check_space(run_dir / CHECKPOINT, 3 * 4 * n_values + 2**20)
-            if resume and (run_dir / CHECKPOINT).is_file():
-                return _load_checkpoint(run_dir / CHECKPOINT)
-            if resume:
-                warnings.warn(f"{run_dir}: no checkpoint to resume from; training from the start", stacklevel=4)
-            return None
-
-        state = dist.from_main(prepare, "preparing the run directory")
-
-    trainer = Trainer(data, cfg, dist)
-    created = False
-    saved = {"step": None}  # the step of the last checkpoint, known to every process
-    if state is not None:
-        trainer.check_resumable(state, str(run_dir / CHECKPOINT))
-        trainer.load_state_dict(state)
-        saved["step"] = trainer.step
-        del state
-    if run_dir is not None and dist.is_main:
-        created = not run_dir.exists()
-        run_dir.mkdir(exist_ok=True)
-
-    def save_checkpoint() -> None:
-        saved["step"] = trainer.step
-        if dist.is_main:
-            with atomic_output(run_dir / CHECKPOINT, force=True) as tmp:
-                torch.save(trainer.state_dict(), tmp)
-
-    try:
-        if run_dir is None:
-            trainer.run(progress)
-        else:
-            with _StopSignals() as signals:
-                try:
-                    trainer.run(progress, save_checkpoint, lambda: signals.signum)
-                except KeyboardInterrupt:
-                    signum = signals.signum or signal.SIGINT
-                    save_checkpoint()
-                    raise TrainingInterrupted(
-                        f"{run_dir}: interrupted at step {trainer.step} of {trainer.total_steps}; a checkpoint "
-                        "was saved: run the same command with --resume to continue", int(signum)
-                    ) from None
-        trainer.model.eval()
-        summary = trainer.final_statistics()
-    except ProcessLost as exc:
-        where = f"{run_dir}: " if run_dir is not None else ""
-        last = ("" if run_dir is None else "; there is no checkpoint yet" if saved["step"] is None
-                else f"; the last checkpoint is from step {saved['step']}")
-        hint = ": rerun the same command with --resume to continue (with any number of processes)" if run_dir else ""
-        raise ProcessLost(f"{where}training stopped at step {trainer.step}: {exc}{last}{hint}") from None
-    except BaseException:
-        if created and run_dir is not None and not (run_dir / CHECKPOINT).exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
-        raise
-
-    summary["k"] = cfg.resolved("encode_k")
-    summary["train_seconds"] = trainer.elapsed
-    path = os.path.abspath(data.path) if os.path.exists(data.path) else data.path  # "(in memory)" stays so
-    run_info = {**trainer.run_info, "embeddings": path}
-    result = TrainResult(model=trainer.model, config=cfg, metrics=trainer.metrics, summary=summary, run_info=run_info)
-    if run_dir is not None and dist.is_main:
-        write_run(run_dir, result)
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    return result
-
-
-#: Where ``sparsecode train`` puts a run when no ``--out`` is given: ``runs/<input name>/``.
-RUNS_FOLDER = Path("runs")
-#: Endings that :func:`default_run_dir` drops from the input's name (``glove.6B.50d.txt.gz`` -> ``glove.6B.50d``).
-_INPUT_ENDINGS = (".gz", ".h5", ".hdf5", ".txt", ".vec", ".bin", ".npy")
-
-
-def default_run_dir(embeddings: str | os.PathLike) -> Path:
-    """``runs/<name>`` for an input file: its name without the endings of embeddings files (a run
-    directory beside nothing it could overwrite). Creates ``runs/`` when it is missing."""
-    name = Path(embeddings).name
-    while name.lower().endswith(_INPUT_ENDINGS) and "." in name[1:]:
-        name = name[: name.rindex(".")]
-    RUNS_FOLDER.mkdir(exist_ok=True)
-    return RUNS_FOLDER / name
-
-
-def checkpoint_step(path: str | os.PathLike) -> int | None:
-    """The step a checkpoint was saved at (read without loading its tensors), or None if unreadable."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(state["position"]["step"])
-    except Exception:  # noqa: BLE001 - a corrupt file: the caller speaks without the step
-        return None
-
-
-def check_run_dir(run_dir: str | os.PathLike, force: bool, resume: bool) -> Path:
-    """Whether a run may start (or, with ``resume``, continue) in ``run_dir``, checked before any
-    work; the one place that tells the user what a run directory holds and what to do with it."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SparsecodeError(f"{run_dir}: is a file; give a directory for the run")
-    if resume:
-        if (run_dir / "model.pt").is_file() and not (run_dir / CHECKPOINT).is_file():
-            raise SparsecodeError(f"{run_dir}: this run has finished; there is nothing to resume")
-        if not run_dir.exists():
-            check_output(run_dir, force=False)  # parent exists and is writable
-        return run_dir
-    if (run_dir / CHECKPOINT).is_file() and not force:
-        step = checkpoint_step(run_dir / CHECKPOINT)
-        raise SparsecodeError(f"{run_dir}: holds a checkpoint{'' if step is None else f' from step {step}'}: "
-                              "rerun with --resume to continue, or --force to start again")
-    # A folder that holds nothing, or only the converted input of an earlier attempt, is free.
-    free = run_dir.is_dir() and all(p.name == CACHE_NAME or (p.name.startswith(".") and p.name.endswith(".tmp"))
-                                    for p in run_dir.iterdir())
-    return check_output(run_dir, force or free)
-
-
-def prepare_training_file(embeddings: str | os.PathLike, run_dir: str | os.PathLike,
-                          vocab: str | os.PathLike | None = None, progress=None) -> Path:
-    """The HDF5 file training reads from ``embeddings``: the file itself, or for the formats
-    ``convert`` reads, their conversion (streamed), made once into ``run_dir/embeddings.h5`` and
-    reused while the source is unchanged (by ``--resume``, a rerun, ``encode`` and ``evaluate``).
-    Call it after :func:`check_run_dir`, on the process that writes the run directory."""
-    run_dir = Path(run_dir)
-    created = not run_dir.exists()
-    if needs_conversion(embeddings):
-        run_dir.mkdir(exist_ok=True)  # its folder was checked by check_run_dir
-    try:
-        with readable_embeddings(embeddings, vocab, cache=run_dir / CACHE_NAME, progress=progress) as path:
-            return path
-    except BaseException:
-        if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-
-
-def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
-    """Check (and with ``force`` clear) the run directory before any work is done."""
-    for stale in run_dir.glob(".*.tmp") if run_dir.is_dir() else ():
-        stale.unlink(missing_ok=True)  # temporaries of a killed run
-    check_run_dir(run_dir, force, resume)
-    if force and not resume and run_dir.exists():
-        for name in (*RUN_FILES, CHECKPOINT):
-            (run_dir / name).unlink(missing_ok=True)
-
-
-def _load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt or unsafe files raise many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SparsecodeError(f"{path}: cannot load the checkpoint safely ({first[:160]}); start again with --force") from None
-
-
-def write_run(out_dir: str | os.PathLike, result: TrainResult) -> Path:
-    """Write the finished run's files, each atomically: ``model.pt``, ``config.json``,
-    ``metrics.jsonl``, ``summary.json`` (``config.json`` last: its presence marks a complete run)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(exist_ok=True)
-    with atomic_output(out_dir / "model.pt", force=True) as tmp:
-        result.model.save(tmp)
-    write_text_atomic(out_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in result.metrics))
-    write_text_atomic(out_dir / "summary.json", json.dumps(result.summary, indent=2) + "\n")
-    config = {**result.config.to_dict(), **result.run_info, "sparsecode_version": _version()}
-    write_text_atomic(out_dir / "config.json", json.dumps(config, indent=2) + "\n")
-    return out_dir
-
-
-def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SparseAutoencoder, dict]:
-    """Read a run directory: the model (weights only, safely) and its ``config.json``."""
-    run_dir = _run_directory(run_dir)
-    if not (run_dir / "model.pt").is_file():
-        SparseAutoencoder.load(run_dir / "model.pt")  # raises the one-line "weights not found" error
-    config = read_json(run_dir / "config.json")
-    sparsity = config.get("sparsity", "topk")
-    if sparsity not in SPARSITIES:
-        raise SparsecodeError(f"{run_dir / 'config.json'}: unknown sparsity {sparsity!r}; the run is from a newer sparsecode")
-    model = SparseAutoencoder.load(run_dir / "model.pt", device=device, sparsity=sparsity)
-    if model.encode_k is None:  # none recorded (or none: then the config says none too)
-        model.encode_k = default_encode_k(config)
-    model.eval()
-    return model, config
-
-
-def default_encode_k(config: dict) -> int | None:
-    """The k a run encodes with by default: its ``k_encode`` (None for objectives without a k:
-    their codes are the threshold's or the activation's non-zeros)."""
-    if "k_encode" in config:
-        return config["k_encode"]
-    return int(config.get("k", 32))
-
-
-@dataclass
-class RunLogs:
-    """What a run directory records besides the weights."""
-
-    config: dict
-    """``config.json``: the settings and what the run resolved."""
-    metrics: list[dict]
-    """``metrics.jsonl``: one dict per epoch."""
-    summary: dict
-    """``summary.json``: the final model over the whole vocabulary."""
-
-
-def read_logs(run_dir: str | os.PathLike) -> RunLogs:
-    """Read ``config.json``, ``metrics.jsonl`` and ``summary.json`` of a run directory (not the model)."""
-    run_dir = _run_directory(run_dir)
-    metrics_path = run_dir / "metrics.jsonl"
-    lines = _read_text(metrics_path).splitlines()
-    metrics = [_parse_json(line, f"{metrics_path}: line {i}") for i, line in enumerate(lines, 1) if line.strip()]
-    if not metrics or not all(isinstance(m, dict) for m in metrics):
-        raise SparsecodeError(f"{metrics_path}: expected one JSON object per epoch; the run directory is corrupt")
-    return RunLogs(read_json(run_dir / "config.json"), metrics, read_json(run_dir / "summary.json"))
-
-
-def _run_directory(run_dir: str | os.PathLike) -> Path:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SparsecodeError(f"{run_dir}: not a run directory; give the --out folder of 'sparsecode train'")
-    if not (run_dir / "model.pt").exists() and (run_dir / CHECKPOINT).exists():
-        raise SparsecodeError(f"{run_dir}: training has not finished; continue it with 'sparsecode train ... --resume'")
-    return run_dir
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from a run directory's file, every failure one clear line."""
-    data = _parse_json(_read_text(path), str(path))
-    if not isinstance(data, dict):
-        raise SparsecodeError(f"{path}: expected a JSON object; the run directory is corrupt")
-    return data
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SparsecodeError(f"{path}: missing; the run directory is incomplete") from None
-    except UnicodeDecodeError as exc:
-        raise SparsecodeError(f"{path}: not UTF-8 text ({exc.reason}); the run directory is corrupt") from None
-
-
-def _parse_json(text: str, where: str):
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise SparsecodeError(f"{where}: not valid JSON ({exc}); the run directory is corrupt") from None
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

@@ -11,7 +11,7 @@ import pytest
 
 import sparsecode as sc
 from sparsecode.terminal import visible
-from sparsecode.training import default_run_dir
+from sparsecode.rundir import default_run_dir
 
 from .conftest import SAMPLE, stop_at
 from .test_cli import one_line_error, run
@@ -357,7 +357,7 @@ def test_a_terminal_gets_no_escape_sequence_from_the_words(odd_codes):
 
 
 def test_a_folder_holding_nothing_or_only_the_converted_input_is_free(tmp_path):
-    from sparsecode.training import check_run_dir
+    from sparsecode.rundir import check_run_dir
 
     (tmp_path / "empty").mkdir()
     assert check_run_dir(tmp_path / "empty", force=False, resume=False) == tmp_path / "empty"

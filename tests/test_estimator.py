@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import sparsecode as sc
 from sparsecode.cli import app
-from sparsecode.training import RUN_FILES
+from sparsecode.rundir import RUN_FILES
 
 from .conftest import SAMPLE
 

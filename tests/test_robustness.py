@@ -23,7 +23,7 @@ LIMITED = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     if skip_precheck:
         import sparsecode  # the package re-exports functions named like the modules: patch the modules
-        for name in ("sparsecode.encoding", "sparsecode.training"):
+        for name in ("sparsecode.encoding", "sparsecode.rundir"):
             sys.modules[name].check_space = lambda *a: None
     from sparsecode.cli import main
     sys.argv = ["sparsecode"] + sys.argv[3:]

@@ -55,6 +55,37 @@ def test_same_seed_same_model_on_cpu(sample):
     assert not torch.equal(a["W_dec"], c["W_dec"])
 
 
+@pytest.mark.parametrize("settings", [dict(noise=0.3, holdout=0.1), dict(init="kmeans", aux_coef=1 / 32),
+                                      dict(sparsity="spine", k=None)], ids=["noise", "kmeans", "spine"])
+def test_training_leaves_the_global_random_state_alone(sample, settings):
+    """Every draw comes from the run's own generators: torch's global generator is in the same state
+    after sc.train as before, and what the global generator holds does not change the model."""
+    cfg = sc.TrainConfig(**{**SMALL, "epochs": 1, **settings})
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    a = sc.train(sample, cfg).model.weights()
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(99)
+    torch.rand(7)
+    b = sc.train(sample, cfg).model.weights()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_encoding_and_reading_runs_do_not_load_the_training_loop():
+    """sparsecode.encoding and the run directory's readers stand without the Trainer, DDP and the
+    optimizer: importing them in a fresh interpreter loads none of those modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sparsecode.encoding, sparsecode.evaluate, sparsecode.html_report, sparsecode.rundir\n"
+            "print(' '.join(m for m in ('sparsecode.training', 'sparsecode.distributed', 'sparsecode.optim', "
+            "'sparsecode.estimator') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
+
+
 def test_run_directory_contents(run_dir):
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.jsonl", "model.pt", "summary.json"]
     config = json.loads((run_dir / "config.json").read_text())
@@ -277,15 +308,14 @@ def test_auxk_can_be_turned_on(tmp_path, sample):
 
 def test_no_checkpoint_ever_holds_a_diverged_state(tmp_path, sample, monkeypatch):
     """Checkpoints fall between report points too; each one is checked for a finite loss first."""
-    import sys
+    from sparsecode.rundir import CHECKPOINT_FORMAT
 
-    train_mod = sys.modules["sparsecode.training"]
     _poison_reconstruction(monkeypatch, lambda n: n >= 25)
     saved = []  # (step, finite) of every checkpoint written: a kill -9 may come after any of them
     real_save = torch.save
 
     def recording_save(obj, f, *args, **kwargs):
-        if isinstance(obj, dict) and obj.get("format") == train_mod.CHECKPOINT_FORMAT:
+        if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
             saved.append((obj["position"]["step"], all(torch.isfinite(t).all() for t in obj["model"].values())))
         return real_save(obj, f, *args, **kwargs)
 
