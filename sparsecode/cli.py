@@ -221,14 +221,14 @@ def train(
 def _check_launch(cfg: TrainConfig, nproc: int) -> None:
     """What ``--nproc`` needs before it starts the processes: a count, not already one of a job,
     valid settings, a device each process can take its own GPU of."""
+    from .distributed import check_device_for
+
     if nproc < 1:
         raise SparsecodeError(f"--nproc must be at least 1 (got {nproc})")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SparsecodeError("--nproc: this process is already one of a torchrun job; drop --nproc")
     cfg.validate()
-    if nproc > 1 and cfg.device.startswith("cuda:"):
-        raise SparsecodeError(f"--device {cfg.device} names one GPU, but each of the {nproc} processes takes its "
-                              "own: use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
+    check_device_for(nproc, cfg.device)
 
 
 def _epoch_table(out_dir: Path, metrics: list[dict], s: dict) -> Table:

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from .embeddings import EmbeddingFile, Embeddings
-from .errors import SparsecodeError
+from .errors import SettingError
 
 #: Rows per chunk: the unit of reading and of the permutation of an epoch (~10 MB at D=300).
 CHUNK_ROWS = 8192
@@ -136,8 +136,8 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     rows (at least one) drawn by a generator seeded with ``seed``, the same in every process."""
     held = max(1, round(fraction * n))
     if n - held < 2:
-        raise SparsecodeError(f"--holdout {fraction} keeps {held:,} of {n:,} words out, leaving {n - held} to train on; "
-                              "lower --holdout")
+        raise SettingError("holdout", "{holdout} {got} keeps {held:,} of {n:,} words out, leaving {left} to train on; "
+                           "lower {holdout}", got=fraction, held=held, n=n, left=n - held)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
     return np.sort(order[held:]), np.sort(order[:held])
 

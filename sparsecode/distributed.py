@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .config import resolve_device
-from .errors import SparsecodeError, first_line
+from .errors import SparsecodeError, first_line, need
 
 T = TypeVar("T")
 
@@ -241,6 +241,13 @@ class Distributed:
             dist.destroy_process_group()
 
 
+def check_device_for(processes: int, device: str) -> None:
+    """Refuse one numbered GPU (``cuda:N``) for a job of several processes, which take one GPU each."""
+    need(processes == 1 or not device.startswith("cuda:"), "device",
+         "{device} {got} names one GPU, but each of the {n} processes takes its own (GPU LOCAL_RANK): use "
+         "{device} cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs", got=device, n=processes)
+
+
 def from_environment(device: str) -> Distributed:
     """The job this process belongs to, from torchrun's environment; joins it (once) when there
     is one. ``device`` is the ``--device`` setting: ``auto`` takes GPU ``LOCAL_RANK`` when there
@@ -249,10 +256,8 @@ def from_environment(device: str) -> Distributed:
     if world <= 1:
         return Distributed(None)  # the device is resolved where it is used, as before
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    check_device_for(world, device)
     dev = resolve_device(device)
-    if dev.type == "cuda" and dev.index is not None:
-        raise SparsecodeError(f"--device {device} names one GPU, but each of the {world} processes takes its own "
-                              "(GPU LOCAL_RANK): use --device cuda or auto, and CUDA_VISIBLE_DEVICES to choose the GPUs")
     if dev.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise SparsecodeError(f"process {rank}: no GPU {local_rank} here ({torch.cuda.device_count()} GPUs); "

@@ -67,8 +67,8 @@ def test_several_processes_take_one_gpu_each_not_a_named_one(two_gpus, monkeypat
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    with pytest.raises(sc.SparsecodeError, match=r"--device cuda:1 names one GPU, but each of the 2 processes takes its "
-                                                 r"own \(GPU LOCAL_RANK\): use --device cuda or auto"):
+    with pytest.raises(sc.SparsecodeError, match=r"^device cuda:1 names one GPU, but each of the 2 processes takes its "
+                                                 r"own \(GPU LOCAL_RANK\): use device cuda or auto"):
         from_environment("cuda:1")
 
 

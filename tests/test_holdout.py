@@ -28,7 +28,7 @@ def test_split_is_seeded_disjoint_and_complete():
     again, other = holdout_split(5000, 0.2, seed=3), holdout_split(5000, 0.2, seed=4)
     assert np.array_equal(again[1], held) and not np.array_equal(other[1], held)
     assert len(holdout_split(10, 0.01, seed=0)[1]) == 1  # at least one word
-    with pytest.raises(sc.SparsecodeError, match="--holdout 0.9 keeps 9 of 10 words out, leaving 1 to train on"):
+    with pytest.raises(sc.SparsecodeError, match="^holdout 0.9 keeps 9 of 10 words out, leaving 1 to train on; lower holdout$"):
         holdout_split(10, 0.9, seed=0)
 
 
