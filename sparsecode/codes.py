@@ -13,7 +13,7 @@ Layout (HDF5)::
     attrs                    the training config (one attribute per setting, and ``config_json``)
                              and the encode settings (``encode_k``, ``encode_method``, ``encode_nonneg``),
                              ``run_dir`` (absolute) and ``model_fingerprint`` (of the weights that
-                             made the codes: :func:`sparsecode.model.weights_fingerprint`)
+                             made the codes: :func:`sparsecode.modelfile.weights_fingerprint`)
 
 A code ``z`` (row i as a dense H-vector) reconstructs the word's vector through the model:
 ``x ≈ (z @ W_dec + b_dec) * input_scale + input_mean`` for a single-layer model (see

@@ -30,7 +30,7 @@ from .errors import SparsecodeError, need
 from .model import SparseAutoencoder
 from .pursuit import METHODS, check_method, check_pursuit, make_coder
 from .report import UnitReport, UnitSummary
-from .topk import kept_workspace, row_order
+from .cpu_kernels import kept_workspace, row_order
 from .rundir import load_run, read_json
 
 

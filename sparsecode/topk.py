@@ -1,37 +1,47 @@
 """The k-sparse core: top-k encoding and sparse decoding as custom autograd functions.
 
-Through a top-k, only the k selected pre-activations of a row receive a gradient. Both functions
-here exploit that:
+For a batch x (B, D), encoder weights W_enc (D, H) and bias b_enc (H,), the pre-activations are
+``pre = x @ W_enc + b_enc`` and the code keeps, per row, the k units S(b) with the largest ``pre``:
 
-- :class:`TopKEncode` computes the encoder's pre-activations with one dense product, keeps the
-  k largest per row (and optionally the ``aux_k`` largest among "dead" units, for AuxK), applies
-  ReLU, and in the backward pass forms the encoder's gradients by index-adding over the selected
-  columns only: O(B·k·D) work instead of a second dense O(B·H·D) product.
+    acts[b, j] = relu(pre[b, S(b)_j]),        x_hat = sum_j acts[b, j] W_dec[S(b)_j] + b_dec
+
+Through a top-k, only the k selected pre-activations of a row receive a gradient. With
+g[b, j] = d loss / d pre[b, S(b)_j] (zero where the ReLU clamped), the encoder's gradients are
+
+    d W_enc[:, u] = sum over (b, j) with S(b)_j = u of g[b, j] x[b]      d b_enc[u] = sum of those g[b, j]
+    d x[b]        = sum_j g[b, j] W_enc[:, S(b)_j]
+
+and the decoder's are ``d W_dec[u] = sum over (b, j) with S(b)_j = u of acts[b, j] d x_hat[b]`` and
+``d acts[b, j] = <d x_hat[b], W_dec[S(b)_j]>``. Both functions here compute exactly these sums:
+
+- :class:`TopKEncode` computes the pre-activations with one dense product, keeps the k largest
+  per row (and optionally the ``aux_k`` largest among "dead" units, for AuxK), applies ReLU, and
+  forms the gradients above by index-adding over the selected columns only: O(B·k·D) work instead
+  of a second dense O(B·H·D) product.
 - :class:`SparseDecode` reconstructs ``acts @ W_dec + b_dec`` touching only the k selected decoder
   rows per example (an embedding-bag sum), with an index-add backward for the decoder weights and
   gathered dot products for the activations.
 
 Both run batched (no Python loop over rows or units) and unchanged on CPU and CUDA; neither reads a
-value back to the host. On the CPU the top-k selection itself goes through :func:`topk_select`
-(block maxima, then numpy's vectorised partition over a few candidates per row), which costs less
-than half of ``torch.topk`` there; on CUDA it is ``torch.topk``. :func:`dense_encode` and
-:func:`dense_decode` are the plain references they are checked against (``tests/test_topk.py``
-runs ``torch.autograd.gradcheck`` on both). Whether the sparse decode beats the dense one depends
-on shape and device: see :func:`decode` and ``benchmarks/bench_topk.py``.
+value back to the host. The top-k, the dense product and the sorts they need go through
+:mod:`sparsecode.cpu_kernels`, which runs them faster on a CPU and as the plain torch ops
+elsewhere. :func:`dense_encode` and :func:`dense_decode` are the plain references they are checked
+against (``tests/test_topk.py`` runs ``torch.autograd.gradcheck`` on both). Whether the sparse
+decode beats the dense one depends on shape and device: see :func:`decode` and
+``benchmarks/bench_topk.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
 import warnings
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .cpu_kernels import pre_activations, row_order, topk_select, unit_order
 
 
 class Encoded(NamedTuple):
@@ -51,22 +61,6 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> T
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch's "sparse CSR is in beta" notice
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
-
-
-#: Largest number of units whose entries :func:`_unit_order` sorts by radix (as 16-bit keys) on a CPU.
-RADIX_SORT_MAX_UNITS = 1 << 16
-
-
-def _unit_order(flat: Tensor, n_units: int) -> Tensor:
-    """The positions of ``flat`` (unit ids) sorted by unit, stably: (n,) int64.
-
-    On a CPU, with at most 65,536 units, numpy's stable argsort of 16-bit keys, which is a radix
-    sort: 4 to 15 times faster than ``torch.sort`` for the 8k-130k entries of a training step.
-    """
-    if flat.device.type == "cpu" and n_units <= RADIX_SORT_MAX_UNITS:
-        keys = flat.numpy().astype(np.uint16)  # unit ids < 65,536: exact
-        return torch.from_numpy(np.argsort(keys, kind="stable").astype(np.int64))
-    return torch.sort(flat, stable=True).indices
 
 
 def unit_offsets(flat: Tensor, n_units: int) -> Tensor:
@@ -92,25 +86,11 @@ def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int)
     """
     B, m = indices.shape
     flat = indices.reshape(-1)
-    order = _unit_order(flat, n_units)
+    order = unit_order(flat, n_units)
     offsets = unit_offsets(flat, n_units)
     example = order.div(m, rounding_mode="floor")  # entry b*m + j belongs to example b
     return F.embedding_bag(example, rows, offsets, mode="sum", per_sample_weights=grads.reshape(-1)[order],
                            include_last_offset=True)
-
-
-def row_order(indices: Tensor) -> Tensor | None:
-    """The permutation that sorts each row of (B, m) ``indices`` increasingly, or None when they are.
-
-    On CUDA always a sort (small next to the step, and no host read). On a CPU the top-k comes out
-    sorted by column already (see :func:`topk_select`): a vectorised check spares the sort, and
-    numpy's argsort of the rows, when they are not, costs a sixth of ``torch.sort``'s.
-    """
-    if indices.device.type != "cpu":
-        return indices.sort(dim=1).indices
-    if indices.shape[1] < 2 or bool((indices[:, 1:] > indices[:, :-1]).all()):
-        return None
-    return torch.from_numpy(np.argsort(indices.numpy(), axis=1, kind="stable"))
 
 
 def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
@@ -131,63 +111,6 @@ def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
     return dots if order is None else torch.empty_like(dots).scatter_(1, order, dots)
 
 
-@functools.lru_cache(maxsize=None)
-def _block_size(n: int, k: int) -> int:
-    """Block size S for :func:`topk_select` over rows of ``n`` values, or 0 for plain ``torch.topk``.
-
-    S divides n and leaves at least k blocks; it minimises the values partitioned per row, n/S block
-    maxima plus k·S candidates, and is used only when that is at most half of n.
-    """
-    best_cost, best = n // 2 + 1, 0
-    for size in range(2, n // max(k, 1) + 1):
-        if n % size == 0 and n // size + k * size < best_cost:
-            best_cost, best = n // size + k * size, size
-    return best
-
-
-def _top_columns(a: Tensor, k: int) -> Tensor:
-    """(B, n) CPU float -> (B, k) int64 column ids of each row's k largest values (NaN counts as largest).
-
-    numpy's partition finds each row's k-th largest value (vectorised selection, several times faster
-    than ``torch.topk`` on a CPU); the columns at or above it are read off in increasing order. Ties
-    at the k-th value (more than k columns qualify) and NaN (which ``>=`` does not count) fall back
-    to numpy's argpartition.
-    """
-    n = a.shape[1]
-    values = a.numpy()
-    kth = torch.from_numpy(np.partition(values, n - k, axis=1)[:, n - k : n - k + 1])
-    hits = (a >= kth).nonzero()  # (row, column) pairs, row-major
-    rows = torch.arange(a.shape[0]).repeat_interleave(k)
-    if hits.shape[0] == rows.shape[0] and torch.equal(hits[:, 0], rows):  # exactly k in every row
-        return hits[:, 1].view(-1, k)
-    return torch.from_numpy(np.argpartition(values, n - k, axis=1)[:, n - k :])
-
-
-def topk_select(pre_acts: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The k largest values of each row of (B, H) ``pre_acts`` and their column ids, both (B, k).
-
-    The same selection as ``pre_acts.topk(k, dim=1, sorted=False)`` (ties may pick other columns of
-    equal value; the order within a row is unspecified), which it is on CUDA. On the CPU ``torch.topk``
-    costs about half of the encoder's matrix product, so rows are cut into H/S blocks of S values:
-    the k blocks with the largest maxima hold the k largest values (any other block's values are at
-    most the smallest of those k maxima, k distinct values), so only the block maxima and the k·S
-    values of those blocks are partitioned.
-    """
-    B, H = pre_acts.shape
-    size = _block_size(H, k) if pre_acts.device.type == "cpu" else 0
-    if size == 0 or B == 0 or k < 1 or pre_acts.dtype not in (torch.float32, torch.float64):
-        return pre_acts.topk(k, dim=1, sorted=False)
-    pre_acts = pre_acts.detach().contiguous()
-    n_blocks = H // size
-    block_max = F.max_pool1d(pre_acts.unsqueeze(1), size).squeeze(1)  # (B, H/S)
-    blocks = _top_columns(block_max, k)  # (B, k) block ids
-    rows = torch.arange(0, B * n_blocks, n_blocks).unsqueeze(1)
-    cand = F.embedding((rows + blocks).view(-1), pre_acts.view(B * n_blocks, size)).view(B, k * size)
-    pos = _top_columns(cand, k)  # (B, k) positions among the candidates
-    block_of = torch.arange(k * size).div_(size, rounding_mode="floor")[pos]
-    return cand.gather(1, pos), blocks.gather(1, block_of) * size + (pos - block_of * size)
-
-
 def _without_autocast(backward):
     """Run a backward in its tensors' own precision. A CPU backward runs in the caller's thread, so
     an autocast around ``loss.backward()`` would cast the sparse products to bfloat16, which their
@@ -200,53 +123,6 @@ def _without_autocast(backward):
             return backward(ctx, *grads)
 
     return run
-
-
-#: The CPU output buffers of :func:`_pre_activations`, kept between calls, one per thread and dtype.
-_CPU_WORKSPACE = threading.local()
-#: Pre-activations larger than this are not kept (a fresh output is then page-faulted in per call).
-MAX_WORKSPACE_BYTES = 512 << 20
-
-
-def release_workspace() -> None:
-    """Free this thread's kept pre-activation buffers."""
-    _CPU_WORKSPACE.__dict__.pop("buffers", None)
-
-
-@contextlib.contextmanager
-def kept_workspace() -> Iterator[None]:
-    """Keep the pre-activation buffer for the block, then free it (``train`` and ``encode`` run in one)."""
-    try:
-        yield
-    finally:
-        release_workspace()
-
-
-def _cpu_autocast() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4: no device argument
-        return torch.is_autocast_cpu_enabled()
-
-
-def _pre_activations(b_enc: Tensor, h: Tensor, W_enc: Tensor) -> Tensor:
-    """``addmm(b_enc, h, W_enc)``, (B, H); on a CPU written into a buffer kept between calls.
-
-    The pre-activations are a temporary of the forward pass (neither returned nor saved for the
-    backward). Above 32 MiB (B=4096, H=4096: 64 MiB) glibc maps every fresh one anew and page-faults
-    it in: 20-30% of the product's time. The plain product is used under autocast (its own output
-    dtype), in inference mode (its tensors cannot be written outside it later), beyond
-    :data:`MAX_WORKSPACE_BYTES`, and on CUDA (whose caching allocator reuses blocks already).
-    """
-    numel = h.shape[0] * W_enc.shape[1]
-    if (h.device.type != "cpu" or _cpu_autocast() or torch.is_inference_mode_enabled() or h.dtype != W_enc.dtype
-            or numel * h.element_size() > MAX_WORKSPACE_BYTES):
-        return torch.addmm(b_enc, h, W_enc)
-    buffers = _CPU_WORKSPACE.__dict__.setdefault("buffers", {})
-    buf = buffers.get(h.dtype)
-    if buf is None or buf.numel() < numel:
-        buf = buffers[h.dtype] = torch.empty(numel, dtype=h.dtype, device="cpu")
-    return torch.addmm(b_enc, h, W_enc, out=buf[:numel].view(h.shape[0], W_enc.shape[1]))
 
 
 class TopKEncode(torch.autograd.Function):
@@ -268,7 +144,7 @@ class TopKEncode(torch.autograd.Function):
     def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int, dead: Tensor | None,
                 shift: Tensor | None = None, select_bias: Tensor | None = None):
         h = x - shift if shift is not None else x
-        pre_acts = _pre_activations(b_enc, h, W_enc)
+        pre_acts = pre_activations(b_enc, h, W_enc)
         if select_bias is None:
             top_vals, top_idx = topk_select(pre_acts, k)
         else:  # the bias decides which units are chosen, not their activations

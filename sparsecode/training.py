@@ -63,7 +63,7 @@ from .objectives import Objective, Reconstruction, StepCodes, auxk_loss, make_ob
 from .optim import make_adam
 from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_run_dir, open_run_dir, prepare_training_file,
                      save_checkpoint, write_run)
-from .topk import kept_workspace
+from .cpu_kernels import kept_workspace
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20

@@ -106,9 +106,8 @@ def host_reads_of(fn) -> list[str]:
 
 @pytest.fixture()
 def cuda_code_paths(monkeypatch):
-    """The top-k core as it runs on CUDA, on the CPU: torch.topk, torch.sort, rows always sorted."""
-    from sparsecode import topk
+    """The top-k core as it runs on CUDA, on the CPU: torch.topk, torch.sort, rows always sorted, a fresh
+    addmm (sparsecode.cpu_kernels off)."""
+    from sparsecode import cpu_kernels
 
-    monkeypatch.setattr(topk, "_block_size", lambda n, k: 0)
-    monkeypatch.setattr(topk, "RADIX_SORT_MAX_UNITS", 0)
-    monkeypatch.setattr(topk, "row_order", lambda indices: indices.sort(dim=1).indices)
+    monkeypatch.setattr(cpu_kernels, "ENABLED", False)

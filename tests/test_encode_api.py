@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 import sparsecode as sc
 from sparsecode.cli import app
-from sparsecode.model import META, SparseAutoencoder
+from sparsecode.model import SparseAutoencoder
+from sparsecode.modelfile import META
 
 from .conftest import SAMPLE
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 import sparsecode as sc
-from sparsecode.model import META, STATE_SHAPES, SparseAutoencoder, estimate_normalisation
+from sparsecode.model import SparseAutoencoder, estimate_normalisation
+from sparsecode.modelfile import META, STATE_SHAPES
 
 
 def test_normalisation_centres_and_scales_to_unit_variance_per_dimension(sample):
@@ -128,3 +133,126 @@ def test_selection_bias_travels_in_model_pt_and_old_files_load_without_it(run_di
     assert old.select_bias is None and "select_bias" not in old.state_dict()
     with torch.no_grad():
         assert torch.equal(old.encode(x, 8).indices.sort(1).values, pre.topk(8, dim=1).indices.sort(1).values)
+
+
+#: One model of every kind a run can write: each objective, an encode k or none, hidden layers, a selection bias.
+KINDS = {
+    "topk": dict(sparsity="topk", encode_k=4),
+    "topk+select_bias": dict(sparsity="topk", encode_k=4, select_bias=True),
+    "topk+encoder_layers": dict(sparsity="topk", encode_k=4, encoder_layers=(12,), select_bias=True),
+    "batchtopk": dict(sparsity="batchtopk"),
+    "batchtopk+encode_k": dict(sparsity="batchtopk", encode_k=3),
+    "kl": dict(sparsity="kl"),
+    "l1+encode_k": dict(sparsity="l1", encode_k=5),
+    "spine": dict(sparsity="spine"),
+    "spine+encoder_layers": dict(sparsity="spine", encoder_layers=(12,)),
+}
+
+
+def _model_of_kind(sparsity, encode_k=None, encoder_layers=(), select_bias=False):
+    """A small model of that kind with weights that give every objective non-trivial codes: a learned
+    threshold in the middle of the pre-activations, SPINE codes at their cap of 1 and below."""
+    g = torch.Generator().manual_seed(len(sparsity) + len(encoder_layers))
+    x = torch.randn(64, 10, generator=g)
+    model = SparseAutoencoder(10, 24, sparsity=sparsity, encoder_layers=encoder_layers, encode_k=encode_k)
+    model.initialise(x, generator=g)
+    with torch.no_grad():
+        model.W_enc.mul_(3.0)
+        model.b_enc.copy_(0.1 * torch.randn(24, generator=g))
+        if sparsity == "batchtopk":
+            pre = model.pre_acts(model.normalise(x))
+            model.threshold.fill_(float(pre[pre > 0].median()))
+    if select_bias:
+        model.use_select_bias()
+        model.select_bias.copy_(torch.randn(24, generator=g))
+    return model, x
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_of_model_round_trips_through_model_pt_alone(tmp_path, kind):
+    """model.pt describes itself: loaded with no sparsity given, every kind of model comes back as
+    the same objective, encode k, hidden layers and selection bias, with the same codes."""
+    settings = KINDS[kind]
+    model, x = _model_of_kind(**settings)
+    model.save(tmp_path / "model.pt")
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert bytes(state["meta.sparsity"].tolist()).decode() == settings["sparsity"]
+    assert int(state["meta.encode_k"]) == (settings.get("encode_k") or 0)
+    loaded = SparseAutoencoder.load(tmp_path / "model.pt")
+    assert (loaded.sparsity, loaded.encode_k, loaded.encoder_layers) == (
+        settings["sparsity"], settings.get("encode_k"), tuple(settings.get("encoder_layers", ())))
+    assert (loaded.select_bias is not None) == settings.get("select_bias", False)
+    assert loaded.fingerprint() == model.fingerprint()
+    if settings["sparsity"] == "batchtopk":
+        assert float(loaded.threshold) > 0 and torch.equal(loaded.threshold, model.threshold)
+    with torch.no_grad():
+        want, got = model.encode(x), loaded.encode(x)
+    assert torch.equal(got.indices, want.indices) and torch.equal(got.acts, want.acts)
+    assert (got.acts > 0).any(1).double().mean() > 0.8  # codes, not zeros
+    if settings["sparsity"] == "spine":
+        assert float(got.acts.max()) == 1.0 and ((got.acts > 0) & (got.acts < 1)).any()  # capped and below the cap
+    if settings["sparsity"] == "batchtopk":
+        assert float(got.acts[got.acts > 0].min()) > float(model.threshold)
+
+
+@pytest.mark.parametrize("kind", ["topk+select_bias", "batchtopk", "spine+encoder_layers"])
+def test_files_written_before_the_meta_tensors_load_as_topk_or_as_told(tmp_path, kind):
+    """A model.pt without meta.sparsity and meta.encode_k loads as topk with no encode k, or as the
+    objective the caller passes (what load_run reads from config.json), with the same codes."""
+    settings = KINDS[kind]
+    model, x = _model_of_kind(**settings)
+    state = {name: t for name, t in model.weights().items() if name not in META}
+    torch.save(state, tmp_path / "old.pt")
+    told = SparseAutoencoder.load(tmp_path / "old.pt", sparsity=settings["sparsity"])
+    assert told.sparsity == settings["sparsity"] and told.encode_k is None
+    k = settings.get("encode_k")
+    with torch.no_grad():
+        want, got = model.encode(x, k), told.encode(x, k)
+    assert torch.equal(got.indices, want.indices) and torch.equal(got.acts, want.acts)
+    if settings["sparsity"] == "batchtopk":  # its threshold is not a top-k model's
+        with pytest.raises(sc.SparsecodeError, match="unexpected tensor.s. threshold"):
+            SparseAutoencoder.load(tmp_path / "old.pt")
+    else:  # nothing in the file says otherwise
+        untold = SparseAutoencoder.load(tmp_path / "old.pt")
+        assert untold.sparsity == "topk" and untold.encode_k is None
+        with pytest.raises(sc.SparsecodeError, match="does not record its encode k"):
+            untold.encode(x)
+
+
+def test_a_recorded_objective_is_checked_once_against_the_callers(tmp_path):
+    model, _ = _model_of_kind(**KINDS["kl"])
+    model.save(tmp_path / "model.pt")
+    with pytest.raises(sc.SparsecodeError, match="trained with --sparsity kl, not topk"):
+        SparseAutoencoder.load(tmp_path / "model.pt", sparsity="topk")
+    state = model.weights()
+    state["meta.sparsity"] = torch.tensor(list(b"newer"), dtype=torch.uint8)
+    torch.save(state, tmp_path / "newer.pt")
+    with pytest.raises(sc.SparsecodeError, match="unknown sparsity 'newer'; the model is from a newer sparsecode"):
+        SparseAutoencoder.load(tmp_path / "newer.pt")
+
+
+def test_impossible_shapes_are_one_clear_error(tmp_path):
+    model, _ = _model_of_kind(**KINDS["topk"])
+    for name, bad in (("W_enc", torch.zeros(5)), ("input_mean", torch.zeros(())), ("input_mean", torch.zeros(2, 10))):
+        state = {**model.weights(), name: bad}
+        with pytest.raises(sc.SparsecodeError, match="model.pt: tensors of impossible shapes; the file is corrupt"):
+            SparseAutoencoder.from_weights(state)
+
+
+def test_the_core_imports_neither_h5py_rich_typer_nor_the_cli():
+    """topk, model (with its file format and the CPU kernels) and objectives, imported in a fresh
+    interpreter without the package's __init__ (which imports the whole library), pull in none of
+    the file, terminal and command-line libraries."""
+    code = ("import importlib, pathlib, sys, types\n"
+            "pkg = types.ModuleType('sparsecode')\n"
+            "pkg.__path__ = [str(pathlib.Path(sys.argv[1]))]\n"
+            "sys.modules['sparsecode'] = pkg\n"
+            "for name in ('topk', 'model', 'objectives'):\n"
+            "    importlib.import_module('sparsecode.' + name)\n"
+            "print(' '.join(sorted(sys.modules)))\n")
+    package = Path(sc.__file__).parent
+    out = subprocess.run([sys.executable, "-c", code, str(package)], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert {"sparsecode.topk", "sparsecode.model", "sparsecode.modelfile", "sparsecode.objectives"} <= loaded
+    assert not {name for name in loaded if name.split(".")[0] in ("h5py", "rich", "typer")}
+    assert not {name for name in loaded if name.startswith(("sparsecode.cli", "sparsecode.codes", "sparsecode.embeddings"))}

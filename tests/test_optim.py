@@ -105,3 +105,26 @@ def test_torch_optim_adam_continues_from_our_state():
     opt_b = torch.optim.Adam(b, lr=1.0, fused=True)
     opt_b.load_state_dict(torch.load(_roundtrip(opt_a.state_dict()), weights_only=True))
     _lockstep(a, opt_a, b, opt_b, range(2, 5))
+
+
+def test_without_a_fused_kernel_make_adam_is_torch_foreach_adam(monkeypatch):
+    """Where this torch has no fused kernel for the device, make_adam is torch.optim.Adam(foreach=True):
+    the same updates as FusedAdam up to rounding. (Each gradient in its parameter's layout, as autograd
+    gives it: the CPU's fused kernel reads a gradient of another layout in the parameter's order.)"""
+    import sparsecode.optim as optim
+
+    ours, theirs = _params(4), _params(4)
+    monkeypatch.setattr(optim, "fused_adam_available", lambda device: False)
+    opt_theirs = make_adam(theirs, lr=2e-3)
+    assert type(opt_theirs) is torch.optim.Adam
+    assert opt_theirs.param_groups[0]["foreach"] is True and not opt_theirs.param_groups[0]["fused"]
+    opt_ours = FusedAdam(ours, lr=2e-3)
+    for step in range(4):
+        for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            _grads(params, step)
+            for p in params:
+                if p.grad is not None:
+                    p.grad = torch.empty_like(p).copy_(p.grad)
+            opt.step()
+        for p, q in zip(ours, theirs):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import sparsecode as sc
 from sparsecode.cli import app
 from sparsecode.config import SPARSITIES
-from sparsecode.model import META, STATE_SHAPES, SparseAutoencoder
+from sparsecode.model import SparseAutoencoder
+from sparsecode.modelfile import META, STATE_SHAPES
 
 from .conftest import SAMPLE
 

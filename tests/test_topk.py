@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsecode.topk import SparseDecode, TopKEncode, decode, dense_decode, dense_encode, topk_encode, topk_select
+from sparsecode.topk import SparseDecode, TopKEncode, decode, dense_decode, dense_encode, topk_encode
 
 B, D, H, K = 7, 6, 16, 4
 
@@ -139,46 +139,14 @@ def test_cpu_backward_is_deterministic(params):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("rows,n,k", [(1, 16, 4), (7, 200, 8), (64, 1000, 32), (33, 3000, 32), (5, 4096, 1), (3, 100, 50), (4, 1009, 32)])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_topk_select_picks_what_torch_topk_picks(rows, n, k, dtype):
-    a = torch.randn(rows, n, dtype=dtype, generator=torch.Generator().manual_seed(n + k))
-    vals, idx = topk_select(a, k)
-    ref_vals, ref_idx = a.topk(k, dim=1)
-    assert idx.dtype == torch.int64 and vals.shape == idx.shape == (rows, k)
-    assert torch.equal(idx.sort(1).values, ref_idx.sort(1).values)
-    assert torch.equal(vals, a.gather(1, idx))
-
-
-def test_topk_select_with_ties_and_nan():
-    g = torch.Generator().manual_seed(0)
-    a = torch.randint(0, 5, (50, 1000), generator=g).float()  # ties at the k-th value in every row
-    vals, idx = topk_select(a, 32)
-    assert torch.equal(vals.sort(1).values, a.topk(32, dim=1).values.sort(1).values)
-    assert torch.equal(a.gather(1, idx), vals)
-    assert (idx.sort(1).values.diff(1) > 0).all()  # 32 distinct columns per row
-    a = torch.randn(3, 1000, generator=g)
-    a[1, 17] = float("nan")  # torch.topk counts NaN as the largest value; so does topk_select
-    assert 17 in topk_select(a, 32)[1][1].tolist()
-
-
-def test_topk_select_row_with_nan_beside_a_row_with_ties():
-    a = torch.randn(2, 1000, generator=torch.Generator().manual_seed(3))
-    a[0, :40] = float("nan")  # 32 NaN would be the top: >= counts none of them
-    a[1, :64] = 10.0  # 64 columns tie for the top 32
-    vals, idx = topk_select(a, 32)
-    assert vals[0].isnan().all() and (vals[1] == 10.0).all()
-    assert (idx[0] < 40).all() and (idx[1] < 64).all()
-
-
 @pytest.mark.parametrize("radix", [True, False])
 def test_outer_index_add_equals_the_dense_product(monkeypatch, radix):
     """The per-unit embedding bag gives S.T @ rows exactly as a dense (B, H) S would, whichever sort
     groups the entries (numpy's 16-bit radix sort on a CPU, torch.sort otherwise), including units
     no entry picks (zero rows) and a unit picked twice by one example."""
-    from sparsecode import topk
+    from sparsecode import cpu_kernels, topk
 
-    monkeypatch.setattr(topk, "RADIX_SORT_MAX_UNITS", 1 << 16 if radix else 0)
+    monkeypatch.setattr(cpu_kernels, "RADIX_SORT_MAX_UNITS", 1 << 16 if radix else 0)
     g = torch.Generator().manual_seed(3)
     Bn, m, n_units, Dn = 40, 5, 30, 7
     indices = torch.randint(0, n_units - 4, (Bn, m), generator=g)  # the last 4 units never picked
@@ -231,9 +199,9 @@ def test_cpu_pre_activation_buffer_is_reused_safely():
     for enc, ref in zip(threaded, got * 20):
         assert torch.equal(enc.indices, ref.indices) and torch.equal(enc.acts, ref.acts)
     # Inference mode first, training after: the kept buffer is never an inference tensor.
-    from sparsecode import topk
+    from sparsecode.cpu_kernels import release_workspace
 
-    topk.release_workspace()
+    release_workspace()
     with torch.inference_mode():
         first = topk_encode(xs[0], W, b, 5)
     Wg = W.clone().requires_grad_()
