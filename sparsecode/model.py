@@ -35,6 +35,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import skip_init
 
 from . import modelfile
 from .config import SPARSITIES
@@ -82,7 +83,9 @@ class SparseAutoencoder(nn.Module):
         self.encoder_layers = tuple(int(w) for w in encoder_layers)
         widths = (d_in, *self.encoder_layers)
         code_in = widths[-1]
-        self.enc_layers = nn.ModuleList(nn.Linear(a, b, device=device) for a, b in zip(widths[:-1], widths[1:]))
+        # Every weight starts empty, as W_enc and W_dec do, until random_start or a state dict fills it:
+        # nn.Linear's own initialisation would draw from torch's global generator (a notebook's).
+        self.enc_layers = nn.ModuleList(skip_init(nn.Linear, a, b, device=device) for a, b in zip(widths[:-1], widths[1:]))
         # W_enc (D, H) stored (H, D), one row per unit (see :attr:`W_enc`); state dicts hold W_enc (D, H).
         self.W_enc_units = nn.Parameter(torch.empty(n_hidden, code_in, device=device))
         modelfile.use_file_layout(self)
@@ -91,7 +94,8 @@ class SparseAutoencoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device))
         back = widths[::-1]
         self.dec_layers = nn.ModuleList(
-            nn.Linear(a, b, bias=i < len(back) - 2, device=device) for i, (a, b) in enumerate(zip(back[:-1], back[1:]))
+            skip_init(nn.Linear, a, b, bias=i < len(back) - 2, device=device)
+            for i, (a, b) in enumerate(zip(back[:-1], back[1:]))
         )
         if self.encoder_layers:
             self.b_mid = nn.Parameter(torch.zeros(code_in, device=device))
@@ -266,6 +270,11 @@ def unit_norm_weights(model: SparseAutoencoder) -> list[tuple[Tensor, int]]:
 
 
 # -- the codes of the objectives without a top-k ----------------------------------------------------
+def dense_activation(sparsity: str, pre: Tensor) -> Tensor:
+    """The activation of the objectives without a top-k: capped in [0, 1] for ``spine``, else ReLU."""
+    return pre.clamp(0, 1) if sparsity == "spine" else torch.relu(pre)
+
+
 def activation_codes(model: SparseAutoencoder, x_norm: Tensor, k: int | None = None) -> Encoded:
     """Codes of normalised inputs (B, D) under an objective without a top-k: its activation of the
     pre-activations (ReLU; capped at 1 for ``spine``; zero at or below the threshold for
@@ -273,7 +282,7 @@ def activation_codes(model: SparseAutoencoder, x_norm: Tensor, k: int | None = N
     given; else every non-zero, m being the largest row's number of them (read back to the host:
     for encoding, not for training steps)."""
     pre = model.pre_acts(x_norm)
-    z = pre.clamp(0, 1) if model.sparsity == "spine" else torch.relu(pre)
+    z = dense_activation(model.sparsity, pre)
     if model.sparsity == "batchtopk":
         z = torch.where(pre > model.threshold, z, 0.0)
     width = k if k is not None else max(1, int((z > 0).sum(1).max()) if z.numel() else 1)

@@ -95,9 +95,15 @@ def read_meta(state: dict, source: str) -> tuple[str | None, int | None]:
         encode_k = int(state["meta.encode_k"])
     except (KeyError, RuntimeError, ValueError, UnicodeDecodeError):
         raise SparsecodeError(f"{source}: unreadable meta.sparsity or meta.encode_k; the file is corrupt") from None
+    return known_sparsity(sparsity, source), encode_k or None
+
+
+def known_sparsity(sparsity: str, source: str) -> str:
+    """The objective a file records (``model.pt``, or a run's ``config.json``), refused when this
+    sparsecode does not know it."""
     if sparsity not in SPARSITIES:
         raise SparsecodeError(f"{source}: unknown sparsity {sparsity!r}; the model is from a newer sparsecode")
-    return sparsity, encode_k or None
+    return sparsity
 
 
 # -- writing -----------------------------------------------------------------------------------------

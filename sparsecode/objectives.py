@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .distributed import Distributed, spread
+from .model import dense_activation
 from .topk import decode
 
 if TYPE_CHECKING:
@@ -250,7 +251,7 @@ class KL(Objective):
 
     def step(self, model, x, k=0, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
         rows = x.shape[0] if rows is None else rows
-        z = torch.relu(model.pre_acts(x))
+        z = dense_activation(self.name, model.pre_acts(x))
         rate = firing_rate(z, lambda soft: self.batch_mean(soft, rows))
         penalty = self.cfg.resolved("beta") * kl_divergence(self.cfg.resolved("rho"), rate).mean()
         return _dense_codes(model, z, penalty)
@@ -268,7 +269,7 @@ class L1(Objective):
 
     def step(self, model, x, k=0, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
         rows = x.shape[0] if rows is None else rows
-        z = torch.relu(model.pre_acts(x))
+        z = dense_activation(self.name, model.pre_acts(x))
         return _dense_codes(model, z, self.share(self.cfg.resolved("l1_coef") * z.sum(), rows * x.shape[1] ** 0.5))
 
 
@@ -283,7 +284,7 @@ class Spine(Objective):
 
     def step(self, model, x, k=0, aux_k=0, dead=None, t=0, rows=None) -> StepCodes:
         rows = x.shape[0] if rows is None else rows
-        z = model.pre_acts(x).clamp(0, 1)
+        z = dense_activation(self.name, model.pre_acts(x))
         asl = torch.relu(self.batch_mean(z, rows) - self.cfg.resolved("rho")).pow(2).mean()
         psl = (z * (1 - z)).mean() if not self.dist.active else self.share((z * (1 - z)).sum(), rows * z.shape[1])
         return _dense_codes(model, z, SPINE_WEIGHT * (asl + psl))

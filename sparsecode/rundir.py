@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
-from .config import RESUMABLE_CHANGES, SPARSITIES, TrainConfig
+from .config import RESUMABLE_CHANGES, TrainConfig
 from .convert import CACHE_NAME, needs_conversion, readable_embeddings
 from .errors import SparsecodeError, first_line
 from .model import SparseAutoencoder
+from .modelfile import known_sparsity
 
 if TYPE_CHECKING:
     from .training import TrainResult
@@ -188,9 +189,7 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     if not weights.is_file():
         raise SparsecodeError(f"{weights}: model weights not found; train a model with 'sparsecode train' first")
     config = read_json(run_dir / "config.json")
-    sparsity = config.get("sparsity", "topk")
-    if sparsity not in SPARSITIES:
-        raise SparsecodeError(f"{run_dir / 'config.json'}: unknown sparsity {sparsity!r}; the run is from a newer sparsecode")
+    sparsity = known_sparsity(config.get("sparsity", "topk"), str(run_dir / "config.json"))
     model = SparseAutoencoder.load(weights, device=device, sparsity=sparsity)
     if model.encode_k is None:  # none recorded (or none: then the config says none too)
         model.encode_k = default_encode_k(config)

@@ -56,7 +56,8 @@ def test_same_seed_same_model_on_cpu(sample):
 
 
 @pytest.mark.parametrize("settings", [dict(noise=0.3, holdout=0.1), dict(init="kmeans", aux_coef=1 / 32),
-                                      dict(sparsity="spine", k=None)], ids=["noise", "kmeans", "spine"])
+                                      dict(sparsity="spine", k=None), dict(encoder_layers=[40], init="random")],
+                         ids=["noise", "kmeans", "spine", "layers"])
 def test_training_leaves_the_global_random_state_alone(sample, settings):
     """Every draw comes from the run's own generators: torch's global generator is in the same state
     after sc.train as before, and what the global generator holds does not change the model."""
