@@ -26,7 +26,7 @@ from .errors import SettingError, SparsecodeError
 from .export import export_codes
 from .html_report import write_report
 from .model import SparseAutoencoder
-from .rundir import load_run
+from .rundir import TrainResult, load_run
 from .search import CodeIndex, neighbors
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 
 #: Names whose modules load the training loop (DDP, the optimizer), imported when first used: a
 #: program that only encodes or reads runs does not load them.
-_LAZY = {"train": ".training", "TrainResult": ".training", "SparseCoder": ".estimator"}
+_LAZY = {"train": ".training", "SparseCoder": ".estimator"}
 
 
 def __getattr__(name: str):

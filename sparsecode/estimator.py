@@ -27,8 +27,8 @@ from .config import TrainConfig, resolve_device
 from .embeddings import Embeddings, embeddings_from_array
 from .encoding import encode
 from .errors import SparsecodeError
-from .rundir import load_run, prepare_run_dir, read_logs, write_run
-from .training import Progress, TrainResult, train
+from .rundir import TrainResult, load_run, prepare_run_dir, read_logs, write_run
+from .training import Progress, train
 
 _SETTINGS = [f.name for f in dataclasses.fields(TrainConfig)]
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -28,8 +27,6 @@ from torch import Tensor, nn
 from .config import SPARSITIES
 from .errors import SparsecodeError, first_line
 
-if TYPE_CHECKING:
-    from .model import SparseAutoencoder
 
 #: The tensors of a single-layer ``model.pt`` and their shapes in terms of D (input) and H (hidden units).
 STATE_SHAPES = {
@@ -68,13 +65,13 @@ def _w_enc_from_state(state: dict, prefix: str, *_args) -> None:
         state[f"{prefix}W_enc_units"] = state.pop(f"{prefix}W_enc").t()
 
 
-def _meta_to_state(module: SparseAutoencoder, state: dict, prefix: str, _metadata) -> None:
+def _meta_to_state(module: nn.Module, state: dict, prefix: str, _metadata) -> None:
     """State-dict hook: the :data:`META` tensors, after the weights."""
     state[f"{prefix}meta.sparsity"] = torch.tensor(list(module.sparsity.encode("ascii")), dtype=torch.uint8)
     state[f"{prefix}meta.encode_k"] = torch.tensor(module.encode_k or 0, dtype=torch.int64)
 
 
-def _meta_from_state(module: SparseAutoencoder, state: dict, prefix: str, *_args) -> None:
+def _meta_from_state(module: nn.Module, state: dict, prefix: str, *_args) -> None:
     """Load pre-hook: take the :data:`META` tensors out of ``state`` (a state dict without them,
     from a file written before them, loads as it did); the encode k they record becomes the
     model's when they record its objective (weights may be loaded into a model of another
@@ -137,8 +134,8 @@ def weights_fingerprint(state: dict[str, Tensor]) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------------------
-def load(cls: type[SparseAutoencoder], path: str | os.PathLike, device: torch.device | str = "cpu",
-         sparsity: str | None = None) -> SparseAutoencoder:
+def load(cls: type[nn.Module], path: str | os.PathLike, device: torch.device | str = "cpu",
+         sparsity: str | None = None) -> nn.Module:
     """Read ``model.pt`` safely (``weights_only=True``: no pickled code is ever run) into a ``cls``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -152,8 +149,8 @@ def load(cls: type[SparseAutoencoder], path: str | os.PathLike, device: torch.de
     return from_weights(cls, state, device=device, source=path, sparsity=sparsity)
 
 
-def from_weights(cls: type[SparseAutoencoder], state: dict[str, Tensor], device: torch.device | str = "cpu",
-                 source: str = "model.pt", sparsity: str | None = None) -> SparseAutoencoder:
+def from_weights(cls: type[nn.Module], state: dict[str, Tensor], device: torch.device | str = "cpu",
+                 source: str = "model.pt", sparsity: str | None = None) -> nn.Module:
     """Build a ``cls`` from a ``model.pt`` state dict, checking names and shapes.
 
     The objective and encode k come from the :data:`META` tensors; ``sparsity``, when given,

@@ -17,9 +17,8 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,8 +29,20 @@ from .errors import SparsecodeError, first_line
 from .model import SparseAutoencoder
 from .modelfile import known_sparsity
 
-if TYPE_CHECKING:
-    from .training import TrainResult
+
+@dataclass
+class TrainResult:
+    """What a training run produced: what :func:`write_run` puts into its run directory."""
+
+    model: SparseAutoencoder
+    config: TrainConfig
+    metrics: list[dict]
+    """One dict per epoch, as written to ``metrics.jsonl``."""
+    summary: dict
+    """Statistics of the final model over the whole vocabulary at the encode k."""
+    run_info: dict = field(default_factory=dict)
+    """What the run resolved: device, data size, sizes used (also in ``config.json``)."""
+
 
 #: The files of a finished run directory (``--force`` replaces these and only these).
 RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
@@ -168,7 +179,7 @@ def check_resumable(state: dict, cfg: TrainConfig, fingerprint: list[float], sou
 
 
 # -- a finished run -------------------------------------------------------------------------------
-def write_run(out_dir: str | os.PathLike, result: "TrainResult") -> Path:
+def write_run(out_dir: str | os.PathLike, result: TrainResult) -> Path:
     """Write the finished run's files, each atomically: ``model.pt``, ``config.json``,
     ``metrics.jsonl``, ``summary.json`` (``config.json`` last: its presence marks a complete run)."""
     out_dir = Path(out_dir)

@@ -41,7 +41,7 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -61,8 +61,8 @@ from .interpret import unit_balance
 from .model import Normalisation, SparseAutoencoder
 from .objectives import Objective, Reconstruction, StepCodes, auxk_loss, make_objective, reconstruction
 from .optim import make_adam
-from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, check_resumable, check_run_dir, open_run_dir, prepare_training_file,
-                     save_checkpoint, write_run)
+from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, TrainResult, check_resumable, check_run_dir, open_run_dir,
+                     prepare_training_file, save_checkpoint, write_run)
 from .cpu_kernels import kept_workspace
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
@@ -101,18 +101,6 @@ class Progress:
     """Steps per epoch."""
     seconds: float = 0.0
     """Training time so far (over every session of a resumed run)."""
-
-
-@dataclass
-class TrainResult:
-    model: SparseAutoencoder
-    config: TrainConfig
-    metrics: list[dict]
-    """One dict per epoch, as written to ``metrics.jsonl``."""
-    summary: dict
-    """Statistics of the final model over the whole vocabulary at the encode k."""
-    run_info: dict = field(default_factory=dict)
-    """What the run resolved: device, data size, sizes used (also in ``config.json``)."""
 
 
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
