@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import SparsecodeError, first_line
+from .errors import SettingError, SparsecodeError, first_line
 
 
 def check_output(path: str | os.PathLike, force: bool) -> Path:
@@ -29,7 +29,7 @@ def check_output(path: str | os.PathLike, force: bool) -> Path:
     if not os.access(parent, os.W_OK):
         raise SparsecodeError(f"{path}: folder {parent} is not writable; choose another output")
     if path.exists() and not force:
-        raise SparsecodeError(f"{path}: already exists; pass --force to overwrite it")
+        raise SettingError("force", "{path}: already exists; pass {force} to overwrite it", path=path)
     if path.is_dir() and path.suffix in (".h5", ".hdf5"):
         raise SparsecodeError(f"{path}: is a directory; choose a file name for the output")
     return path

@@ -25,7 +25,7 @@ import torch
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .convert import CACHE_NAME, needs_conversion, readable_embeddings
-from .errors import SparsecodeError, first_line
+from .errors import SettingError, SparsecodeError, first_line
 from .model import SparseAutoencoder
 from .modelfile import known_sparsity
 
@@ -91,8 +91,8 @@ def check_run_dir(run_dir: str | os.PathLike, force: bool, resume: bool) -> Path
         return run_dir
     if (run_dir / CHECKPOINT).is_file() and not force:
         step = checkpoint_step(run_dir / CHECKPOINT)
-        raise SparsecodeError(f"{run_dir}: holds a checkpoint{'' if step is None else f' from step {step}'}: "
-                              "rerun with --resume to continue, or --force to start again")
+        raise SettingError("resume", "{path}: holds a checkpoint{when}: rerun with {resume} to continue, or {force} to "
+                           "start again", path=run_dir, when="" if step is None else f" from step {step}")
     # A folder that holds nothing, or only the converted input of an earlier attempt, is free.
     free = run_dir.is_dir() and all(p.name == CACHE_NAME or (p.name.startswith(".") and p.name.endswith(".tmp"))
                                     for p in run_dir.iterdir())
@@ -150,8 +150,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt or unsafe files raise many types
-        raise SparsecodeError(f"{path}: cannot load the checkpoint safely ({first_line(exc, 160)}); "
-                              "start again with --force") from None
+        raise SettingError("force", "{path}: cannot load the checkpoint safely ({why}); start again with {force}",
+                           path=path, why=first_line(exc, 160)) from None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -165,15 +165,14 @@ def check_resumable(state: dict, cfg: TrainConfig, fingerprint: list[float], sou
     of ``fingerprint``: the same layout, settings (but :data:`~sparsecode.config.RESUMABLE_CHANGES`)
     and data, each refusal one line that says what to do."""
     if state.get("format") != CHECKPOINT_FORMAT:
-        raise SparsecodeError(f"{source}: not a checkpoint of this version of sparsecode; start again with --force")
+        raise SettingError("force", "{path}: not a checkpoint of this version of sparsecode; start again with {force}",
+                           path=source)
     old = TrainConfig.from_dict(state["config"]).to_dict()
     new = cfg.to_dict()
     changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES]
     if changed:
-        raise SparsecodeError(
-            f"{source}: the checkpoint was made with other settings ({'; '.join(changed)}); "
-            "resume with the same settings, or start again with --force"
-        )
+        raise SettingError("force", "{path}: the checkpoint was made with other settings ({changed}); resume with the "
+                           "same settings, or start again with {force}", path=source, changed="; ".join(changed))
     if state["fingerprint"] != fingerprint:
         raise SparsecodeError(f"{source}: the checkpoint was made on other data; resume on the same embeddings file")
 

@@ -70,7 +70,7 @@ def test_k_override_and_chunked_encoding_equal_one_shot(tmp_path, run_dir, sampl
 
 
 def test_encode_refuses_existing_output_and_bad_k(tmp_path, run_dir, codes_path):
-    with pytest.raises(sc.SparsecodeError, match="already exists; pass --force"):
+    with pytest.raises(sc.SparsecodeError, match="already exists; pass force"):
         sc.encode(run_dir, SAMPLE, codes_path)
     with pytest.raises(sc.SparsecodeError, match="^k 201 is out of range"):
         sc.encode(run_dir, SAMPLE, tmp_path / "x.h5", k=201)
