@@ -161,16 +161,18 @@ class Distributed:
         if not self.active:
             return fn()
         box: list = [None]
+        error = None
         if self.is_main:
             try:
                 box[0] = ("ok", fn())
             except SparsecodeError as exc:
-                box[0] = ("error", str(exc))
+                box[0], error = ("error", str(exc)), exc
         with self.collective(what):
             dist.broadcast_object_list(box, src=0)
         kind, value = box[0]
         if kind == "error":
-            raise SparsecodeError(value)
+            # Process 0, which speaks for all, raises the error itself (a SettingError keeps its setting).
+            raise error if error is not None else SparsecodeError(value)
         return value
 
     def agree(self, fn: Callable[[], T], what: str) -> T:
@@ -178,18 +180,20 @@ class Distributed:
         (so that a user error, found by every process, is one line from process 0)."""
         if not self.active:
             return fn()
+        own = None
         try:
-            result, error = fn(), None
+            result = fn()
         except SparsecodeError as exc:
-            result, error = None, str(exc)
+            result, own = None, exc
         errors: list = [None] * self.world
         with self.collective(what):
-            dist.all_gather_object(errors, error)
+            dist.all_gather_object(errors, None if own is None else str(own))
         failed = [(r, e) for r, e in enumerate(errors) if e is not None]
         if failed:
             rank, message = failed[0]
-            same = all(e == message for _, e in failed) and len(failed) == self.world
-            raise SparsecodeError(message if same else f"process {rank}: {message}")
+            if all(e == message for _, e in failed) and len(failed) == self.world:
+                raise own  # every process found it: each raises its own (a SettingError keeps its setting)
+            raise SparsecodeError(f"process {rank}: {message}")
         return result
 
     def wrap(self, module: nn.Module) -> nn.Module:

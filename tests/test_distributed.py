@@ -62,6 +62,17 @@ def test_two_processes_train_the_model_of_one(tmp_path, emb_path):
     assert config["processes"] == 2 and config["n_words"] == 2000
 
 
+def test_a_setting_error_found_by_process_0_names_the_flag(tmp_path, emb_path):
+    """An error process 0 finds for all (here: the run directory is taken) reaches the user as one
+    process finds it: the setting written as its flag, once."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    proc = torchrun(emb_path, "--out", tmp_path / "run", *ARGS, "--epochs", 1)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: {tmp_path / 'run'}: already exists; pass --force to overwrite it"]
+
+
 def test_a_one_process_checkpoint_resumes_on_two(tmp_path, emb_path):
     cfg = sc.TrainConfig(**CFG, epochs=2, checkpoint_every=5)
     reference = sc.train(emb_path, cfg).model.weights()
