@@ -35,7 +35,7 @@ import torch
 
 from sparsecode.codes import load_codes
 from sparsecode.embeddings import DEFAULT_CHUNK_ROWS
-from sparsecode.encoding import DEFAULT_BATCH, encode_file, iter_codes
+from sparsecode.encoding import EncodeSettings, encode_file, iter_codes
 from sparsecode.model import SparseAutoencoder
 from sparsecode.search import CodeIndex
 from synthetic import write_synthetic
@@ -91,7 +91,7 @@ def main() -> None:
         model = write_run(run, emb_path, args.hidden, args.k, args.device)
         with h5py.File(emb_path, "r") as f:
             data = torch.from_numpy(f["vectors"][...])
-        rows = DEFAULT_BATCH
+        rows = EncodeSettings().batch_size
         batches = [data[s : s + rows].to(dev) for s in range(0, len(data), rows)]
         W_enc, b_enc = model.W_enc.detach(), model.b_enc.detach()
         out_buf = torch.empty(rows, args.hidden, device=dev)
@@ -104,13 +104,13 @@ def main() -> None:
             for _ in iter_codes(model, iter([(0, data.numpy())]), args.k):
                 pass
 
-        def encode_file() -> None:
+        def whole_file() -> None:
             encode_file(run, emb_path, out, k=args.k, force=True, device=args.device, chunk_rows=DEFAULT_CHUNK_ROWS)
 
         products()  # warm-up
         times: dict[str, list[float]] = {"encode": [], "codes": [], "products": []}
         for _ in range(args.rounds):
-            times["encode"].append(seconds(encode_file, dev))
+            times["encode"].append(seconds(whole_file, dev))
             times["codes"].append(seconds(codes, dev))
             times["products"].append(seconds(products, dev))
         sec = {name: statistics.median(t) for name, t in times.items()}
