@@ -49,8 +49,11 @@ RUN_FILES = ("model.pt", "config.json", "metrics.jsonl", "summary.json")
 CHECKPOINT = "checkpoint.pt"
 #: The layout of ``checkpoint.pt`` (2: the data order is the generator's state at the epoch's start;
 #: 3: Adam's moments of the encoder weights are (H, D), as the model now stores them; 4: the epoch's
-#: per-unit counts, for the balance figures of metrics.jsonl).
-CHECKPOINT_FORMAT = "sparsecode-checkpoint-4"
+#: per-unit counts, for the balance figures of metrics.jsonl; 5: no global torch RNG state, which
+#: nothing drew from).
+CHECKPOINT_FORMAT = "sparsecode-checkpoint-5"
+#: The layouts a checkpoint may have to be resumed: 4 differs from 5 only by an entry that is ignored.
+RESUMABLE_FORMATS = ("sparsecode-checkpoint-4", CHECKPOINT_FORMAT)
 #: Where ``sparsecode train`` puts a run when no ``--out`` is given: ``runs/<input name>/``.
 RUNS_FOLDER = Path("runs")
 #: Endings that :func:`default_run_dir` drops from the input's name (``glove.6B.50d.txt.gz`` -> ``glove.6B.50d``).
@@ -164,7 +167,7 @@ def check_resumable(state: dict, cfg: TrainConfig, fingerprint: list[float], sou
     """Whether the checkpoint ``state`` (read from ``source``) continues a run of ``cfg`` on the data
     of ``fingerprint``: the same layout, settings (but :data:`~sparsecode.config.RESUMABLE_CHANGES`)
     and data, each refusal one line that says what to do."""
-    if state.get("format") != CHECKPOINT_FORMAT:
+    if state.get("format") not in RESUMABLE_FORMATS:
         raise SettingError("force", "{path}: not a checkpoint of this version of sparsecode; start again with {force}",
                            path=source)
     old = TrainConfig.from_dict(state["config"]).to_dict()

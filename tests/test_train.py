@@ -215,6 +215,30 @@ def test_training_noise_depends_on_the_seed_and_step_only(sample):
     assert len({noise_seed(0, t) for t in range(1000)} | {noise_seed(1, t) for t in range(1000)}) == 2000
 
 
+def test_a_format_4_checkpoint_resumes_exactly_and_an_older_one_is_refused(tmp_path, sample):
+    """Format 4 held the global torch RNG state, which nothing drew from: such a checkpoint resumes to
+    the model of an uninterrupted run. Format 3 is refused in one line."""
+    cfg = sc.TrainConfig(hidden=100, epochs=2, seed=0, device="cpu", checkpoint_every=5)
+    out, ref = tmp_path / "resumed", tmp_path / "straight"
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(sample, cfg, out_dir=out, progress=stop_at(11))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["format"] == "sparsecode-checkpoint-5" and "torch_rng" not in state
+    torch.save({**state, "format": "sparsecode-checkpoint-4", "torch_rng": torch.get_rng_state()}, out / "checkpoint.pt")
+    sc.train(sample, cfg, out_dir=out, resume=True)
+    sc.train(sample, cfg, out_dir=ref)
+    a, b = (torch.load(d / "model.pt", weights_only=True) for d in (out, ref))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    old = tmp_path / "old"
+    with pytest.raises(sc.errors.TrainingInterrupted):
+        sc.train(sample, cfg, out_dir=old, progress=stop_at(11))
+    torch.save({**torch.load(old / "checkpoint.pt", weights_only=True), "format": "sparsecode-checkpoint-3"},
+               old / "checkpoint.pt")
+    with pytest.raises(sc.SparsecodeError, match="not a checkpoint of this version of sparsecode; start again with"):
+        sc.train(sample, cfg, out_dir=old, resume=True)
+
+
 def test_resume_refuses_other_settings_and_finished_runs(tmp_path, sample, run_dir):
     interrupt = stop_at(0)
 
