@@ -58,6 +58,12 @@ def setting(default=None, *, help: str, shown: str | None = None, choices: tuple
     return field(default=default, metadata=metadata)
 
 
+def check_units(setting: str, value: int, hidden: int, least: int = 1) -> None:
+    """A count of units (a k) that a model of ``hidden`` units can give: from ``least`` to ``hidden``."""
+    template = "{" + setting + "} must be between {least} and the hidden size {size} (got {got})"
+    need(least <= value <= hidden, setting, template, least=least, size=hidden, got=value)
+
+
 @dataclass
 class TrainConfig:
     hidden: int = setting(1000, help="Hidden units H (code dimensions).")
@@ -193,11 +199,9 @@ class TrainConfig:
             need(k <= self.hidden, "k", "{k} {got} is larger than the hidden size {size}; lower {k} or raise {hidden}",
                  got=k, size=self.hidden)
         if self.encode_k is not None:
-            need(1 <= self.encode_k <= self.hidden, "encode_k",
-                 "{encode_k} must be between 1 and the hidden size {size} (got {got})", size=self.hidden, got=self.encode_k)
+            check_units("encode_k", self.encode_k, self.hidden)
         if self.aux_k is not None:
-            need(0 <= self.aux_k <= self.hidden, "aux_k", "{aux_k} must be between 0 and the hidden size {size} (got {got})",
-                 size=self.hidden, got=self.aux_k)
+            check_units("aux_k", self.aux_k, self.hidden, least=0)
         need(0 <= self.holdout < 1, "holdout", "{holdout} must be a fraction, at least 0 and below 1 (got {got})",
              got=self.holdout)
         need(self.epochs >= 1, "epochs", "{epochs} must be at least 1 (got {got})", got=self.epochs)

@@ -22,7 +22,7 @@ import torch
 
 from .atomic import check_output, check_space
 from .codes import Codes, CodesBuffer, CodesWriter, config_attrs, load_codes
-from .config import DEVICES, on_device, resolve_device
+from .config import DEVICES, check_units, on_device, resolve_device
 from .convert import CACHE_NAME, cache_matches, readable_embeddings
 from .data import DeviceFeed
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile, Embeddings, embeddings_from_array
@@ -147,12 +147,6 @@ def default_codes_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "codes.h5"
 
 
-def check_k(k: int, n_hidden: int) -> None:
-    """An encode k a model of ``n_hidden`` units can give."""
-    need(1 <= k <= n_hidden, "k", "{k} {got} is out of range: it must be between 1 and the hidden size {size}",
-         got=k, size=n_hidden)
-
-
 class _ArrayWords:
     """Vectors in memory as :class:`~sparsecode.embeddings.EmbeddingFile` offers them to encoding:
     words, size, dimension, chunks. A bare array's words are its row numbers ("0", "1", ...)."""
@@ -228,7 +222,7 @@ def _prepare(model_or_run_dir, settings: EncodeSettings) -> _Plan:
     where = "the model" if run_dir is None else f"the model in {model_or_run_dir}"
     k = model.resolve_k(settings.k)
     if k is not None:
-        check_k(k, model.n_hidden)
+        check_units("k", k, model.n_hidden)
     if settings.method == "omp":
         check_pursuit(model, k, f"{model_or_run_dir}: ")
     return _Plan(settings, model, config, run_dir, where, k, dev)

@@ -33,17 +33,27 @@ class SettingError(SparsecodeError):
     """A setting given a value it cannot take; ``setting`` is the setting's name.
 
     ``template`` writes a setting as ``{name}`` and a value as ``{key}``, taken from ``values``.
-    The message writes each setting as its name (``hidden must be at least 1 (got 0)``);
+    The message writes each setting as Python names it (``hidden must be at least 1 (got 0)``,
+    ``pass force=True to overwrite it``);
     :meth:`naming` writes them as the caller names them (the CLI: ``--hidden must be ...``).
     """
 
     def __init__(self, setting: str, template: str, **values):
         self.setting, self.template, self.values = setting, template, values
-        super().__init__(self.naming(str))
+        super().__init__(self.naming(python_name))
 
     def naming(self, name) -> str:
         """The message with every setting written as ``name(setting)``."""
         return name_settings(self.template, name, self.values)
+
+
+#: Settings that are switches: a Python caller turns them on as ``name=True``.
+SWITCHES = ("force", "resume")
+
+
+def python_name(setting: str) -> str:
+    """How a Python caller names a setting in a message: its name, ``force=True`` for a switch."""
+    return f"{setting}=True" if setting in SWITCHES else setting
 
 
 def need(ok: bool, setting: str, template: str, **values) -> None:

@@ -6,7 +6,7 @@ single-layer model has exactly ``W_enc`` (D, H), ``b_enc`` (H,), ``W_dec`` (H, D
 small tensors describe how it codes, so that the file alone encodes as its run does (see
 :data:`META`): ``meta.sparsity`` (uint8, the objective's name in ASCII) and ``meta.encode_k``
 (int64 (), the encode k; 0: none, the objective's own code). Files written before them still load
-(as ``topk`` unless told otherwise, with no encode k; :func:`sparsecode.training.load_run` takes both
+(as ``topk`` unless told otherwise, with no encode k; :func:`sparsecode.rundir.load_run` takes both
 from the run's ``config.json``). A ``topk`` model trained with ``balance`` adds ``select_bias`` (H,); a
 ``batchtopk`` model adds ``threshold`` (). A model with hidden layers (``encoder_layers`` E1..EL)
 adds ``enc_layers.{i}.weight`` (E_{i+1}, E_i) and ``enc_layers.{i}.bias`` (E_{i+1},) with E0 = D,
@@ -99,7 +99,7 @@ def known_sparsity(sparsity: str, source: str) -> str:
     """The objective a file records (``model.pt``, or a run's ``config.json``), refused when this
     sparsecode does not know it."""
     if sparsity not in SPARSITIES:
-        raise SparsecodeError(f"{source}: unknown sparsity {sparsity!r}; the model is from a newer sparsecode")
+        raise SparsecodeError(f"{source}: unknown sparsity {sparsity!r}; the file is from a newer sparsecode")
     return sparsity
 
 
@@ -134,12 +134,18 @@ def weights_fingerprint(state: dict[str, Tensor]) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------------------
-def load(cls: type[nn.Module], path: str | os.PathLike, device: torch.device | str = "cpu",
-         sparsity: str | None = None) -> nn.Module:
-    """Read ``model.pt`` safely (``weights_only=True``: no pickled code is ever run) into a ``cls``."""
+def existing_weights(path: str | os.PathLike) -> str:
+    """``path`` when a weights file is there; otherwise the one error for a missing ``model.pt``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SparsecodeError(f"{path}: model weights not found; train a model with 'sparsecode train' first")
+    return path
+
+
+def load(cls: type[nn.Module], path: str | os.PathLike, device: torch.device | str = "cpu",
+         sparsity: str | None = None) -> nn.Module:
+    """Read ``model.pt`` safely (``weights_only=True``: no pickled code is ever run) into a ``cls``."""
+    path = existing_weights(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files

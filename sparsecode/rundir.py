@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
-from .config import RESUMABLE_CHANGES, TrainConfig
+from .config import OBJECTIVE_DEFAULTS, RESUMABLE_CHANGES, TrainConfig
 from .convert import CACHE_NAME, needs_conversion, readable_embeddings
 from .errors import SettingError, SparsecodeError, first_line
 from .model import SparseAutoencoder
-from .modelfile import known_sparsity
+from .modelfile import existing_weights, known_sparsity
 
 
 @dataclass
@@ -198,9 +198,7 @@ def write_run(out_dir: str | os.PathLike, result: TrainResult) -> Path:
 def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[SparseAutoencoder, dict]:
     """Read a run directory: the model (weights only, safely) and its ``config.json``."""
     run_dir = _run_directory(run_dir)
-    weights = run_dir / "model.pt"
-    if not weights.is_file():
-        raise SparsecodeError(f"{weights}: model weights not found; train a model with 'sparsecode train' first")
+    weights = existing_weights(run_dir / "model.pt")
     config = read_json(run_dir / "config.json")
     sparsity = known_sparsity(config.get("sparsity", "topk"), str(run_dir / "config.json"))
     model = SparseAutoencoder.load(weights, device=device, sparsity=sparsity)
@@ -215,7 +213,7 @@ def default_encode_k(config: dict) -> int | None:
     their codes are the threshold's or the activation's non-zeros)."""
     if "k_encode" in config:
         return config["k_encode"]
-    return int(config.get("k", 32))
+    return int(config.get("k", OBJECTIVE_DEFAULTS["k"]["topk"]))
 
 
 @dataclass

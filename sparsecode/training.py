@@ -113,7 +113,7 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def k_at(step: int, total: int, cfg: TrainConfig) -> int:
-    """The annealed k at 0-based ``step``: linear from ``k_start`` to ``k`` (None without a k)."""
+    """The annealed k at 0-based ``step``: linear from ``resolved("k_anneal_from")`` to ``k`` (None without a k)."""
     steps = int(cfg.k_anneal_frac * total)
     if step >= steps or cfg.k_anneal_from is None:
         return cfg.resolved("k")

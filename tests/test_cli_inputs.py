@@ -365,7 +365,7 @@ def test_a_folder_holding_nothing_or_only_the_converted_input_is_free(tmp_path):
     (tmp_path / "cache" / "embeddings.h5").write_bytes(b"converted")
     assert check_run_dir(tmp_path / "cache", force=False, resume=False) == tmp_path / "cache"
     (tmp_path / "cache" / "notes.txt").write_text("mine")
-    with pytest.raises(sc.SparsecodeError, match=r"cache: already exists; pass force to overwrite it$"):
+    with pytest.raises(sc.SparsecodeError, match=r"cache: already exists; pass force=True to overwrite it$"):
         check_run_dir(tmp_path / "cache", force=False, resume=False)
     (tmp_path / "file").write_text("x")
     with pytest.raises(sc.SparsecodeError, match=r"file: is a file; give a directory for the run$"):

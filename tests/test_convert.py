@@ -247,7 +247,7 @@ def test_format_errors_name_the_file_and_the_fix(tmp_path, files):
     error(tmp_path / "prose.txt", "no valid vectors found (2 malformed entries, first: line 1 ('is' is not a number))",
           format="glove")
     (tmp_path / "x.h5").write_text("taken")
-    error(glove, "already exists; pass force")
+    error(glove, "already exists; pass force=True")
     assert (tmp_path / "x.h5").read_text() == "taken"
 
 

@@ -70,11 +70,11 @@ def test_k_override_and_chunked_encoding_equal_one_shot(tmp_path, run_dir, sampl
 
 
 def test_encode_refuses_existing_output_and_bad_k(tmp_path, run_dir, codes_path):
-    with pytest.raises(sc.SparsecodeError, match="already exists; pass force"):
+    with pytest.raises(sc.SparsecodeError, match="already exists; pass force=True"):
         sc.encode(run_dir, SAMPLE, codes_path)
-    with pytest.raises(sc.SparsecodeError, match="^k 201 is out of range"):
+    with pytest.raises(sc.SparsecodeError, match=r"^k must be between 1 and the hidden size 200 \(got 201\)$"):
         sc.encode(run_dir, SAMPLE, tmp_path / "x.h5", k=201)
-    with pytest.raises(sc.SparsecodeError, match="^k 0 is out of range"):
+    with pytest.raises(sc.SparsecodeError, match=r"^k must be between 1 and the hidden size 200 \(got 0\)$"):
         sc.encode(run_dir, SAMPLE, tmp_path / "x.h5", k=0)
     assert not (tmp_path / "x.h5").exists()
 

@@ -62,7 +62,7 @@ def test_save_writes_the_cli_run_directory_and_load_reads_it(fitted, tmp_path, s
     run = tmp_path / "nb"
     coder.save(run)
     assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
-    with pytest.raises(sc.SparsecodeError, match="already exists; pass force"):
+    with pytest.raises(sc.SparsecodeError, match="already exists; pass force=True"):
         coder.save(run)
     result = CliRunner().invoke(app, ["encode", str(run), str(SAMPLE), "--out", str(tmp_path / "c.h5"), "-q"])
     assert result.exit_code == 0, result.output

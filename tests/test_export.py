@@ -77,5 +77,5 @@ def test_export_errors(tmp_path, codes_path, codes):
     error("missing.h5: file not found", codes_arg=tmp_path / "missing.h5", out=tmp_path / "c.npz")
     error("not a sparsecode codes file", "create one with 'sparsecode encode'", codes_arg=SAMPLE, out=tmp_path / "c.npz")
     (tmp_path / "taken.npz").write_text("x")
-    error("already exists; pass force", out=tmp_path / "taken.npz")
+    error("already exists; pass force=True", out=tmp_path / "taken.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.npz"]  # nothing else left behind

@@ -227,7 +227,7 @@ def test_a_recorded_objective_is_checked_once_against_the_callers(tmp_path):
     state = model.weights()
     state["meta.sparsity"] = torch.tensor(list(b"newer"), dtype=torch.uint8)
     torch.save(state, tmp_path / "newer.pt")
-    with pytest.raises(sc.SparsecodeError, match="unknown sparsity 'newer'; the model is from a newer sparsecode"):
+    with pytest.raises(sc.SparsecodeError, match="unknown sparsity 'newer'; the file is from a newer sparsecode"):
         SparseAutoencoder.load(tmp_path / "newer.pt")
 
 

@@ -188,9 +188,9 @@ def test_cli_encode_omp_then_inspect_and_neighbors(tmp_path, run_dir):
 def test_cli_pursuit_bad_input_is_one_line(tmp_path, run_dir):
     out = tmp_path / "c.h5"
     one_line_error(run("encode", run_dir, SAMPLE, "--out", out, "--method", "omp", "--k", 0, ok=False),
-                   "--k 0 is out of range")
+                   "--k must be between 1 and the hidden size 200 (got 0)")
     one_line_error(run("encode", run_dir, SAMPLE, "--out", out, "--method", "omp", "--k", 201, ok=False),
-                   "--k 201 is out of range", "hidden size 200")
+                   "--k must be between 1 and the hidden size 200 (got 201)")
     one_line_error(run("encode", run_dir, SAMPLE, "--out", out, "--method", "omp", "--k", 51, ok=False),
                    "--k 51 is larger than the 50 input dimensions")
     one_line_error(run("encode", run_dir, SAMPLE, "--out", out, "--method", "lasso", ok=False),

@@ -111,7 +111,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, sample):
     (out / "model.pt").write_text("precious")
     (out / "notes.txt").write_text("mine")
     cfg = sc.TrainConfig(**{**SMALL, "epochs": 1})
-    with pytest.raises(sc.SparsecodeError, match="already exists; pass force"):
+    with pytest.raises(sc.SparsecodeError, match="already exists; pass force=True"):
         sc.train(sample, cfg, out_dir=out)
     assert (out / "model.pt").read_text() == "precious"
     sc.train(sample, cfg, out_dir=out, force=True)
@@ -126,8 +126,8 @@ def test_interrupted_training_keeps_only_a_checkpoint(tmp_path, sample):
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["checkpoint.pt"]
     with pytest.raises(sc.SparsecodeError, match="training has not finished; continue it"):
         sc.load_run(tmp_path / "run")
-    with pytest.raises(sc.SparsecodeError, match=r"run: holds a checkpoint from step 30: rerun with resume to "
-                                                 r"continue, or force to start again$"):
+    with pytest.raises(sc.SparsecodeError, match=r"run: holds a checkpoint from step 30: rerun with resume=True to "
+                                                 r"continue, or force=True to start again$"):
         sc.train(sample, sc.TrainConfig(**SMALL), out_dir=tmp_path / "run")
 
 
