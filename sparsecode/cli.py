@@ -695,14 +695,12 @@ def report(
 
 
 @app.command()
+@setting_options(TrainConfig, only=("hidden", "epochs", "seed", "device"))
 def tradeoff(
     embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
     ks: str = typer.Option("4,8,16,32", "--k", help="The k values to train, comma-separated."),
     words: int = typer.Option(20000, "--words", help="Train and measure on the first N words (0: all)."),
-    hidden: int = typer.Option(DEFAULTS.hidden, help="Hidden units H (code dimensions)."),
-    epochs: int = typer.Option(DEFAULTS.epochs, help="Passes over the sample for each k."),
-    seed: int = typer.Option(DEFAULTS.seed, help="Random seed."),
-    device: str = choice(DEFAULTS.device, DEVICES, "Where to train; auto: CUDA when available, cuda:N the GPU N."),
+    settings: dict = None,  # --hidden, --epochs, --seed, --device as train has them (clihelp.setting_options)
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the curves as one HTML page."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -717,7 +715,7 @@ def tradeoff(
 
     with user_errors():
         k_values = _widths(ks, "--k")
-        base = TrainConfig(hidden=hidden, epochs=epochs, seed=seed, device=device)
+        base = TrainConfig(**settings)
         base.validate()
         for k in k_values:
             TrainConfig(**{**base.to_dict(), "k": k}).validate()
@@ -736,7 +734,8 @@ def tradeoff(
     if as_json:
         return _echo_json(result)
     ref = result["reference"]
-    table = Table(title=f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {hidden} units, {epochs} epochs")
+    table = Table(title=f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {base.hidden} units, "
+                        f"{base.epochs} epochs")
     for col in ("k", "FVU", "word similarity", "purity", "effective units", "starved %", "busiest %", "train s"):
         table.add_column(col, justify="right")
     for r in result["rows"]:

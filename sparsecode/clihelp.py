@@ -72,15 +72,17 @@ def by_objective(name: str) -> str:
     return "; ".join(f"{text(v)} for {', '.join(o)}" for v, o in parts)
 
 
-def setting_options(settings_class: type) -> Callable:
+def setting_options(settings_class: type, only: Sequence[str] | None = None) -> Callable:
     """Decorator of a command with a parameter ``settings``: in its place the command takes one
-    option per field of the dataclass ``settings_class`` offered as an option, and receives their
-    values as the dict ``settings`` (a list field as the text given, such as ``80,40``).
+    option per field of the dataclass ``settings_class`` offered as an option (``only``: these
+    fields alone), and receives their values as the dict ``settings`` (a list field as the text
+    given, such as ``80,40``).
 
     Typer reads the options from the command's ``__signature__``: default, help, choices and the
     default shown all come from the field (:func:`sparsecode.config.setting`); a per-objective
     setting shows its defaults by objective (:func:`by_objective`)."""
-    fields = [f for f in dataclasses.fields(settings_class) if f.metadata.get("option", False)]
+    fields = [f for f in dataclasses.fields(settings_class)
+              if (f.name in only if only is not None else f.metadata.get("option", False))]
     hints = typing.get_type_hints(settings_class)
 
     def decorate(command: Callable) -> Callable:
