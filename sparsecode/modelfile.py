@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import SPARSITIES
-from .errors import SparsecodeError, first_line
+from .errors import SettingError, SparsecodeError, first_line
 
 
 #: The tensors of a single-layer ``model.pt`` and their shapes in terms of D (input) and H (hidden units).
@@ -165,8 +165,8 @@ def from_weights(cls: type[nn.Module], state: dict[str, Tensor], device: torch.d
     """
     recorded, _ = read_meta(state, source)
     if sparsity is not None and recorded is not None and sparsity != recorded:
-        raise SparsecodeError(f"{source}: the model was trained with --sparsity {recorded}, not {sparsity}; "
-                              "the file is from another run")
+        raise SettingError("sparsity", "{path}: the model was trained with {sparsity} {recorded}, not {got}; the file "
+                           "is from another run", path=source, recorded=recorded, got=sparsity)
     sparsity = recorded or sparsity or "topk"
     missing = [n for n in STATE_SHAPES if n not in state]
     if missing:

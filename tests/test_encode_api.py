@@ -90,5 +90,5 @@ def test_files_without_meta_still_load(tmp_path, run_dir, sample):
     with pytest.raises(sc.SparsecodeError, match="does not record its encode k .* pass k, or load it with its run"):
         alone.encode(x)
     assert torch.equal(alone.encode(x, 8).indices, model.encode(x).indices)
-    with pytest.raises(sc.SparsecodeError, match="trained with --sparsity topk, not kl"):
+    with pytest.raises(sc.SparsecodeError, match="trained with sparsity topk, not kl"):
         SparseAutoencoder.load(run_dir / "model.pt", sparsity="kl")

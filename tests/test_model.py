@@ -222,7 +222,7 @@ def test_files_written_before_the_meta_tensors_load_as_topk_or_as_told(tmp_path,
 def test_a_recorded_objective_is_checked_once_against_the_callers(tmp_path):
     model, _ = _model_of_kind(**KINDS["kl"])
     model.save(tmp_path / "model.pt")
-    with pytest.raises(sc.SparsecodeError, match="trained with --sparsity kl, not topk"):
+    with pytest.raises(sc.SparsecodeError, match="trained with sparsity kl, not topk"):
         SparseAutoencoder.load(tmp_path / "model.pt", sparsity="topk")
     state = model.weights()
     state["meta.sparsity"] = torch.tensor(list(b"newer"), dtype=torch.uint8)
