@@ -223,8 +223,8 @@ def _prepare(model_or_run_dir, settings: EncodeSettings) -> _Plan:
     k = model.resolve_k(settings.k)
     if k is not None:
         check_units("k", k, model.n_hidden)
-    if settings.method == "omp":
-        check_pursuit(model, k, f"{model_or_run_dir}: ")
+    if settings.method == "omp":  # a model in memory has no file to name
+        check_pursuit(model, k, f"{model_or_run_dir}: " if isinstance(model_or_run_dir, (str, os.PathLike)) else "")
     return _Plan(settings, model, config, run_dir, where, k, dev)
 
 

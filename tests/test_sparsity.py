@@ -148,6 +148,8 @@ def test_deeper_encoder_trains_saves_and_reloads(tmp_path, sample):
         torch.testing.assert_close(model(x, 8), x_hat, atol=1e-5, rtol=1e-5)
     with pytest.raises(sc.SparsecodeError, match="single-layer model"):
         sc.encode(out, SAMPLE, tmp_path / "omp.h5", method="omp", device="cpu")
+    with pytest.raises(sc.SparsecodeError, match=r"^method omp needs the single-layer model"):  # no file to name
+        sc.encode(model, SAMPLE, method="omp", device="cpu")
 
 
 def test_settings_that_do_not_apply_are_refused():
