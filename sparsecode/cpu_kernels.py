@@ -126,7 +126,7 @@ def row_order(indices: Tensor) -> Tensor | None:
 
 
 # -- the pre-activation workspace --------------------------------------------------------------------
-#: The CPU output buffers of :func:`pre_activations`, kept between calls, one per thread and dtype.
+#: The CPU output buffers of :func:`pre_activations` and :func:`biased`, kept between calls, one per thread, name and dtype.
 _CPU_WORKSPACE = threading.local()
 #: Pre-activations larger than this are not kept (a fresh output is then page-faulted in per call).
 MAX_WORKSPACE_BYTES = 512 << 20
@@ -162,12 +162,27 @@ def pre_activations(b_enc: Tensor, h: Tensor, W_enc: Tensor) -> Tensor:
     dtype), in inference mode (its tensors cannot be written outside it later), beyond
     :data:`MAX_WORKSPACE_BYTES`, and on CUDA (whose caching allocator reuses blocks already).
     """
-    numel = h.shape[0] * W_enc.shape[1]
-    if (not _cpu(h) or _cpu_autocast() or torch.is_inference_mode_enabled() or h.dtype != W_enc.dtype
-            or numel * h.element_size() > MAX_WORKSPACE_BYTES):
-        return torch.addmm(b_enc, h, W_enc)
+    out = _kept("pre_activations", (h.shape[0], W_enc.shape[1]), h, h.dtype == W_enc.dtype)
+    return torch.addmm(b_enc, h, W_enc) if out is None else torch.addmm(b_enc, h, W_enc, out=out)
+
+
+def biased(pre: Tensor, bias: Tensor) -> Tensor:
+    """``pre + bias`` (B, H), the pre-activations a selection bias chooses units by: a temporary of
+    the forward pass, kept between calls on a CPU as :func:`pre_activations`' output is."""
+    out = _kept("biased", tuple(pre.shape), pre, pre.dtype == bias.dtype)
+    return pre + bias if out is None else torch.add(pre, bias, out=out)
+
+
+def _kept(name: str, shape: tuple[int, int], like: Tensor, same_dtype: bool) -> Tensor | None:
+    """This thread's kept buffer ``name`` as a (shape) tensor of ``like``'s dtype, or None where a
+    kept buffer does not apply (off the CPU, under autocast or inference mode, mixed dtypes, or
+    beyond :data:`MAX_WORKSPACE_BYTES`): the caller then lets the operation allocate."""
+    numel = shape[0] * shape[1]
+    if (not _cpu(like) or _cpu_autocast() or torch.is_inference_mode_enabled() or not same_dtype
+            or numel * like.element_size() > MAX_WORKSPACE_BYTES):
+        return None
     buffers = _CPU_WORKSPACE.__dict__.setdefault("buffers", {})
-    buf = buffers.get(h.dtype)
+    buf = buffers.get((name, like.dtype))
     if buf is None or buf.numel() < numel:
-        buf = buffers[h.dtype] = torch.empty(numel, dtype=h.dtype, device="cpu")
-    return torch.addmm(b_enc, h, W_enc, out=buf[:numel].view(h.shape[0], W_enc.shape[1]))
+        buf = buffers[(name, like.dtype)] = torch.empty(numel, dtype=like.dtype, device="cpu")
+    return buf[:numel].view(shape)

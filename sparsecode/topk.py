@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cpu_kernels import pre_activations, row_order, topk_select, unit_order
+from .cpu_kernels import biased, pre_activations, row_order, topk_select, unit_order
 
 
 class Encoded(NamedTuple):
@@ -148,7 +148,7 @@ class TopKEncode(torch.autograd.Function):
         if select_bias is None:
             top_vals, top_idx = topk_select(pre_acts, k)
         else:  # the bias decides which units are chosen, not their activations
-            _, top_idx = topk_select(pre_acts + select_bias, k)
+            _, top_idx = topk_select(biased(pre_acts, select_bias), k)
             top_vals = pre_acts.gather(1, top_idx)
         acts = top_vals.clamp_min(0).to(x.dtype)  # the codes and everything after them: x's precision
         if aux_k > 0:

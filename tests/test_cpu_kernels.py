@@ -116,6 +116,23 @@ def test_pre_activations_equal_addmm_and_keep_earlier_results(dtype):
     assert "buffers" not in cpu_kernels._CPU_WORKSPACE.__dict__
 
 
+def test_biased_equals_the_sum_in_a_buffer_of_its_own():
+    """The selection-biased pre-activations: exactly pre + bias, in a kept buffer that is not the
+    pre-activations' own (which stay as they were), reused by the next call of the same size."""
+    g = torch.Generator().manual_seed(7)
+    W, b, bias = torch.randn(12, 300, generator=g), torch.randn(300, generator=g), torch.randn(300, generator=g)
+    x = torch.randn(64, 12, generator=g)
+    with cpu_kernels.kept_workspace():
+        pre = pre_activations(b, x, W)
+        before = pre.clone()
+        first = cpu_kernels.biased(pre, bias)
+        assert torch.equal(first, before + bias) and torch.equal(pre, before)
+        assert first.data_ptr() != pre.data_ptr()
+        assert cpu_kernels.biased(pre, bias).data_ptr() == first.data_ptr()
+    with torch.inference_mode():
+        assert torch.equal(cpu_kernels.biased(before, bias), before + bias)
+
+
 def test_a_training_step_is_the_same_with_the_kernels_on_and_off(monkeypatch):
     """The kernels change how the step is computed, not what: the codes and every gradient of an
     encode-decode step match the plain torch ops' (float64, a shape where every kernel is used)."""
