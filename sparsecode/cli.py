@@ -29,9 +29,8 @@ from .config import DEVICES, TrainConfig
 from .convert import FORMATS
 from .encoding import EncodeSettings
 from .errors import SettingError, SparsecodeError, TrainingInterrupted
-from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR
+from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR, UNIT_ORDERS
 from .export import EXPORT_FORMATS
-from .evaluate import UNIT_ORDERS
 from .interpret import MIN_COVERAGE, collapse_warning
 from .pursuit import METHODS
 from .search import DEFAULT_TOP
@@ -364,10 +363,6 @@ def _echo_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-class UnitSort(str, Enum):
-    id = "id"
-    frequency = "frequency"
-    coherence = "coherence"
 #: Units the table of 'inspect' shows unless asked for more.
 INSPECT_LIMIT = 20
 
@@ -697,7 +692,7 @@ def report(
 @app.command()
 @setting_options(TrainConfig, only=("hidden", "epochs", "seed", "device"))
 def tradeoff(
-    embeddings: Path = typer.Argument(..., help="HDF5 file with 'words' and 'vectors'."),
+    embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
     ks: str = typer.Option("4,8,16,32", "--k", help="The k values to train, comma-separated."),
     words: int = typer.Option(20000, "--words", help="Train and measure on the first N words (0: all)."),
     settings: dict = None,  # --hidden, --epochs, --seed, --device as train has them (clihelp.setting_options)
@@ -705,27 +700,26 @@ def tradeoff(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Fidelity against meaning: train a few k on a sample, measure FVU, word similarity and purity.
 
     Example: sparsecode tradeoff glove50k.h5 --k 4,8,16,32 --out tradeoff.html
     """
     from .convert import load_embeddings
-    from .tradeoff import sample_of, tradeoff as run_tradeoff, write_tradeoff_html
+    from .tradeoff import configs_for, sample_of, tradeoff as run_tradeoff, write_tradeoff_html
 
     with user_errors():
         k_values = _widths(ks, "--k")
         base = TrainConfig(**settings)
-        base.validate()
-        for k in k_values:
-            TrainConfig(**{**base.to_dict(), "k": k}).validate()
+        configs_for(base, k_values)  # every setting checked before the embeddings are read
         if out_file is not None:
             from .atomic import check_output
 
             check_output(out_file, force)
         if words < 0:
             raise SparsecodeError(f"--words must be 0 (all) or more (got {words})")
-        emb = sample_of(load_embeddings(embeddings), words)  # a bad file: its one-line error, before any training
+        emb = sample_of(load_embeddings(embeddings, vocab), words)  # a bad file: its one-line error, before any training
         with LiveBar("tradeoff", enabled=not quiet) as bar:
             result = run_tradeoff(emb, k_values, base, progress=lambda i, n: bar.update(
                 i, n, description=f"k={k_values[i]} ({i + 1}/{n})"))

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .atomic import atomic_output, check_output
+from .atomic import atomic_output
 from .config import TrainConfig
 from .embeddings import Embeddings
 from .encoding import encode
@@ -71,23 +71,28 @@ def sample_of(emb: Embeddings, words: int) -> Embeddings:
     return Embeddings(list(emb.words[:words]), np.ascontiguousarray(emb.vectors[:words]), emb.path)
 
 
+def configs_for(base: TrainConfig, ks: list[int]) -> list[TrainConfig]:
+    """``base`` at each k of ``ks``, every one checked before any is trained."""
+    configs = [TrainConfig(**{**base.to_dict(), "k": k}) for k in ks]
+    for cfg in configs:
+        cfg.validate()
+    return configs
+
+
 def tradeoff(emb: Embeddings, ks: list[int], base: TrainConfig, wordsim_dir=DEFAULT_WORDSIM_DIR,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """:func:`measure_config` for ``base`` at each k of ``ks``: ``{"reference": ..., "rows": [...]}``."""
     rows = []
-    for i, k in enumerate(ks):
+    for i, cfg in enumerate(configs_for(base, ks)):
         if progress is not None:
             progress(i, len(ks))
-        cfg = TrainConfig(**{**base.to_dict(), "k": k})
-        cfg.validate()
-        rows.append({"k": k, **measure_config(emb, cfg, wordsim_dir)})
+        rows.append({"k": cfg.k, **measure_config(emb, cfg, wordsim_dir)})
     return {"words": len(emb.words), "dim": int(emb.vectors.shape[1]), "hidden": base.hidden,
             "reference": reference(emb, wordsim_dir, base.seed), "rows": rows}
 
 
 def write_tradeoff_html(result: dict, out: str | os.PathLike, title: str, force: bool = False) -> None:
     """One self-contained page: FVU, word similarity and purity against k, and the table."""
-    check_output(out, force)
     rows, ref = result["rows"], result["reference"]
     ks = [r["k"] for r in rows]
 

@@ -17,7 +17,7 @@ from sparsecode.encoding import EncodeSettings
 COMMANDS = ("train", "encode", "inspect", "neighbors", "evaluate", "convert", "export", "report", "tradeoff")
 #: Options whose absence means "not asked for": they select what to show, or apply to one input format.
 NO_DEFAULT = {("inspect", "--dim"), ("inspect", "--word"), ("convert", "--vocab"), ("train", "--vocab"),
-              ("encode", "--vocab"), ("evaluate", "--vocab"), ("tradeoff", "--out")}
+              ("encode", "--vocab"), ("evaluate", "--vocab"), ("tradeoff", "--out"), ("tradeoff", "--vocab")}
 
 
 def help_of(*command: str) -> str:
