@@ -30,6 +30,7 @@ from .atomic import atomic_output, check_output
 from .codes import Codes, check_same_model, load_codes
 from .errors import SparsecodeError
 from .evaluate import balance_of_codes, unit_table
+from .interpret import EVEN_FACTOR
 from .svg import histogram, line_chart
 from .rundir import RunLogs, load_run, read_json, read_logs
 
@@ -239,8 +240,8 @@ def _frequency_section(codes: Codes) -> str:
     bal = balance_of_codes(codes)
     note = (f'<p class="note">How many words use each unit, on a log scale. {dead:,} dead unit(s) (used by no word) '
             f"are not in the histogram. Effective units {bal['effective_units']:.0f} of {codes.n_units:,}; "
-            f"{bal['starved_units']:,} starved (fewer than {bal['even_share'] / 10:.1f} words), {bal['busy_units']:,} busy "
-            f"(more than {bal['even_share'] * 10:.0f}); the busiest unit is used by {100 * bal['busiest_rate']:.1f}% of the "
+            f"{bal['starved_units']:,} starved (fewer than {bal['even_share'] / EVEN_FACTOR:.1f} words), {bal['busy_units']:,} busy "
+            f"(more than {bal['even_share'] * EVEN_FACTOR:.0f}); the busiest unit is used by {100 * bal['busiest_rate']:.1f}% of the "
             f"words; the top 10% of units hold {100 * bal['top10_mass_share']:.1f}% of the activation mass.</p>")
     if used.size == 0:
         return _section("frequency", "Unit frequency", note)
@@ -275,12 +276,12 @@ def _units_section(codes: Codes) -> str:
     rows = []
     for entry in unit_table(codes):
         unit, freq = entry["unit"], entry["frequency"]
-        words = ", ".join(f'<span class="w">{escape(w)} <span class="v">{v:.3f}</span></span>'
-                          for w, v in codes.top_words(unit))
+        top = codes.top_words(unit)
+        words = ", ".join(f'<span class="w">{escape(w)} <span class="v">{v:.3f}</span></span>' for w, v in top)
         use = "dead" if freq == 0 else entry["use"]
         flag = f' <span class="flag {use}">{use}</span>' if use else ""
         purity = "—" if entry["purity"] is None else f"{entry['purity']:.2f}"
-        data_words = escape(json.dumps([w.lower() for w, _ in codes.top_words(unit)], ensure_ascii=False))
+        data_words = escape(json.dumps([w.lower() for w, _ in top], ensure_ascii=False))
         row_class = f' class="{use}"' if use else ""
         rows.append(f'<tr id="unit-{unit}" data-unit="{unit}" data-words="{data_words}"{row_class}>'
                     f'<td class="num">{unit}</td><td class="num">{freq:,}{flag}</td><td class="num">{100 * freq / n:.2f} %</td>'
