@@ -380,6 +380,7 @@ class BatchSource:
             resident[start:stop] = block
         self.resident = resident
         self._kept = None
+        self.prefetch = False  # a buffer is then an index into the resident rows: nothing to load ahead
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """Draw the order of a new epoch from ``generator`` (in its state at the epoch's start)."""
