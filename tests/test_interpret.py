@@ -245,6 +245,45 @@ def test_evaluate_and_inspect_show_balance_and_purity(codes_path, codes):
     assert res.exit_code == 0 and "purity" in res.stdout
 
 
+def test_evaluate_shows_strict_purity_beside_the_dense_dimensions_and_kmeans_clusters(codes_path, codes, sample):
+    from sparsecode.clusters import cluster_measures
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(codes_path), "--json", "--baselines", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    coh = json.loads(res.stdout)["coherence"]
+    want = coherence_of_codes(codes, sample.vectors, seed=3).summary()
+    assert {k: v for k, v in coh.items() if k != "baselines"} == pytest.approx({k: v for k, v in want.items() if k != "baselines"})
+    assert coh["baselines"]["dense"] == pytest.approx(want["baselines"]["dense"])
+    kmeans = coh["baselines"]["kmeans"]
+    again = cluster_measures(sample.words, sample.vectors, codes.n_units, seed=3)
+    assert kmeans.pop("seconds") >= 0 and again.pop("seconds") >= 0
+    assert kmeans == pytest.approx(again) and kmeans["clusters"] == codes.n_units
+    assert "kmeans" not in json.loads(runner.invoke(app, ["evaluate", str(codes_path), "--json"]).stdout)["coherence"]["baselines"]
+
+    text = runner.invoke(app, ["evaluate", str(codes_path), "--baselines", "--seed", "3"], env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    assert f"k-means ({codes.n_units:,} clusters)" in text
+    strict_row = next(line for line in text.splitlines() if "strict purity (all top 10 words; chance" in line)
+    cells = [c.strip() for c in strict_row.split("│")[2:5]]
+    assert cells == [f"{want['strict_purity']:.3f}", f"{want['baselines']['dense']['strict_purity']:.3f}",
+                     f"{again['strict_purity']:.3f}"]
+    readable = next(line for line in text.splitlines() if "readable units" in line)
+    assert f"{100 * want['readable_units']:.1f}%" in readable and "non-words among the top 10 words" in text
+
+
+def test_inspect_sorts_by_strict_purity(codes_path, codes):
+    rows = json.loads(CliRunner().invoke(app, ["inspect", str(codes_path), "--sort", "strict", "--json"]).stdout)["units"]
+    coh = coherence_of_codes(codes)
+    strict = [r["strict_purity"] for r in rows]
+    assert strict == sorted(coh.units.strict.tolist(), reverse=True)
+    assert [r["non_words"] for r in rows] == coh.units.non_words[[r["unit"] for r in rows]].tolist()
+    ties = [r["unit"] for r in rows if r["strict_purity"] == strict[0]]
+    assert ties == sorted(ties)  # ties by id
+    text = CliRunner().invoke(app, ["inspect", str(codes_path), "--sort", "strict", "--limit", "2"],
+                              env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    assert "strict" in text and f"{strict[0]:.1f}" in text
+
+
 def test_train_reports_balance_per_epoch_and_in_the_summary(run_dir, codes):
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for line in lines:
