@@ -757,13 +757,20 @@ def tradeoff(
     ref = result["reference"]
     table = Table(title=f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {base.hidden} units, "
                         f"{base.epochs} epochs")
-    for col in ("k", "FVU", "word similarity", "purity", "effective units", "starved %", "busiest %", "train s"):
+    for col in ("k", "FVU", "word similarity", "purity", "strict", "readable", "non-words", "effective units",
+                "starved %", "busiest %", "train s"):
         table.add_column(col, justify="right")
     for r in result["rows"]:
         table.add_row(str(r["k"]), f"{r['fvu']:.4f}", _fmt(r["word_similarity"]), _fmt(r["purity"]),
+                      _fmt(r["strict_purity"]), _percent(r["readable_units"]), _percent(r["non_words"]),
                       f"{r['effective_units']:.0f}", f"{100 * r['starved_fraction']:.1f}", f"{100 * r['busiest_rate']:.1f}",
                       f"{r['seconds']:.1f}")
-    table.add_row("dense", "", _fmt(ref["word_similarity"]), _fmt(ref["purity_dense"]), "", "", "", "", style="bold")
+    table.add_row("dense", "", _fmt(ref["word_similarity"]), _fmt(ref["purity_dense"]), _fmt(ref["strict_purity_dense"]),
+                  _percent(ref["readable_units_dense"]), _percent(ref["non_words_dense"]), "", "", "", "", style="bold")
+    km = ref.get("kmeans")
+    if km is not None:
+        table.add_row(f"k-means ({km['clusters']:,})", "", "", _fmt(km["purity"]), _fmt(km["strict_purity"]),
+                      _percent(km["readable_units"]), _percent(km["non_words"]), "", "", "", "", style="bold")
     out.print(table)
     out.print(f"purity by chance: {_fmt(ref['purity_chance'])}" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
 

@@ -307,10 +307,21 @@ def test_tradeoff_command_measures_each_k_as_the_library_does(tmp_path, sample):
     assert [r["k"] for r in result["rows"]] == [4, 8] and result["words"] == 2000
     want = measure_config(sample_of(sample, 2000), sc.TrainConfig(hidden=100, epochs=1, k=8, device="cpu"))
     got = result["rows"][1]
-    for key in ("fvu", "word_similarity", "effective_units", "starved_fraction", "busiest_rate", "purity"):
+    for key in ("fvu", "word_similarity", "effective_units", "starved_fraction", "busiest_rate", "purity",
+                "strict_purity", "readable_units", "non_words"):
         assert got[key] == pytest.approx(want[key], rel=1e-6), key  # same seed, same model on the CPU
+    from sparsecode.clusters import cluster_measures
+    from sparsecode.interpret import dense_coherence
+
+    ref, first = result["reference"], sample_of(sample, 2000)
+    dense = dense_coherence(first.words, first.vectors)["dense_measures"]
+    assert [ref[f"{key}_dense"] for key in ("strict_purity", "readable_units", "non_words")] == pytest.approx(
+        [dense["strict_purity"], dense["readable_units"], dense["non_words"]])
+    kmeans = cluster_measures(first.words, first.vectors, 100, seed=0)
+    assert ref["kmeans"]["clusters"] == 100 and ref["kmeans"]["strict_purity"] == pytest.approx(kmeans["strict_purity"])
     page = out.read_text()
-    assert page.count("<svg") == 4 and "purity against k" in page
+    assert page.count("<svg") == 5 and "purity against k" in page and "strict purity against k" in page
+    assert f"100 k-means clusters of the same words: purity {kmeans['purity']:.3f}" in page
     bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "sample_data" / "glove.6B.50d.5k.h5"), "--k", "4,x"])
     assert bad.exit_code == 1 and "--k must be comma-separated whole numbers" in bad.stderr
     bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "sample_data" / "glove.6B.50d.5k.h5"), "--words", "-1"])
