@@ -211,10 +211,11 @@ def train(
                     status=_train_status(p), overall=(p.step, p.total_steps)))
     if not dist.is_main:
         return None
+    units = _read_units(result, source, cfg)
     if as_json:
-        return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary})
+        return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary, "units": units})
     out.print(_epoch_table(out_dir, result.metrics, result.summary))
-    _print_training_summary(result, cfg, len(emb))
+    _print_training_summary(result, cfg, len(emb), units)
 
 
 def _check_launch(cfg: TrainConfig, nproc: int) -> None:
@@ -249,8 +250,17 @@ def _epoch_table(out_dir: Path, metrics: list[dict], s: dict) -> Table:
     return table
 
 
-def _print_training_summary(result, cfg: TrainConfig, n_words: int) -> None:
-    """The lines under the epoch table: what the final figures measure and mean, and a collapse warning."""
+def _read_units(result, source: Path, cfg: TrainConfig) -> dict | None:
+    """What a reader sees of the trained units (:func:`sparsecode.tradeoff.reader_figures`)."""
+    from .tradeoff import reader_figures
+
+    with user_errors():
+        return reader_figures(result.model, source, result.summary["k"], cfg.seed)
+
+
+def _print_training_summary(result, cfg: TrainConfig, n_words: int, units: dict | None = None) -> None:
+    """The lines under the epoch table: what the final figures measure and mean, what a reader sees
+    of the units, and a collapse warning."""
     s = result.summary
     if result.metrics[0]["fvu"] > 1 > s["fvu"]:
         out.print("An FVU above 1 in the first epochs is normal: training starts from random weights, which "
@@ -266,6 +276,11 @@ def _print_training_summary(result, cfg: TrainConfig, n_words: int) -> None:
                   f"{s['effective_units']:.0f} effective units of {cfg.hidden}, the busiest on "
                   f"{100 * s['busiest_rate']:.1f}% of the words", soft_wrap=True)
     out.print(_fvu_meaning(s["fvu"]), soft_wrap=True)
+    if units is not None:
+        out.print(f"units as a reader sees them (top 10 words among the first {units['words']:,}): purity "
+                  f"{_fmt(units['purity'])}, strict purity {_fmt(units['strict_purity'])}, readable units "
+                  f"{_percent(units['readable_units'])}, non-words {_percent(units['non_words'])}; "
+                  "'sparsecode evaluate CODES --baselines' sets them beside k-means clusters", soft_wrap=True)
     collapsed = collapse_warning({**s, "units": cfg.hidden})
     if collapsed:
         err.print(f"[yellow]warning:[/] {collapsed}", soft_wrap=True)

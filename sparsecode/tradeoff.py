@@ -21,12 +21,12 @@ import torch
 
 from .atomic import atomic_output
 from .config import TrainConfig
-from .embeddings import Embeddings
+from .embeddings import EmbeddingFile, Embeddings
 from .encoding import encode
 from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes, headline_average,
                        reconstruction_of_codes, word_similarity)
 from .clusters import cluster_measures
-from .interpret import dense_coherence
+from .interpret import FREQUENT_WORDS, dense_coherence
 from .model import SparseAutoencoder
 from .svg import line_chart
 from .training import train
@@ -52,6 +52,22 @@ def measure_model(model: SparseAutoencoder, emb: Embeddings, k: int | None, word
 
 #: What a reader sees, as the rows and the reference carry it (see :mod:`sparsecode.interpret`).
 READER_FIGURES = ("strict_purity", "readable_units", "non_words")
+
+
+def reader_figures(model: SparseAutoencoder, embeddings: str | os.PathLike, k: int | None, seed: int = 0) -> dict | None:
+    """Purity and what a reader sees (:data:`READER_FIGURES`) of the model's codes at ``k`` of the
+    first FREQUENT_WORDS words of the embeddings file ``embeddings`` (the words the measures rank;
+    what ``train`` prints under its summary), with ``words`` (how many); None where WordNet knows
+    too few of the words."""
+    with EmbeddingFile(embeddings) as f:
+        n = min(len(f), FREQUENT_WORDS)
+        first = Embeddings(f.words[:n], f.read_rows(np.arange(n)), f.path)
+    codes = encode(model.eval(), first, k=k, device=str(model.W_dec.device))
+    coh = coherence_of_codes(codes, seed=seed)
+    if coh is None:
+        return None
+    summary = coh.summary()
+    return {"words": n, "purity": summary["purity"], **{key: summary[key] for key in READER_FIGURES}}
 
 
 def measure_config(emb: Embeddings, cfg: TrainConfig, wordsim_dir=DEFAULT_WORDSIM_DIR) -> dict:

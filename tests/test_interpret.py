@@ -295,6 +295,26 @@ def test_train_reports_balance_per_epoch_and_in_the_summary(run_dir, codes):
     assert summary["busiest_rate"] == bal["busiest_rate"]
 
 
+def test_train_prints_what_a_reader_sees_of_its_units(tmp_path, sample):
+    from sparsecode.rundir import load_run
+    from sparsecode.tradeoff import reader_figures
+
+    path = ROOT / "sample_data" / "glove.6B.50d.5k.h5"
+    args = ["train", str(path), "--hidden", "100", "--k", "8", "--epochs", "1", "--device", "cpu", "-q"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--json"])
+    assert res.exit_code == 0, res.output
+    units = json.loads(res.stdout)["units"]
+    model, _ = load_run(tmp_path / "a")
+    assert units == pytest.approx(reader_figures(model, path, 8))
+    codes = sc.encode(tmp_path / "a", path, device="cpu")  # what encode, then evaluate, measure
+    summary = coherence_of_codes(codes).summary()
+    assert units == pytest.approx({"words": 5000, **{key: summary[key] for key in
+                                                     ("purity", "strict_purity", "readable_units", "non_words")}})
+    text = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b")], env={"COLUMNS": "300", "NO_COLOR": "1"}).stdout
+    assert (f"units as a reader sees them (top 10 words among the first 5,000): purity {units['purity']:.3f}, strict "
+            f"purity {units['strict_purity']:.3f}, readable units {100 * units['readable_units']:.1f}%") in text
+
+
 def test_tradeoff_command_measures_each_k_as_the_library_does(tmp_path, sample):
     from sparsecode.tradeoff import measure_config, sample_of
 
