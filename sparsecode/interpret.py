@@ -155,9 +155,13 @@ def chance_purity(senses: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) ->
     known = np.flatnonzero(senses.any(1))
     if len(known) < TOP_KNOWN:
         return float("nan")
+    return float(np.nanmean(purity_of_rankings(_random_sets(known, TOP_KNOWN, sets, seed), senses)))
+
+
+def _random_sets(pool: np.ndarray, size: int, sets: int, seed: int) -> np.ndarray:
+    """(sets, size) rows of ``pool``, each set drawn without repeats (seeded)."""
     rng = np.random.default_rng(seed)
-    picks = np.stack([rng.choice(known, TOP_KNOWN, replace=False) for _ in range(sets)])
-    return float(np.nanmean(purity_of_rankings(picks, senses)))
+    return np.stack([rng.choice(pool, size, replace=False) for _ in range(sets)])
 
 
 def strict_purity_of_rankings(ranked: np.ndarray, senses: np.ndarray) -> np.ndarray:
@@ -251,23 +255,11 @@ class UnitMeasures:
         }
 
 
-def chance_purity(senses: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) -> float:
-    """Mean purity of ``sets`` random TOP_KNOWN-word sets drawn (seeded) from the known words."""
-    known = np.flatnonzero(senses.any(1))
-    if len(known) < TOP_KNOWN:
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    picks = np.stack([rng.choice(known, TOP_KNOWN, replace=False) for _ in range(sets)])
-    return float(np.nanmean(purity_of_rankings(picks, senses)))
-
-
 def chance_strict_purity(strict: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) -> float:
     """Mean strict purity of ``sets`` random STRICT_TOP-word sets drawn (seeded) from all the words."""
     if len(strict) < STRICT_TOP:
         return float("nan")
-    rng = np.random.default_rng(seed)
-    picks = np.stack([rng.choice(len(strict), STRICT_TOP, replace=False) for _ in range(sets)])
-    return float(strict_purity_of_rankings(picks, strict).mean())
+    return float(strict_purity_of_rankings(_random_sets(np.arange(len(strict)), STRICT_TOP, sets, seed), strict).mean())
 
 
 @dataclass
