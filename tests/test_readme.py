@@ -144,3 +144,34 @@ def test_ci_runs_the_readme_setup_and_test_commands():
     for section in ("Setup", "Tests"):
         command = readme.split(f"## {section}\n", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
         assert command in ci, f"README's {section} command is not in .ci/run: {command}"
+
+
+def pictures(text: str) -> list[tuple[str, list[str]]]:
+    """``(command, shown lines)`` of every ``$ sparsecode ...`` in the page's text blocks."""
+    found = []
+    for block in re.findall(r"^```text\n(.*?)^```", text, flags=re.S | re.M):
+        for part in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, _, shown = part.partition("\n")
+            found.append((command, shown.strip("\n").splitlines()))
+    return found
+
+
+def shape(lines: list[str]) -> list[str]:
+    """What stays the same from run to run: the table's column names and, with every number made
+    ``#``, the lines around the table (title, notes); not the rows."""
+    header = next(line for line in lines if line.startswith("┃"))
+    kept = [" | ".join(cell.strip() for cell in header.strip("┃").split("┃"))]
+    kept += [re.sub(r"\d[\d,.]*", "#", line.strip()) for line in lines if line.strip() and line[0] not in "┏┃┡│└"]
+    return kept
+
+
+def test_the_readme_picture_is_what_inspect_prints(readme_folder, monkeypatch):
+    """The README shows real output of the quickstart's run; the test's run is smaller, so the rows
+    differ, but the columns, the title and the notes must be those the command prints today."""
+    monkeypatch.chdir(readme_folder[0])
+    shown = pictures((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert [command.split()[:2] for command, _ in shown] == [["sparsecode", "inspect"]] * 2
+    for command, lines in shown:
+        result = CliRunner().invoke(app, shlex.split(command, comments=True)[1:], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert shape(lines) == shape(result.stdout.splitlines())[:len(shape(lines))], command
