@@ -75,5 +75,5 @@ def cluster_measures(words: list[str], vectors: np.ndarray, n_clusters: int, see
     codes = kmeans_codes(words, vectors, n_clusters, seed)
     lex = lexicon(words) if lex is None else lex
     ranked = ranked_rows_of_codes(codes.indptr, codes.indices, codes.data, n_clusters, len(lex.senses))
-    summary = UnitMeasures.of_rankings(ranked, lex).summary()
+    summary = UnitMeasures.of_rankings(ranked, lex, codes.frequency).summary()
     return {**summary, "clusters": n_clusters, "seconds": time.perf_counter() - start}

@@ -132,16 +132,21 @@ def test_strict_purity_readable_units_and_non_words_by_hand():
     np.testing.assert_array_equal(lex.words, [True] * 11 + [False, True])
     assert lex.coverage == pytest.approx(8 / 13)  # cats, walked, walks are no lemmas; qzx and the number unknown
     assert lex.strict.any(1).sum() == 11  # cats, walked and walks through the morphology
-    strict = strict_purity_of_rankings(ranked, lex.strict)
-    np.testing.assert_allclose(strict, [0.3, 0.4, 0.3, 0.0, 0.5])
+    # Out of 10 when the units have more (rarer) words than those ranked: a missing word is a miss.
+    np.testing.assert_allclose(strict_purity_of_rankings(ranked, lex.strict), [0.3, 0.4, 0.3, 0.0, 0.5])
+    np.testing.assert_allclose(strict_purity_of_rankings(ranked, lex.strict, np.array([60, 50, 11, 0, 50])),
+                               [0.3, 0.4, 0.3, 0.0, 0.5])
+    # Out of their size when they have fewer than 10 words at all (a reader sees every one): 3/6, 4/5, 5/5.
+    np.testing.assert_allclose(strict_purity_of_rankings(ranked, lex.strict, np.array([6, 5, 11, 0, 5])),
+                               [0.5, 0.8, 0.3, 0.0, 1.0])
     assert strict_purity_of_rankings(ranked, lex.senses)[0] == pytest.approx(0.2)  # as written: cats a miss
     non_words, slots = non_words_of_rankings(ranked, lex.words)
     np.testing.assert_array_equal(non_words, [0, 0, 1, 0, 0])
     np.testing.assert_array_equal(slots, [6, 5, 10, 0, 5])
 
-    summary = coherence(words, indptr, indices, data, 5, table=TABLE).summary()
-    assert summary["strict_purity"] == pytest.approx(1.5 / 5)
-    assert summary["readable_units"] == pytest.approx(1 / 5)  # unit 4 only: 5 of its 10 slots share animal
+    summary = coherence(words, indptr, indices, data, 5, table=TABLE).summary()  # the codes' own sizes
+    assert summary["strict_purity"] == pytest.approx(2.6 / 5)
+    assert summary["readable_units"] == pytest.approx(3 / 5)  # units 0, 1 and 4
     assert summary["non_words"] == pytest.approx(1 / 26)
     assert summary["baselines"] == {}  # no vectors, no dense dimensions
 
