@@ -32,6 +32,7 @@ from .errors import SparsecodeError
 from .evaluate import balance_of_codes, unit_table
 from .interpret import EVEN_FACTOR
 from .svg import histogram, line_chart
+from .terminal import html as shown
 from .rundir import RunLogs, load_run, read_json, read_logs
 
 #: What the figures of ``summary.json`` mean, in the order shown; fractions are shown as percentages.
@@ -129,8 +130,8 @@ def render_report(logs: RunLogs, codes: Codes, evaluation: dict | None, title: s
     head = (f"{n:,} words" + (f" × {cfg['d_in']} dimensions" if "d_in" in cfg else "")
             + f" → {h:,} units, k = {codes.attrs.get('encode_k', cfg.get('k', '?') if cfg.get('sparsity', 'topk') == 'topk' else 'none (' + cfg['sparsity'] + ')')} at encode time")
     body = [
-        f"<h1>sparsecode report: {escape(title)}</h1>",
-        f'<p class="sub">{escape(head)}. Codes: {escape(codes.path or "(in memory)")}. sparsecode {__version__}.</p>',
+        f"<h1>sparsecode report: {shown(title)}</h1>",
+        f'<p class="sub">{escape(head)}. Codes: {shown(codes.path or "(in memory)")}. sparsecode {__version__}.</p>',
         _final_section(logs.summary, codes),
         _evaluation_section(evaluation),
         _training_section(logs.metrics),
@@ -141,7 +142,7 @@ def render_report(logs: RunLogs, codes: Codes, evaluation: dict | None, title: s
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>sparsecode report: {escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f"<title>sparsecode report: {shown(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body>\n</html>\n")
 
 
@@ -164,7 +165,7 @@ def _value(key: str, value) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value))
+        return shown(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value)
     if key.endswith("_fraction"):
         return f"{100 * value:.2f} %"
     if isinstance(value, int):
@@ -277,7 +278,7 @@ def _units_section(codes: Codes) -> str:
     for entry in unit_table(codes):
         unit, freq = entry["unit"], entry["frequency"]
         top = codes.top_words(unit)
-        words = ", ".join(f'<span class="w">{escape(w)} <span class="v">{v:.3f}</span></span>' for w, v in top)
+        words = ", ".join(f'<span class="w">{shown(w)} <span class="v">{v:.3f}</span></span>' for w, v in top)
         use = "dead" if freq == 0 else entry["use"]
         flag = f' <span class="flag {use}">{use}</span>' if use else ""
         purity = "—" if entry["purity"] is None else f"{entry['purity']:.2f}"

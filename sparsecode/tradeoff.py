@@ -27,6 +27,7 @@ from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes
 from .interpret import dense_coherence
 from .model import SparseAutoencoder
 from .svg import line_chart
+from .terminal import html as shown
 from .training import train
 
 
@@ -108,12 +109,12 @@ def write_tradeoff_html(result: dict, out: str | os.PathLike, title: str, force:
         f"<tr><td>{r['k']}</td><td>{r['fvu']:.4f}</td><td>{_num(r['word_similarity'])}</td><td>{_num(r['purity'])}</td>"
         f"<td>{r['effective_units']:.0f}</td><td>{100 * r['starved_fraction']:.1f}</td>"
         f"<td>{100 * r['busiest_rate']:.1f}</td><td>{r['seconds']:.1f}</td></tr>" for r in rows)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{shown(title)}</title><style>"
             "body{font:15px/1.45 system-ui,sans-serif;max-width:1000px;margin:auto;padding:0 1em}"
             ".chart{width:460px;max-width:100%}.chart .line{fill:none;stroke:#1f6fb2;stroke-width:2}"
             ".chart .point{fill:#1f6fb2}.chart text{font-size:11px}.chart .axis,.chart .tick{stroke:#444}"
             ".chart .grid{stroke:#e3e7eb}td,th{padding:.2em .7em;text-align:right}</style></head><body>"
-            f"<h1>{escape(title)}</h1><p>{result['words']:,} words × {result['dim']} dimensions → {result['hidden']:,} "
+            f"<h1>{shown(title)}</h1><p>{result['words']:,} words × {result['dim']} dimensions → {result['hidden']:,} "
             f"units. Dense vectors: word similarity {_num(ref['word_similarity'])}, purity {_num(ref['purity_dense'])}; "
             f"purity by chance {_num(ref['purity_chance'])}.</p>{''.join(charts)}<table>{head}{body}</table></body></html>")
     with atomic_output(out, force=force) as tmp:

@@ -128,6 +128,23 @@ def test_words_are_escaped(tmp_path, run_dir, codes):
     assert [tag for tag, _ in page.tags].count("script") == 1
 
 
+def test_format_characters_are_shown_as_the_terminal_shows_them(tmp_path, run_dir, codes):
+    """A right-to-left override in a word would reverse the rest of its row (1.757 read as 757.1):
+    the report writes it as its escape, exactly as the terminal does (one function, terminal.visible)."""
+    from sparsecode.terminal import visible
+
+    table = [list(row) for row in codes.top_words_table]
+    table[5][0] = "evil\u202etxt.exe"
+    table[5][1] = "a\x1b[31mb\u200bc"
+    write_report(run_dir, dataclasses.replace(codes, top_words_table=table), tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    row = Page(html).unit_rows[5]
+    assert visible("evil\u202etxt.exe") == "evil\\u202etxt.exe"
+    assert "evil\\u202etxt.exe " in row and "a\\x1b[31mb\\u200bc " in row
+    visible_text = html.split('data-words="')[0] + "".join(part.split('"', 1)[1] for part in html.split('data-words="')[1:])
+    assert not any(ch in visible_text for ch in "\u202e\x1b\u200b")  # only the search data keeps the exact word
+
+
 def test_report_errors(tmp_path, run_dir, codes_path, codes):
     def error(run, codes_arg, *needles):
         with pytest.raises(sc.SparsecodeError) as exc:
