@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -170,8 +171,8 @@ def train(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or start-up line."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the metrics per epoch and the summary."),
-    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU): starts torchrun's launcher "
-                                                 "with them (DistributedDataParallel)."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine, each on a GPU of its own with --device auto "
+                                                 "or cuda (torchrun, DistributedDataParallel)."),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
@@ -233,9 +234,11 @@ def _check_launch(cfg: TrainConfig, nproc: int) -> None:
 def _epoch_table(out_dir: Path, metrics: list[dict], s: dict) -> Table:
     """A training run's figures per epoch and its final ones (with the held-out words' when some were)."""
     held = "holdout_words" in s
-    table = Table(title=safe(f"trained {out_dir}"))
-    for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "effective units", "starved %", "seconds",
-                *(("held-out FVU", "held-out dead %") if held else ())):
+    # Headers of short lines, no vertical rules: the 11 columns fit 80 (a pipe's width) without an ellipsis.
+    table = Table(title=safe(f"trained {out_dir}"), box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0),
+                  pad_edge=False)
+    for col in ("epoch", "loss", "FVU", "mean\nL0", "dead\n%", "zero\nrows\n%", "eff.\nunits", "starved\n%", "time\n(s)",
+                *(("held\nout\nFVU", "held\nout\ndead %") if held else ())):
         table.add_column(col, justify="right")
     for m in metrics:
         table.add_row(str(m["epoch"]), f"{m['loss']:.4f}", f"{m['fvu']:.4f}", f"{m['mean_l0']:.1f}",
@@ -412,15 +415,16 @@ def _check_inspect_options(dim, word, dead: bool, limit, show_all: bool) -> None
         raise SparsecodeError("--all goes with --dim or the table of units, not with --word or --dead")
     if show_all and limit is not None:
         raise SparsecodeError("use one of --limit and --all")
-    if limit is not None and limit < 0:
-        raise SparsecodeError(f"--limit must be 0 or more (got {limit})")
+    if limit is not None and limit < 1:
+        raise SparsecodeError(f"--limit must be at least 1 (got {limit})")
 
 
 def _render_unit(data: dict) -> None:
     """``inspect --dim``: the unit's words and activations."""
     every = "words" in data
     words = data["words"] if every else data["top_words"]
-    table = Table(title=f"unit {data['unit']}: used by {data['frequency']:,} words")
+    title = f"unit {data['unit']}: used by {data['frequency']:,} words"
+    table = Table(title=title, min_width=len(title) + 2)  # the title on one line, however short the words
     table.add_column("word")
     table.add_column("activation", justify="right")
     for entry in words:

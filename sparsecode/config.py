@@ -148,8 +148,8 @@ class TrainConfig:
     """Seeds initialisation, data order and the held-out words: same seed, same model on the CPU."""
     checkpoint_every: int = setting(1000, help="Steps between checkpoints (also every epoch).")
     """Steps between checkpoints of a run directory (also at the end of every epoch)."""
-    device: str = setting(DEVICES[0], help="Where to train; auto: CUDA when available, cuda:N the GPU N; several "
-                                           "processes take one GPU each.", choices=DEVICES)
+    device: str = setting(DEVICES[0], help="Where to train; auto: CUDA when available, cuda:N the GPU N.",
+                          choices=DEVICES)
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` (the current GPU) or ``cuda:N`` (GPU N). With
     several processes each takes GPU ``LOCAL_RANK`` (``auto`` or ``cuda``)."""
 
