@@ -1,7 +1,8 @@
 """One self-contained HTML page about a run and its codes.
 
-The page has no external resource (styles inline, charts as inline SVG, a dozen lines of plain
-JavaScript for the search box; without JavaScript every row simply stays visible). Sections, each
+The page has no external resource (styles inline, charts as inline SVG, a few dozen lines of
+plain JavaScript for the search box and its data; without JavaScript every row simply stays
+visible). Sections, each
 a ``<section id=...>``:
 
 - ``final``: the final model's figures (``summary.json``) and the codes' own counts;
@@ -11,13 +12,15 @@ a ``<section id=...>``:
   had some, as charts and a table;
 - ``frequency``: histogram of how many words use each unit (log scale; dead units counted apart);
 - ``l0``: histogram of active units per word;
-- ``units``: every unit with its word count and top words with their activations, searchable
-  by whole words (any of several) or ``#id``;
+- ``units``: every unit with its word count and top words with their activations; searching a
+  word shows the units its code uses, strongest first (every word's units are on the page,
+  :func:`word_units_data`), ``#id`` one unit;
 - ``config``: every setting of the run (``config.json``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -65,30 +68,74 @@ tr.dead td { color: #9aa3ab; } .flag { font-size: 0.75em; padding: 0 0.3em; bord
 .note { color: #5b6670; }
 """
 
-#: Whether a unit matches the search box: any of its terms, each a whole top word (any case) or
-#: ``#id``; an empty box matches every unit. ``words`` are the row's ``data-words`` (lowercase).
+#: The search box: the units a query asks for, in the order to show them, or ``null`` for every unit
+#: (an empty box). Each term is ``#id`` (that unit) or a word, any case: the units its code uses,
+#: strongest first (every word of the vocabulary that is that word in some case). ``unitsOf(term)``
+#: gives a word's units; ``wordUnits`` makes it from the page's data (:func:`word_units_data`).
 MATCH_JS = """
-function unitMatches(query, unit, words) {
+function matchingUnits(query, unitsOf) {
   const terms = query.toLowerCase().split(/\\s+/).filter(Boolean);
-  return terms.length === 0 || terms.some(t => t.startsWith('#') ? t.slice(1) === String(unit) : words.includes(t));
+  if (terms.length === 0) return null;
+  const units = [], missing = [];
+  for (const t of terms) {
+    const found = t.startsWith('#') ? [t.slice(1)] : unitsOf(t).map(String);
+    if (found.length === 0) missing.push(t);
+    for (const u of found) if (!units.includes(u)) units.push(u);
+  }
+  units.missing = missing;
+  return units;
+}
+function wordUnits(data) {
+  const decode = (text, Type) => {
+    const bytes = Uint8Array.from(atob(text), c => c.charCodeAt(0));
+    return new Type(bytes.buffer);
+  };
+  const Type = data.unit_bytes === 2 ? Uint16Array : Uint32Array;
+  const counts = decode(data.counts, Type), units = decode(data.units, Type);
+  const byWord = new Map();
+  let start = 0;
+  data.words.forEach((w, i) => {
+    const key = w.toLowerCase(), end = start + counts[i];
+    byWord.set(key, (byWord.get(key) || []).concat(Array.from(units.subarray(start, end))));
+    start = end;
+  });
+  return word => byWord.get(word) || [];
 }
 """
 
 SCRIPT = MATCH_JS + """
 const box = document.getElementById('unit-search');
-const rows = Array.from(document.querySelectorAll('#unit-table tbody tr'));
+const tbody = document.querySelector('#unit-table tbody');
+const rows = Array.from(tbody.rows);
+const byUnit = new Map(rows.map(row => [row.dataset.unit, row]));
 const count = document.getElementById('unit-count');
-const words = rows.map(row => JSON.parse(row.dataset.words));
+let unitsOf = null;
 box.addEventListener('input', () => {
-  let shown = 0;
-  rows.forEach((row, i) => {
-    const ok = unitMatches(box.value, row.dataset.unit, words[i]);
-    row.hidden = !ok;
-    shown += ok;
-  });
-  count.textContent = shown + ' of ' + rows.length + ' units';
+  unitsOf = unitsOf || wordUnits(JSON.parse(document.getElementById('word-units').textContent));
+  const units = matchingUnits(box.value, unitsOf);
+  const shown = units === null ? rows : units.map(u => byUnit.get(u)).filter(Boolean);
+  rows.forEach(row => { row.hidden = true; });
+  shown.forEach(row => { row.hidden = false; tbody.appendChild(row); });
+  if (units === null) rows.forEach(row => tbody.appendChild(row));
+  count.textContent = shown.length + ' of ' + rows.length + ' units'
+    + (units && units.missing.length ? '; not in the vocabulary: ' + units.missing.join(' ') : '');
 });
 """
+
+
+def word_units_data(codes: Codes) -> dict:
+    """What the search box needs to find the units a word uses: the words, and for each its active
+    units, strongest first, as little-endian unsigned integers (2 bytes each while there are fewer
+    than 65,536 units, else 4) in base64: ``counts`` (units per word) and ``units`` (all, word after word).
+    For 50,000 words at k=32 that is about 4.3 MB of the page."""
+    n = len(codes.words)
+    counts = np.diff(codes.indptr)
+    rows = np.repeat(np.arange(n), counts)
+    order = np.lexsort((-np.abs(codes.data), rows))  # word by word, the strongest activation first
+    dtype = "<u2" if codes.n_units < 1 << 16 else "<u4"  # a count reaches n_units
+    return {"words": list(codes.words), "unit_bytes": np.dtype(dtype).itemsize,
+            "counts": base64.b64encode(counts.astype(dtype).tobytes()).decode("ascii"),
+            "units": base64.b64encode(codes.indices[order].astype(dtype).tobytes()).decode("ascii")}
 
 
 def read_evaluation(run_dir: str | os.PathLike) -> dict | None:
@@ -282,21 +329,23 @@ def _units_section(codes: Codes) -> str:
         use = "dead" if freq == 0 else entry["use"]
         flag = f' <span class="flag {use}">{use}</span>' if use else ""
         purity = "—" if entry["purity"] is None else f"{entry['purity']:.2f}"
-        data_words = escape(json.dumps([w.lower() for w, _ in top], ensure_ascii=False))
         row_class = f' class="{use}"' if use else ""
-        rows.append(f'<tr id="unit-{unit}" data-unit="{unit}" data-words="{data_words}"{row_class}>'
+        rows.append(f'<tr id="unit-{unit}" data-unit="{unit}"{row_class}>'
                     f'<td class="num">{unit}</td><td class="num">{freq:,}{flag}</td><td class="num">{100 * freq / n:.2f} %</td>'
                     f'<td class="num">{purity}</td><td>{words}</td></tr>')
     table = ('<table id="unit-table">\n<thead><tr><th class="num">unit</th><th class="num">words</th>'
              '<th class="num">share</th><th class="num">purity</th><th>top words (activation)</th></tr></thead>\n<tbody>\n'
              + "\n".join(rows) + "\n</tbody>\n</table>")
-    search = ('<p><input id="unit-search" type="search" placeholder="filter: words or #unit" '
+    search = ('<p><input id="unit-search" type="search" placeholder="a word, or #unit" '
               f'aria-label="filter units"> <span id="unit-count">{codes.n_units} of {codes.n_units} units</span></p>')
+    # JSON in a data block: only '<' could end it early ('</script>' in a word), so it is escaped.
+    data = json.dumps(word_units_data(codes), ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     return _section("units", "Units", '<p class="note">Every unit with the number of words that use it (flagged '
                     "<b>starved</b> below a tenth of the even share, <b>busy</b> above ten times it), its WordNet "
-                    "supersense purity (see the README's Evaluation) and its strongest words. Type words to keep the "
-                    "units that have any of them among their top words (whole words, any case), or <code>#42</code> "
-                    "for unit 42.</p>", search, table)
+                    "supersense purity (see the README's Evaluation) and its strongest words. Type a word (any case) "
+                    "to see the units its code uses, strongest first; several words: the units any of them uses; "
+                    "<code>#42</code>: unit 42.</p>", search, table,
+                    f'<script type="application/json" id="word-units">{data}</script>')
 
 
 def _config_section(config: dict) -> str:

@@ -98,10 +98,10 @@ def test_report_has_every_section_and_every_unit(tmp_path, run_dir, codes_path, 
     assert f"{run_summary['fvu']:.4g}" in final and f"{100 * run_summary['dead_fraction']:.2f} %" in final
     assert "No evaluation.json" in page.section_text["evaluation"]
 
-    # Self-contained: no external resource of any kind, one inline script.
+    # Self-contained: no external resource of any kind, one inline script and the search's data.
     assert not [a for _, attrs in page.tags for a in ("src", "href") if a in attrs]
     assert [tag for tag, _ in page.tags if tag in ("link", "iframe", "img", "object")] == []
-    assert [tag for tag, _ in page.tags].count("script") == 1
+    assert scripts(page) == [{"type": "application/json", "id": "word-units"}, {}]
 
 
 def test_report_shows_evaluation_json(tmp_path, run_dir, codes_path):
@@ -121,11 +121,20 @@ def test_report_shows_evaluation_json(tmp_path, run_dir, codes_path):
 def test_words_are_escaped(tmp_path, run_dir, codes):
     table = [list(row) for row in codes.top_words_table]
     table[3][0] = "<script>alert(1)</script>"
-    hostile = dataclasses.replace(codes, top_words_table=table)
+    words = list(codes.words)
+    words[3] = "</script><script>alert(2)</script>"  # in the search's data block
+    hostile = dataclasses.replace(codes, top_words_table=table, words=words)
     write_report(run_dir, hostile, tmp_path / "r.html")
     page = Page((tmp_path / "r.html").read_text())
+    from .test_html_search import page_data
+
+    assert page_data((tmp_path / "r.html").read_text())["words"][3] == words[3]
     assert "<script>alert(1)</script>" in page.unit_rows[3]
-    assert [tag for tag, _ in page.tags].count("script") == 1
+    assert scripts(page) == [{"type": "application/json", "id": "word-units"}, {}]
+
+
+def scripts(page: Page) -> list[dict]:
+    return [attrs for tag, attrs in page.tags if tag == "script"]
 
 
 def test_format_characters_are_shown_as_the_terminal_shows_them(tmp_path, run_dir, codes):
@@ -141,8 +150,7 @@ def test_format_characters_are_shown_as_the_terminal_shows_them(tmp_path, run_di
     row = Page(html).unit_rows[5]
     assert visible("evil\u202etxt.exe") == "evil\\u202etxt.exe"
     assert "evil\\u202etxt.exe " in row and "a\\x1b[31mb\\u200bc " in row
-    visible_text = html.split('data-words="')[0] + "".join(part.split('"', 1)[1] for part in html.split('data-words="')[1:])
-    assert not any(ch in visible_text for ch in "\u202e\x1b\u200b")  # only the search data keeps the exact word
+    assert not any(ch in html for ch in "\u202e\x1b\u200b")
 
 
 def test_report_errors(tmp_path, run_dir, codes_path, codes):
