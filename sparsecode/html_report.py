@@ -34,21 +34,42 @@ from .codes import Codes, check_same_model, load_codes
 from .errors import SparsecodeError
 from .evaluate import balance_of_codes, unit_table
 from .interpret import EVEN_FACTOR
-from .svg import histogram, line_chart
+from .svg import histogram, line_chart, spans_a_decade
 from .terminal import html as shown
 from .rundir import RunLogs, load_run, read_json, read_logs
 
-#: What the figures of ``summary.json`` mean, in the order shown; fractions are shown as percentages.
-SUMMARY_FIGURES = {
-    "fvu": "fraction of variance unexplained (lower is better)",
-    "cosine": "mean cosine between a vector and its reconstruction",
-    "mean_l0": "mean number of active units per word",
-    "dead_fraction": "units that no word uses",
-    "always_on_fraction": "units used by more than half of the words",
-    "zero_rows_fraction": "words whose code is all zeros",
-    "k": "active units per word at encode time",
-    "train_seconds": "training time in seconds",
+#: The figures of ``summary.json`` and ``metrics.jsonl`` in words: key -> (name, what it means), in
+#: the order the final model's table shows them; a key not here shows as its words (``a_b``: "a b").
+#: Fractions and rates are shown as percentages.
+FIGURES = {
+    "fvu": ("FVU", "variance the reconstructions leave unexplained (0: exact; 1: no better than the mean)"),
+    "cosine": ("cosine(x, x̂)", "mean cosine between a vector and its reconstruction"),
+    "mean_l0": ("mean L0", "active units per word"),
+    "dead_fraction": ("dead units", "units that no word uses"),
+    "always_on_fraction": ("always-on units", "units used by more than half of the words"),
+    "zero_rows_fraction": ("all-zero codes", "words whose code is all zeros"),
+    "effective_units": ("effective units", "exp(entropy) of unit use: this many units used evenly"),
+    "starved_fraction": ("starved units", f"units used by fewer than 1/{EVEN_FACTOR:g} of the even share of words"),
+    "busy_units": ("busy units", f"units used by more than {EVEN_FACTOR:g} times the even share of words"),
+    "busiest_rate": ("busiest unit", "share of the words that use the busiest unit"),
+    "k": ("k", "active units per word at encode time"),
+    "train_seconds": ("training time (s)", "wall-clock seconds"),
+    "epoch": ("epoch", ""),
+    "loss": ("loss", "the objective (for topk: the batch's FVU)"),
+    "lr": ("learning rate", ""),
+    "seconds": ("time (s)", ""),
+    "holdout_fvu": ("held-out FVU", "FVU of the words kept out of training"),
+    "holdout_dead_fraction": ("held-out dead units", "units no held-out word uses"),
+    "holdout_mean_l0": ("held-out mean L0", "active units per held-out word"),
+    "holdout_cosine": ("held-out cosine", "mean cosine of the held-out words"),
+    "holdout_words": ("held-out words", "words kept out of training"),
 }
+
+
+def figure_name(key: str) -> str:
+    """A figure's name in words (:data:`FIGURES`)."""
+    return FIGURES[key][0] if key in FIGURES else key.replace("_", " ")
+
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 0 1.2em 3em; color: #1d232a; }
@@ -56,7 +77,7 @@ h1 { margin-bottom: 0.1em; } .sub { color: #5b6670; margin-top: 0; }
 section { margin-top: 2.2em; } h2 { border-bottom: 1px solid #d5dbe1; padding-bottom: 0.2em; }
 table { border-collapse: collapse; } td, th { padding: 0.2em 0.7em; text-align: left; vertical-align: top; }
 th { background: #eef1f4; } tr:nth-child(even) td { background: #f8f9fa; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; } .chart { width: 420px; max-width: 100%; height: auto; }
 .chart .axis { stroke: #444; } .chart .tick { stroke: #444; } .chart .grid { stroke: #e3e7eb; }
 .chart text { font-size: 11px; fill: #333; } .chart .title { font-size: 13px; font-weight: 600; }
@@ -127,7 +148,7 @@ def word_units_data(codes: Codes) -> dict:
     """What the search box needs to find the units a word uses: the words, and for each its active
     units, strongest first, as little-endian unsigned integers (2 bytes each while there are fewer
     than 65,536 units, else 4) in base64: ``counts`` (units per word) and ``units`` (all, word after word).
-    For 50,000 words at k=32 that is about 4.3 MB of the page."""
+    For 50,000 words at k=32 (with the words) that is 4.9 MB of a 5.7 MB page."""
     n = len(codes.words)
     counts = np.diff(codes.indptr)
     rows = np.repeat(np.arange(n), counts)
@@ -213,7 +234,7 @@ def _value(key: str, value) -> str:
         return "—"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return shown(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value)
-    if key.endswith("_fraction"):
+    if key.endswith(("_fraction", "_rate")):
         return f"{100 * value:.2f} %"
     if isinstance(value, int):
         return f"{value:,}"
@@ -221,8 +242,9 @@ def _value(key: str, value) -> str:
 
 
 def _final_section(summary: dict, codes: Codes) -> str:
-    keys = [k for k in SUMMARY_FIGURES if k in summary] + [k for k in summary if k not in SUMMARY_FIGURES]
-    rows = [[escape(k), _value(k, summary[k]), escape(SUMMARY_FIGURES.get(k, ""))] for k in keys]
+    keys = [k for k in FIGURES if k in summary] + [k for k in summary if k not in FIGURES]
+    rows = [[f'<span class="w">{escape(figure_name(k))}</span>', _value(k, summary[k]),
+             escape(FIGURES.get(k, ("", ""))[1])] for k in keys]
     l0 = codes.l0()
     dead = int((codes.frequency == 0).sum())
     counts = [
@@ -240,36 +262,113 @@ def _final_section(summary: dict, codes: Codes) -> str:
                     "<p>The codes file:</p>", _table(["count", "value", "meaning"], counts, {1}))
 
 
-def _flatten(data: dict, prefix: str = ""):
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
+def _at(data: dict, path: str):
+    """``data["a"]["b"]`` for ``"a.b"``; None where any part is missing."""
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+#: The evaluation table (``evaluation.json`` as ``sparsecode evaluate --json`` writes it), codes
+#: beside the dense vectors: (what, the codes' figure, the dense vectors' figure or None, format),
+#: figures as paths into the JSON. A row shows when its codes figure was measured; a new figure is
+#: one more line here.
+EVALUATION_ROWS = [
+    ("FVU (0: exact; 1: no better than the mean vector)", "reconstruction.fvu", None, "{:.4f}".format),
+    ("cosine(x, x̂)", "reconstruction.cosine", None, "{:.4f}".format),
+    ("mean L0: active units per word (dense: its dimensions)", "sparsity.mean_l0", "dist_ratio.dense.dimensions",
+     "{:.2f}".format),
+    ("dead units (used by no word)", "sparsity.dead_fraction", None, _percent),
+    ("always-on units (used by more than half of the words)", "sparsity.always_on_units", None, "{:,}".format),
+    ("all-zero codes", "sparsity.zero_rows_fraction", None, _percent),
+    ("effective units: exp(entropy) of unit use", "balance.effective_units", None, "{:,.0f}".format),
+    ("starved units", "balance.starved_fraction", None, _percent),
+    ("busy units", "balance.busy_units", None, "{:,}".format),
+    ("share of the words that use the busiest unit", "balance.busiest_rate", None, _percent),
+    ("activation mass in the top 10% of units", "balance.top10_mass_share", None, _percent),
+    ("purity: WordNet supersenses of a unit's top words", "coherence.purity", "coherence.dense", "{:.3f}".format),
+    ("purity of random words (chance)", "coherence.chance", "coherence.chance", "{:.3f}".format),
+    ("word similarity: Spearman, average of WS-353, SimLex, MEN, RW", "word_similarity.codes_average",
+     "word_similarity.dense_average", "{:.3f}".format),
+    ("DistRatio (higher: more coherent dimensions)", "dist_ratio.codes.dist_ratio", "dist_ratio.dense.dist_ratio",
+     "{:.3f}".format),
+]
+
+
+def evaluation_rows(evaluation: dict) -> list[tuple[str, str, str]]:
+    """(what, codes, dense) as text for every row of :data:`EVALUATION_ROWS` measured in ``evaluation``."""
+    rows = []
+    for name, codes_path, dense_path, fmt in EVALUATION_ROWS:
+        value = _at(evaluation, codes_path)
+        if value is None:
+            continue
+        dense = _at(evaluation, dense_path) if dense_path else None
+        rows.append((name, fmt(value), "—" if dense is None else fmt(dense)))
+    return rows
 
 
 def _evaluation_section(evaluation: dict | None) -> str:
     if evaluation is None:
         return _section("evaluation", "Evaluation",
                         '<p class="note">No <code>evaluation.json</code> in the run directory '
-                        "(<code>sparsecode evaluate --json</code> writes one, when available).</p>")
-    rows = [[escape(k), _value(k, v)] for k, v in _flatten(evaluation)]
-    return _section("evaluation", "Evaluation", '<p class="note">From <code>evaluation.json</code>.</p>',
-                    _table(["figure", "value"], rows, {1}))
+                        "(<code>sparsecode evaluate CODES.h5 --json &gt; RUN_DIR/evaluation.json</code> writes one).</p>")
+    parts = [_table(["measure", "codes", "dense"], [[escape(n), c, d] for n, c, d in evaluation_rows(evaluation)],
+                    {1, 2})]
+    ws = evaluation.get("word_similarity", {})
+    if ws.get("codes"):
+        dense = ws.get("dense", {})
+        bench = [[shown(name), f"{e['found']:,} of {e['pairs']:,}", _score(e.get("spearman")),
+                  _score(dense.get(name, {}).get("spearman"))] for name, e in ws["codes"].items()]
+        parts += ["<p>Word similarity per benchmark (Spearman correlation of cosine with human ratings, over the "
+                  "pairs whose words are in the vocabulary):</p>",
+                  _table(["benchmark", "pairs found", "codes", "dense"], bench, {1, 2, 3})]
+    methods = dict(evaluation.get("methods") or {})
+    if methods:
+        k = methods.pop("k", "?")
+        rows = [[shown(name), f"{m['fvu']:.4f}", f"{m['cosine']:.4f}", f"{m['mean_l0']:.1f}",
+                 _percent(m["dead_fraction"]), f"{m['seconds']:.1f}"] for name, m in methods.items()]
+        parts += [f"<p>Encoding methods at k = {escape(str(k))}, whole vocabulary:</p>",
+                  _table(["method", "FVU", "cosine", "mean L0", "dead units", "time (s)"], rows, {1, 2, 3, 4, 5})]
+    return _section("evaluation", "Evaluation", '<p class="note">From <code>evaluation.json</code> '
+                    "(<code>sparsecode evaluate --json</code>): the codes beside the dense vectors they encode.</p>",
+                    *parts)
+
+
+def _score(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+#: How far the loss may stray from the FVU (relatively, in every epoch) and still be the same curve.
+SAME_CURVE = 0.01
 
 
 def _training_section(metrics: list[dict]) -> str:
+    """FVU per epoch; the loss beside it only where it differs from the FVU (an objective's
+    penalties): for topk the loss is the FVU of the batch, and two charts drew one curve twice."""
     epochs = [m.get("epoch", i) for i, m in enumerate(metrics, 1)]
     charts, notes = [], []
-    for key, label, scale, log in (("loss", "loss", 1, True), ("fvu", "FVU", 1, True),
-                                   ("dead_fraction", "dead units (%)", 100, False)):
-        if all(key in m for m in metrics):
-            ys = [scale * float(m[key]) for m in metrics]
-            if key == "dead_fraction" and not any(ys):
-                notes.append("No unit was dead in any epoch.")
-                continue
-            charts.append(line_chart(epochs, ys, f"{label} per epoch" + (" (log scale)" if log else ""), "epoch",
-                                     label, y_from_zero=not log, log_y=log))
+    series = {key: [float(m[key]) for m in metrics] for key in ("loss", "fvu", "dead_fraction")
+              if all(key in m for m in metrics)}
+    loss, fvu = series.get("loss"), series.get("fvu")
+    same = loss is not None and fvu is not None and all(abs(a - b) <= SAME_CURVE * abs(b) for a, b in zip(loss, fvu))
+    if same:
+        notes.append(f"The loss equals the FVU within {SAME_CURVE:.0%} in every epoch (no penalty term): one chart.")
+    for key, label in (("fvu", "FVU"), ("loss", "loss")):
+        if key in series and not (key == "loss" and same):
+            charts.append(line_chart(epochs, series[key], f"{label} per epoch" + (" (log scale)" if spans_a_decade(
+                series[key]) else ""), "epoch", label, log_y=True))
+    if "dead_fraction" in series:
+        dead = [100 * v for v in series["dead_fraction"]]
+        if any(dead):
+            charts.append(line_chart(epochs, dead, "dead units (%) per epoch", "epoch", "dead units (%)", y_from_zero=True))
+        else:
+            notes.append("No unit was dead in any epoch.")
     columns = [c for c in ("epoch", "loss", "fvu", "mean_l0", "dead_fraction", "zero_rows_fraction", "k", "lr",
                            "seconds", "holdout_fvu", "holdout_dead_fraction", "holdout_mean_l0")
                if any(c in m for m in metrics)]
@@ -278,7 +377,7 @@ def _training_section(metrics: list[dict]) -> str:
                     '<p class="note">Per epoch, over that epoch\'s training batches (<code>metrics.jsonl</code>).'
                     + "".join(f" {escape(n)}" for n in notes) + "</p>",
                     f'<div class="charts">{"".join(charts)}</div>',
-                    _table([escape(c) for c in columns], rows, set(range(len(columns)))))
+                    _table([escape(figure_name(c)) for c in columns], rows, set(range(len(columns)))))
 
 
 def _frequency_section(codes: Codes) -> str:

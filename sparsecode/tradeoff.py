@@ -95,14 +95,18 @@ def tradeoff(emb: Embeddings, ks: list[int], base: TrainConfig, wordsim_dir=DEFA
 def write_tradeoff_html(result: dict, out: str | os.PathLike, title: str, force: bool = False) -> None:
     """One self-contained page: FVU, word similarity and purity against k, and the table."""
     rows, ref = result["rows"], result["reference"]
-    ks = [r["k"] for r in rows]
 
     def chart(key: str, label: str) -> str:
-        values = [r[key] if r[key] is not None else float("nan") for r in rows]
-        return line_chart(ks, values, f"{label} against k", "k", label)
+        """``key`` against k on an axis from 0, so that 960 to 970 effective units of 1,000 look as
+        small as they are; the ks where it was not measured are left out."""
+        points = [(r["k"], r[key]) for r in rows if r[key] is not None]
+        if not points:
+            return ""
+        return line_chart([k for k, _ in points], [v for _, v in points], f"{label} against k", "k", label,
+                          y_from_zero=True)
 
     charts = [chart("fvu", "FVU"), chart("word_similarity", "word similarity"), chart("purity", "purity"),
-              chart("effective_units", "effective units")]
+              chart("effective_units", f"effective units of {result['hidden']:,}")]
     head = ("<tr><th>k</th><th>FVU</th><th>word similarity</th><th>purity</th><th>effective units</th>"
             "<th>starved %</th><th>busiest %</th><th>train s</th></tr>")
     body = "".join(

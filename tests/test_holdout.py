@@ -75,7 +75,7 @@ def test_holdout_trains_on_the_rest_and_reports_the_held_out_words(tmp_path, sam
     assert len(codes.words) == 5000
     sc.write_report(run, codes, tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert '<th class="num">holdout_fvu</th><th class="num">holdout_dead_fraction</th>' in html
+    assert '<th class="num">held-out FVU</th><th class="num">held-out dead units</th>' in html
 
 
 def test_cli_shows_the_held_out_figures_beside_the_training_ones(tmp_path):

@@ -36,7 +36,7 @@ def circles(page: Page, title_word: str) -> list[float]:
 def test_loss_and_fvu_on_a_log_axis_dead_units_when_any(tmp_path, run_dir, codes_path):
     run = shutil.copytree(run_dir, tmp_path / "run")
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    spiky = [{**m, "loss": loss, "fvu": loss, "dead_fraction": dead}
+    spiky = [{**m, "loss": 2 * loss, "fvu": loss, "dead_fraction": dead}  # a penalty: the loss is not the FVU
              for m, loss, dead in zip(metrics, (8.0, 0.08, 0.0008), (0.0, 0.0, 0.125))]
     (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in spiky))
     write_report(run, codes_path, tmp_path / "r.html")
@@ -47,7 +47,24 @@ def test_loss_and_fvu_on_a_log_axis_dead_units_when_any(tmp_path, run_dir, codes
     assert len(circles(page, "dead units (%) per epoch")) == 3  # some dead units: the curve is drawn
     assert "No unit was dead" not in page.section_text["training"]
     ticks = re.findall(r'text-anchor="end">([^<]+)</text>', (tmp_path / "r.html").read_text())
-    assert ticks[:5] == ["0.001", "0.01", "0.1", "1", "10"]  # the loss chart's y axis: powers of ten
+    assert ticks[:5] == ["0.001", "0.01", "0.1", "1", "10"]  # the FVU chart's y axis: powers of ten
+
+
+def test_one_chart_when_the_loss_is_the_fvu_and_a_linear_axis_below_a_decade(tmp_path, run_dir, codes_path):
+    """The k-means start: FVU 0.26 then 0.08 (a factor 3), the loss equal to it. A log axis labelled
+    only 0.08-0.1, and the loss chart drew the same curve again."""
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text("".join(json.dumps({**m, "loss": fvu * 1.001, "fvu": fvu}) + "\n"
+                                               for m, fvu in zip(metrics, (0.26, 0.081, 0.077))))
+    write_report(run, codes_path, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    page = Page(html)
+    charts = [attrs["aria-label"] for tag, attrs in page.tags if tag == "svg"]
+    assert charts[0] == "FVU per epoch" and not any(c.startswith("loss") for c in charts)
+    assert "The loss equals the FVU within 1% in every epoch" in page.section_text["training"]
+    fvu_chart = html[html.index('aria-label="FVU per epoch"'):].split("</svg>")[0]
+    assert re.findall(r'text-anchor="end">([^<]+)</text>', fvu_chart) == ["0.1", "0.15", "0.2", "0.25"]
 
 
 def page_data(html: str) -> dict:
