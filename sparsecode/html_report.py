@@ -283,7 +283,7 @@ EVALUATION_ROWS = [
     ("FVU (0: exact; 1: no better than the mean vector)", "reconstruction.fvu", None, "{:.4f}".format),
     ("cosine(x, x̂)", "reconstruction.cosine", None, "{:.4f}".format),
     ("mean L0: active units per word (dense: its dimensions)", "sparsity.mean_l0", "dist_ratio.dense.dimensions",
-     "{:.2f}".format),
+     lambda v: f"{v:,}" if isinstance(v, int) else f"{v:.2f}"),
     ("dead units (used by no word)", "sparsity.dead_fraction", None, _percent),
     ("always-on units (used by more than half of the words)", "sparsity.always_on_units", None, "{:,}".format),
     ("all-zero codes", "sparsity.zero_rows_fraction", None, _percent),

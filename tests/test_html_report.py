@@ -138,7 +138,7 @@ def test_report_shows_evaluation_json(tmp_path, run_dir, codes_path):
     assert rows_of(page, "evaluation") == [
         ["measure", "codes", "dense"],
         ["FVU (0: exact; 1: no better than the mean vector)", "0.1235", "—"],
-        ["mean L0: active units per word (dense: its dimensions)", "7.50", "50.00"],
+        ["mean L0: active units per word (dense: its dimensions)", "7.50", "50"],
         ["purity: WordNet supersenses of a unit's top words", "0.412", "0.330"],
         ["purity of random words (chance)", "0.300", "0.300"],
         ["word similarity: Spearman, average of WS-353, SimLex, MEN, RW", "0.314", "0.400"],
@@ -217,6 +217,7 @@ def test_nice_ticks():
     assert nice_ticks(0.37, 0.56) == [0.4, 0.45, 0.5, 0.55]
     assert nice_ticks(0, 5000) == [0, 1000, 2000, 3000, 4000, 5000]
     assert nice_ticks(3, 3) == [2.6, 2.8, 3.0, 3.2, 3.4]  # a flat range is widened around the value
+    assert nice_ticks(0.072, 0.179) == [0.08, 0.1, 0.12, 0.14, 0.16]  # FVU 0.077 to 0.174: five labels, not two
 
 
 def test_log_ticks():
