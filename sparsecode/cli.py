@@ -25,7 +25,7 @@ from rich.text import Text
 
 from . import __version__
 from .atomic import OutputWriteError
-from .clihelp import Group, choice, flag, setting_options
+from .clihelp import Command, Group, choice, choices_of, flag, setting_options
 from .config import DEVICES, TrainConfig
 from .convert import FORMATS
 from .encoding import EncodeSettings
@@ -160,22 +160,35 @@ class LiveBar:
             self.progress.stop()
 
 
-@app.command()
-@setting_options(TrainConfig)
+#: train --help's panels of settings, in this order after its own options.
+TRAIN_PANELS = {
+    "Model": ("hidden", "sparsity", "k", "encode_k", "encoder_layers", "init"),
+    "Other objectives, noise": ("rho", "beta", "l1_coef", "noise"),
+    "Optimisation": ("epochs", "batch_size", "lr", "k_anneal_from", "k_anneal_frac", "holdout", "seed"),
+    "Unit health": ("balance", "homeostasis", "aux_coef", "aux_k"),
+    "Hardware": ("device", "checkpoint_every"),
+}
+
+
+@app.command(cls=Command)
+@setting_options(TrainConfig, panels=TRAIN_PANELS)
 def train(
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (model.pt, config.json, "
-                                           "metrics.jsonl)  \\[default: runs/NAME, NAME the input's]"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create.",
+                                           show_default="runs/NAME, NAME the input's"),
     settings: dict = None,  # one option per setting of TrainConfig (sparsecode.clihelp.setting_options)
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or start-up line."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the metrics per epoch and the summary."),
     nproc: int = typer.Option(1, "--nproc", help="Processes on this machine, each on a GPU of its own with --device auto "
-                                                 "or cuda (torchrun, DistributedDataParallel)."),
+                                                 "or cuda (torchrun, DistributedDataParallel).", rich_help_panel="Hardware"),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
-    """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
+    """Train a k-sparse autoencoder.
+
+    Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run
+    """
     from .data import open_training_data
     from .distributed import current_rank, launch, session
     from .rundir import check_run_dir, default_run_dir, prepare_training_file
@@ -308,7 +321,7 @@ def _objective(cfg: TrainConfig) -> str:
     return f"{cfg.sparsity} ({extra}){layers}{noise}"
 
 
-@app.command()
+@app.command(cls=Command)
 def encode(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
@@ -326,7 +339,10 @@ def encode(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
-    """Encode embeddings into sparse codes.  Example: sparsecode encode run emb.h5 --out codes.h5"""
+    """Encode embeddings into sparse codes.
+
+    Example: sparsecode encode run emb.h5 --out codes.h5
+    """
     from .encoding import default_codes_path, encode_file
 
     out_file = out_file if out_file is not None else default_codes_path(run_dir)
@@ -370,7 +386,7 @@ def _echo_json(data) -> None:
 INSPECT_LIMIT = 20
 
 
-@app.command()
+@app.command(cls=Command)
 def inspect(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Show one unit."),
@@ -384,7 +400,10 @@ def inspect(
                                           "first), or by purity (most coherent first).", "--sort"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
+    """List the words of each hidden unit.
+
+    Example: sparsecode inspect codes.h5 --word king
+    """
     from .evaluate import dead_entry, unit_entry, unit_table, word_entry
 
     with user_errors():
@@ -470,14 +489,17 @@ def _render_units(codes_file: Path, codes, rows: list[dict]) -> None:
                   soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=Command)
 def neighbors(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     words: List[str] = typer.Argument(..., help="One or more query words."),
     top: int = typer.Option(DEFAULT_TOP, "--top", help="Neighbours per word."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Nearest words by cosine in code space.  Example: sparsecode neighbors codes.h5 king queen"""
+    """Nearest words by cosine in code space.
+
+    Example: sparsecode neighbors codes.h5 king queen
+    """
     from .search import neighbors as find_neighbors
 
     with user_errors():
@@ -494,7 +516,7 @@ def neighbors(
         out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes.",
@@ -512,7 +534,9 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
-    Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
+
+    Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5
+    """
     from .evaluate import evaluate_file
 
     with user_errors():
@@ -615,12 +639,13 @@ def _print_summary(out_file: Path, summary: dict, keys: tuple[str, ...]) -> None
     out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def convert(
     source: Path = typer.Argument(..., help="Embeddings: GloVe, word2vec or fastText text, word2vec binary, or .npy; "
                                             "gzipped or not."),
     out_file: Path = typer.Option(..., "--out", "-o", help="HDF5 file to write, with 'words' and 'vectors'."),
-    fmt: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format; auto tells it from the content."),
+    fmt: InputFormat = typer.Option(InputFormat.auto, "--format",
+                                    **choices_of(FORMATS, "Input format; auto tells it from the content.")),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words.", show_default="all"),
     lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase the words (a word that then repeats is dropped)."),
@@ -645,13 +670,14 @@ def convert(
                    ("format", "words", "dim", "malformed", "duplicates"))
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     out_file: Path = typer.Option(..., "--out", "-o", help="File to write."),
     fmt: ExportFormat = typer.Option(ExportFormat.auto, "--format",
-                                     help="word2vec (text, for gensim), npz (scipy CSR + words), dense-h5 "
-                                          "(words/vectors HDF5); auto goes by the name: .txt/.vec[.gz], .npz, .h5"),
+                                     **choices_of(EXPORT_FORMATS, "word2vec (text, for gensim), npz (scipy CSR + words), "
+                                                  "dense-h5 (words/vectors HDF5); auto goes by the name: "
+                                                  ".txt/.vec[.gz], .npz, .h5.")),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -670,7 +696,7 @@ def export(
     _print_summary(out_file, summary, ("format", "words", "units", "nnz"))
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode' with that run."),
@@ -693,7 +719,7 @@ def report(
               soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=Command)
 @setting_options(TrainConfig, only=("hidden", "epochs", "seed", "device"))
 def tradeoff(
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
