@@ -38,9 +38,12 @@ def test_train_table_is_whole_at_80_columns(tmp_path):
         assert [r[0] for r in rows] == ["1", "2", "final"] and len(rows[0]) == (11 if holdout != "0" else 9)
 
 
-def test_inspect_dim_title_on_one_line_and_limit_zero_refused(codes_path):
-    text = run("inspect", codes_path, "--dim", 42).stdout
-    assert text.splitlines()[0].strip().startswith("unit 42: used by ") and text.splitlines()[0].strip().endswith(" words")
+def test_inspect_dim_title_on_one_line_and_limit_zero_refused(codes_path, codes):
+    # The unit with the shortest top words: its table is narrower than its title, which wrapped.
+    unit = min(range(codes.n_units), key=lambda u: max(len(w) for w, _ in codes.top_words(u)))
+    assert max(len(w) for w, _ in codes.top_words(unit)) <= 8
+    title = run("inspect", codes_path, "--dim", unit).stdout.splitlines()[0].strip()
+    assert title == f"unit {unit}: used by {codes.frequency[unit]:,} words"
     one_line_error(run("inspect", codes_path, "--limit", 0, ok=False), "--limit must be at least 1 (got 0)")
 
 
