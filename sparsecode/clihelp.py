@@ -61,10 +61,10 @@ def choices_of(values: Sequence[str], help: str) -> dict:
             "autocompletion": lambda: list(values)}
 
 
-def choice(default: str, values: Sequence[str], help: str, *decls: str, **settings) -> Any:
+def choice(default: str, values: Sequence[str], help: str, *decls: str) -> Any:
     """A string option restricted to ``values``: ``--help`` lists them and the shell completes them;
     the library checks the value (one line, like every other user error)."""
-    return typer.Option(default, *decls, **choices_of(values, help), **settings)
+    return typer.Option(default, *decls, **choices_of(values, help))
 
 
 def by_objective(name: str) -> str:
