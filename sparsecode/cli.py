@@ -244,12 +244,16 @@ def _check_launch(cfg: TrainConfig, nproc: int) -> None:
     check_device_for(nproc, cfg.device)
 
 
+def _figures_table(title) -> Table:
+    """A table of figures whose headers are short lines ("eff.\\nunits"), without vertical rules: 11
+    columns fit 80 (a small terminal's width, and a pipe's) without an ellipsis."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), pad_edge=False)
+
+
 def _epoch_table(out_dir: Path, metrics: list[dict], s: dict) -> Table:
     """A training run's figures per epoch and its final ones (with the held-out words' when some were)."""
     held = "holdout_words" in s
-    # Headers of short lines, no vertical rules: the 11 columns fit 80 (a pipe's width) without an ellipsis.
-    table = Table(title=safe(f"trained {out_dir}"), box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0),
-                  pad_edge=False)
+    table = _figures_table(safe(f"trained {out_dir}"))
     for col in ("epoch", "loss", "FVU", "mean\nL0", "dead\n%", "zero\nrows\n%", "eff.\nunits", "starved\n%", "time\n(s)",
                 *(("held\nout\nFVU", "held\nout\ndead %") if held else ())):
         table.add_column(col, justify="right")
@@ -758,9 +762,9 @@ def tradeoff(
     if as_json:
         return _echo_json(result)
     ref = result["reference"]
-    table = Table(title=f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {base.hidden} units, "
-                        f"{base.epochs} epochs")
-    for col in ("k", "FVU", "word similarity", "purity", "effective units", "starved %", "busiest %", "train s"):
+    table = _figures_table(safe(f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {base.hidden} "
+                                f"units, {base.epochs} epochs"))
+    for col in ("k", "FVU", "word\nsimilarity", "purity", "eff.\nunits", "starved\n%", "busiest\n%", "train\n(s)"):
         table.add_column(col, justify="right")
     for r in result["rows"]:
         table.add_row(str(r["k"]), f"{r['fvu']:.4f}", _fmt(r["word_similarity"]), _fmt(r["purity"]),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from html import escape
 from typing import Callable
 
 import numpy as np
@@ -24,6 +23,7 @@ from .embeddings import Embeddings
 from .encoding import encode
 from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes, headline_average,
                        reconstruction_of_codes, word_similarity)
+from .html_report import STYLE
 from .interpret import dense_coherence
 from .model import SparseAutoencoder
 from .svg import line_chart
@@ -93,7 +93,8 @@ def tradeoff(emb: Embeddings, ks: list[int], base: TrainConfig, wordsim_dir=DEFA
 
 
 def write_tradeoff_html(result: dict, out: str | os.PathLike, title: str, force: bool = False) -> None:
-    """One self-contained page: FVU, word similarity and purity against k, and the table."""
+    """One self-contained page in the report's style: FVU, word similarity, purity and effective
+    units against k, and the table."""
     rows, ref = result["rows"], result["reference"]
 
     def chart(key: str, label: str) -> str:
@@ -107,20 +108,18 @@ def write_tradeoff_html(result: dict, out: str | os.PathLike, title: str, force:
 
     charts = [chart("fvu", "FVU"), chart("word_similarity", "word similarity"), chart("purity", "purity"),
               chart("effective_units", f"effective units of {result['hidden']:,}")]
-    head = ("<tr><th>k</th><th>FVU</th><th>word similarity</th><th>purity</th><th>effective units</th>"
-            "<th>starved %</th><th>busiest %</th><th>train s</th></tr>")
-    body = "".join(
-        f"<tr><td>{r['k']}</td><td>{r['fvu']:.4f}</td><td>{_num(r['word_similarity'])}</td><td>{_num(r['purity'])}</td>"
-        f"<td>{r['effective_units']:.0f}</td><td>{100 * r['starved_fraction']:.1f}</td>"
-        f"<td>{100 * r['busiest_rate']:.1f}</td><td>{r['seconds']:.1f}</td></tr>" for r in rows)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{shown(title)}</title><style>"
-            "body{font:15px/1.45 system-ui,sans-serif;max-width:1000px;margin:auto;padding:0 1em}"
-            ".chart{width:460px;max-width:100%}.chart .line{fill:none;stroke:#1f6fb2;stroke-width:2}"
-            ".chart .point{fill:#1f6fb2}.chart text{font-size:11px}.chart .axis,.chart .tick{stroke:#444}"
-            ".chart .grid{stroke:#e3e7eb}td,th{padding:.2em .7em;text-align:right}</style></head><body>"
-            f"<h1>{shown(title)}</h1><p>{result['words']:,} words × {result['dim']} dimensions → {result['hidden']:,} "
-            f"units. Dense vectors: word similarity {_num(ref['word_similarity'])}, purity {_num(ref['purity_dense'])}; "
-            f"purity by chance {_num(ref['purity_chance'])}.</p>{''.join(charts)}<table>{head}{body}</table></body></html>")
+    columns = ("k", "FVU", "word similarity", "purity", "effective units", "starved %", "busiest %", "train s")
+    head = "".join(f'<th class="num">{c}</th>' for c in columns)
+    body = "".join("<tr>" + "".join(f'<td class="num">{v}</td>' for v in (
+        r["k"], f"{r['fvu']:.4f}", _num(r["word_similarity"]), _num(r["purity"]), f"{r['effective_units']:.0f}",
+        f"{100 * r['starved_fraction']:.1f}", f"{100 * r['busiest_rate']:.1f}", f"{r['seconds']:.1f}")) + "</tr>"
+        for r in rows)
+    page = (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{shown(title)}</title>\n"
+            f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>{shown(title)}</h1>\n"
+            f"<p class=\"sub\">{result['words']:,} words × {result['dim']} dimensions → {result['hidden']:,} units. Dense "
+            f"vectors: word similarity {_num(ref['word_similarity'])}, purity {_num(ref['purity_dense'])}; purity by chance "
+            f"{_num(ref['purity_chance'])}.</p>\n<div class=\"charts\">{''.join(charts)}</div>\n"
+            f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>\n</body>\n</html>\n")
     with atomic_output(out, force=force) as tmp:
         tmp.write_text(page, encoding="utf-8")
 

@@ -58,3 +58,12 @@ def test_the_command_line_page_names_compare_methods():
     page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     row = next(line for line in page.splitlines() if line.startswith("| `sparsecode evaluate"))
     assert "`--compare-methods`" in row
+
+
+def test_tradeoff_table_is_whole_at_80_columns():
+    text = run("tradeoff", SAMPLE, "--k", "4,8", "--words", 1000, "--hidden", 50, "--epochs", 1, "--device", "cpu",
+               "-q").stdout
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80, text
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["4"], ["8"], ["dense"])]
+    assert [r[0] for r in rows] == ["4", "8", "dense"] and len(rows[0]) == 8
+    assert "similarity" in text and "units" in text and "busiest" in text
