@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,7 +25,7 @@ from rich.text import Text
 
 from . import __version__
 from .atomic import OutputWriteError
-from .clihelp import Group, choice, flag, setting_options
+from .clihelp import Command, Group, choice, choices_of, flag, setting_options
 from .config import DEVICES, TrainConfig
 from .convert import FORMATS
 from .encoding import EncodeSettings
@@ -159,22 +160,35 @@ class LiveBar:
             self.progress.stop()
 
 
-@app.command()
-@setting_options(TrainConfig)
+#: train --help's panels of settings, in this order after its own options.
+TRAIN_PANELS = {
+    "Model": ("hidden", "sparsity", "k", "encode_k", "encoder_layers", "init"),
+    "Other objectives, noise": ("rho", "beta", "l1_coef", "noise"),
+    "Optimisation": ("epochs", "batch_size", "lr", "k_anneal_from", "k_anneal_frac", "holdout", "seed"),
+    "Unit health": ("balance", "homeostasis", "aux_coef", "aux_k"),
+    "Hardware": ("device", "checkpoint_every"),
+}
+
+
+@app.command(cls=Command)
+@setting_options(TrainConfig, panels=TRAIN_PANELS)
 def train(
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create (model.pt, config.json, "
-                                           "metrics.jsonl)  \\[default: runs/NAME, NAME the input's]"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create.",
+                                           show_default="runs/NAME, NAME the input's"),
     settings: dict = None,  # one option per setting of TrainConfig (sparsecode.clihelp.setting_options)
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or start-up line."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output: the metrics per epoch and the summary."),
-    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU): starts torchrun's launcher "
-                                                 "with them (DistributedDataParallel)."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine, each on a GPU of its own with --device auto "
+                                                 "or cuda (torchrun, DistributedDataParallel).", rich_help_panel="Hardware"),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
-    """Train a k-sparse autoencoder.  Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run"""
+    """Train a k-sparse autoencoder.
+
+    Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run
+    """
     from .data import open_training_data
     from .distributed import current_rank, launch, session
     from .rundir import check_run_dir, default_run_dir, prepare_training_file
@@ -231,12 +245,18 @@ def _check_launch(cfg: TrainConfig, nproc: int) -> None:
     check_device_for(nproc, cfg.device)
 
 
+def _figures_table(title) -> Table:
+    """A table of figures whose headers are short lines ("eff.\\nunits"), without vertical rules: 11
+    columns fit 80 (a small terminal's width, and a pipe's) without an ellipsis."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), pad_edge=False)
+
+
 def _epoch_table(out_dir: Path, metrics: list[dict], s: dict) -> Table:
     """A training run's figures per epoch and its final ones (with the held-out words' when some were)."""
     held = "holdout_words" in s
-    table = Table(title=safe(f"trained {out_dir}"))
-    for col in ("epoch", "loss", "FVU", "mean L0", "dead %", "zero rows %", "effective units", "starved %", "seconds",
-                *(("held-out FVU", "held-out dead %") if held else ())):
+    table = _figures_table(safe(f"trained {out_dir}"))
+    for col in ("epoch", "loss", "FVU", "mean\nL0", "dead\n%", "zero\nrows\n%", "eff.\nunits", "starved\n%", "time\n(s)",
+                *(("held\nout\nFVU", "held\nout\ndead %") if held else ())):
         table.add_column(col, justify="right")
     for m in metrics:
         table.add_row(str(m["epoch"]), f"{m['loss']:.4f}", f"{m['fvu']:.4f}", f"{m['mean_l0']:.1f}",
@@ -320,7 +340,7 @@ def _objective(cfg: TrainConfig) -> str:
     return f"{cfg.sparsity} ({extra}){layers}{noise}"
 
 
-@app.command()
+@app.command(cls=Command)
 def encode(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
@@ -338,7 +358,10 @@ def encode(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
-    """Encode embeddings into sparse codes.  Example: sparsecode encode run emb.h5 --out codes.h5"""
+    """Encode embeddings into sparse codes.
+
+    Example: sparsecode encode run emb.h5 --out codes.h5
+    """
     from .encoding import default_codes_path, encode_file
 
     out_file = out_file if out_file is not None else default_codes_path(run_dir)
@@ -382,7 +405,7 @@ def _echo_json(data) -> None:
 INSPECT_LIMIT = 20
 
 
-@app.command()
+@app.command(cls=Command)
 def inspect(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Show one unit."),
@@ -397,7 +420,10 @@ def inspect(
                                           "10 words counted; highest first).", "--sort"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
+    """List the words of each hidden unit.
+
+    Example: sparsecode inspect codes.h5 --word king
+    """
     from .evaluate import dead_entry, unit_entry, unit_table, word_entry
 
     with user_errors():
@@ -428,15 +454,16 @@ def _check_inspect_options(dim, word, dead: bool, limit, show_all: bool) -> None
         raise SparsecodeError("--all goes with --dim or the table of units, not with --word or --dead")
     if show_all and limit is not None:
         raise SparsecodeError("use one of --limit and --all")
-    if limit is not None and limit < 0:
-        raise SparsecodeError(f"--limit must be 0 or more (got {limit})")
+    if limit is not None and limit < 1:
+        raise SparsecodeError(f"--limit must be at least 1 (got {limit})")
 
 
 def _render_unit(data: dict) -> None:
     """``inspect --dim``: the unit's words and activations."""
     every = "words" in data
     words = data["words"] if every else data["top_words"]
-    table = Table(title=f"unit {data['unit']}: used by {data['frequency']:,} words")
+    title = f"unit {data['unit']}: used by {data['frequency']:,} words"
+    table = Table(title=title, min_width=len(title) + 2)  # the title on one line, however short the words
     table.add_column("word")
     table.add_column("activation", justify="right")
     for entry in words:
@@ -484,14 +511,17 @@ def _render_units(codes_file: Path, codes, rows: list[dict]) -> None:
                   soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=Command)
 def neighbors(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     words: List[str] = typer.Argument(..., help="One or more query words."),
     top: int = typer.Option(DEFAULT_TOP, "--top", help="Neighbours per word."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Nearest words by cosine in code space.  Example: sparsecode neighbors codes.h5 king queen"""
+    """Nearest words by cosine in code space.
+
+    Example: sparsecode neighbors codes.h5 king queen
+    """
     from .search import neighbors as find_neighbors
 
     with user_errors():
@@ -508,7 +538,7 @@ def neighbors(
         out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     model_dir: Optional[Path] = typer.Option(None, "--model", help="Run directory of the codes.",
@@ -528,7 +558,9 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
-    Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5"""
+
+    Example: sparsecode evaluate codes.h5 --model run --embeddings emb.h5
+    """
     from .evaluate import evaluate_file
 
     with user_errors():
@@ -653,12 +685,13 @@ def _print_summary(out_file: Path, summary: dict, keys: tuple[str, ...]) -> None
     out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def convert(
     source: Path = typer.Argument(..., help="Embeddings: GloVe, word2vec or fastText text, word2vec binary, or .npy; "
                                             "gzipped or not."),
     out_file: Path = typer.Option(..., "--out", "-o", help="HDF5 file to write, with 'words' and 'vectors'."),
-    fmt: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format; auto tells it from the content."),
+    fmt: InputFormat = typer.Option(InputFormat.auto, "--format",
+                                    **choices_of(FORMATS, "Input format; auto tells it from the content.")),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", help="Keep the first N words.", show_default="all"),
     lowercase: bool = typer.Option(False, "--lowercase", help="Lowercase the words (a word that then repeats is dropped)."),
@@ -683,13 +716,14 @@ def convert(
                    ("format", "words", "dim", "malformed", "duplicates"))
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode'."),
     out_file: Path = typer.Option(..., "--out", "-o", help="File to write."),
     fmt: ExportFormat = typer.Option(ExportFormat.auto, "--format",
-                                     help="word2vec (text, for gensim), npz (scipy CSR + words), dense-h5 "
-                                          "(words/vectors HDF5); auto goes by the name: .txt/.vec[.gz], .npz, .h5"),
+                                     **choices_of(EXPORT_FORMATS, "word2vec (text, for gensim), npz (scipy CSR + words), "
+                                                  "dense-h5 (words/vectors HDF5); auto goes by the name: "
+                                                  ".txt/.vec[.gz], .npz, .h5.")),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -708,7 +742,7 @@ def export(
     _print_summary(out_file, summary, ("format", "words", "units", "nnz"))
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
     codes_file: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode' with that run."),
@@ -731,7 +765,7 @@ def report(
               soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=Command)
 @setting_options(TrainConfig, only=("hidden", "epochs", "seed", "device"))
 def tradeoff(
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
@@ -770,22 +804,23 @@ def tradeoff(
     if as_json:
         return _echo_json(result)
     ref = result["reference"]
-    table = Table(title=f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {base.hidden} units, "
-                        f"{base.epochs} epochs")
-    for col in ("k", "FVU", "word similarity", "purity", "strict", "readable", "non-words", "effective units",
-                "starved %", "busiest %", "train s"):
+    table = _figures_table(safe(f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {base.hidden} "
+                                f"units, {base.epochs} epochs"))
+    for col in ("k", "FVU", "word\nsim.", "purity", "strict\npurity", "read-\nable\n%", "non-\nwords\n%",
+                "eff.\nunits", "starv-\ned\n%", "busi-\nest\n%", "train\n(s)"):
         table.add_column(col, justify="right")
+    share = lambda v: "—" if v is None else f"{100 * v:.1f}"  # noqa: E731 (the header says %)
     for r in result["rows"]:
         table.add_row(str(r["k"]), f"{r['fvu']:.4f}", _fmt(r["word_similarity"]), _fmt(r["purity"]),
-                      _fmt(r["strict_purity"]), _percent(r["readable_units"]), _percent(r["non_words"]),
+                      _fmt(r["strict_purity"]), share(r["readable_units"]), share(r["non_words"]),
                       f"{r['effective_units']:.0f}", f"{100 * r['starved_fraction']:.1f}", f"{100 * r['busiest_rate']:.1f}",
                       f"{r['seconds']:.1f}")
     table.add_row("dense", "", _fmt(ref["word_similarity"]), _fmt(ref["purity_dense"]), _fmt(ref["strict_purity_dense"]),
-                  _percent(ref["readable_units_dense"]), _percent(ref["non_words_dense"]), "", "", "", "", style="bold")
+                  share(ref["readable_units_dense"]), share(ref["non_words_dense"]), "", "", "", "", style="bold")
     km = ref.get("kmeans")
     if km is not None:
         table.add_row(f"k-means ({km['clusters']:,})", "", "", _fmt(km["purity"]), _fmt(km["strict_purity"]),
-                      _percent(km["readable_units"]), _percent(km["non_words"]), "", "", "", "", style="bold")
+                      share(km["readable_units"]), share(km["non_words"]), "", "", "", "", style="bold")
     out.print(table)
     out.print(f"purity by chance: {_fmt(ref['purity_chance'])}" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
 

@@ -1,16 +1,21 @@
-"""How ``--help`` reads: the conventions of git, pip and uv, applied to every Typer parameter.
+"""How ``--help`` reads: Typer's own rendering, told what to show through its features.
 
-Typer's own rendering prints a type after flags (``--force <bool>``), wraps required arguments in
-braces on the usage line (``{embeddings}``), shows choices as ``<auto|glove>`` and a descriptive
-default in parentheses (``[default: (by objective)]``). The command classes here restyle every
-parameter of the app once, where Typer builds them, so that no option has to say it again:
+Each option says what it is through Typer's parameters: ``help``, ``show_default`` (a default that
+is a description, such as ``32 for topk, batchtopk``, shows as Typer writes one: in parentheses),
+``metavar`` and ``rich_help_panel`` (train's settings come in panels: model, other objectives,
+optimisation, unit health, hardware). A choice (:func:`choice`, :func:`choices_of`) shows
+``<choice>`` and lists its values in its help, where they wrap between words at any width (as
+uv and pip list them); in the type column they were one word that a narrow terminal cut
+mid-word (``word 2vec-bin``).
 
-- a flag shows no value: ``--force``;
-- an argument is its upper-case name, on the usage line and in the panel: ``EMBEDDINGS``,
-  ``[WORDS]...`` when optional;
-- a choice shows its values, ``--sparsity [topk|batchtopk|kl|l1|spine]`` (an option declared with
-  :func:`choice`, or an ``Enum``);
-- a default given as a description (``show_default="32 for topk, batchtopk"``) shows as it is.
+What Typer cannot be told, :class:`Command` and :class:`Group` do in one place, through the same
+``metavar`` every parameter has:
+
+- a flag shows no value (``--force``, not ``--force <bool>``): Typer writes ``<bool>`` after every
+  flag, its own ``--help`` and ``--install-completion`` included, and has no setting for it;
+- an argument is its upper-case name (``EMBEDDINGS``), and the usage line shows a required one
+  bare, an optional one in brackets (``[WORDS]...``): Typer writes ``{embeddings}``, braces that
+  in usage conventions (docopt, POSIX) mean "one of".
 
 :func:`setting_options` declares a command's options from a settings dataclass
 (:class:`~sparsecode.config.TrainConfig`): each default, help text and choice comes from the
@@ -26,6 +31,7 @@ import typing
 from typing import Any, Callable, Optional, Sequence
 
 import typer
+from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .config import OBJECTIVE_DEFAULTS, SPARSITIES
@@ -43,19 +49,22 @@ def flagged(text: str) -> str:
     return name_settings(text, flag)
 
 
-def choices_metavar(values: Sequence[str]) -> str:
-    return "[" + "|".join(values) + "]"
+#: What the type column shows for an option that takes one of a few values (listed in its help).
+CHOICE_METAVAR = "<choice>"
+
+
+def choices_of(values: Sequence[str], help: str) -> dict:
+    """Typer's settings of an option that takes one of ``values``: its help followed by the values
+    (``[choices: topk, batchtopk, ...]``, wrapped between words), :data:`CHOICE_METAVAR`, and the
+    values for shell completion."""
+    return {"help": help + " " + escape(f"[choices: {', '.join(values)}]"), "metavar": CHOICE_METAVAR,
+            "autocompletion": lambda: list(values)}
 
 
 def choice(default: str, values: Sequence[str], help: str, *decls: str) -> Any:
     """A string option restricted to ``values``: ``--help`` lists them and the shell completes them;
     the library checks the value (one line, like every other user error)."""
-    return typer.Option(default, *decls, help=help, **_choices(values))
-
-
-def _choices(values: Sequence[str]) -> dict:
-    """What makes an option a choice: ``--help`` lists the values, the shell completes them."""
-    return {"metavar": choices_metavar(values), "autocompletion": lambda: list(values)}
+    return typer.Option(default, *decls, **choices_of(values, help))
 
 
 def by_objective(name: str) -> str:
@@ -72,7 +81,8 @@ def by_objective(name: str) -> str:
     return "; ".join(f"{text(v)} for {', '.join(o)}" for v, o in parts)
 
 
-def setting_options(settings_class: type, only: Sequence[str] | None = None) -> Callable:
+def setting_options(settings_class: type, only: Sequence[str] | None = None,
+                    panels: dict[str, Sequence[str]] | None = None) -> Callable:
     """Decorator of a command with a parameter ``settings``: in its place the command takes one
     option per field of the dataclass ``settings_class`` offered as an option (``only``: these
     fields alone), and receives their values as the dict ``settings`` (a list field as the text
@@ -80,17 +90,24 @@ def setting_options(settings_class: type, only: Sequence[str] | None = None) -> 
 
     Typer reads the options from the command's ``__signature__``: default, help, choices and the
     default shown all come from the field (:func:`sparsecode.config.setting`); a per-objective
-    setting shows its defaults by objective (:func:`by_objective`)."""
+    setting shows its defaults by objective (:func:`by_objective`). ``panels``: the help panel of
+    each setting (``{"Model": ("hidden", ...), ...}``), in the order ``--help`` shows the panels;
+    every option a panel names must exist, and every setting have a panel."""
     fields = [f for f in dataclasses.fields(settings_class)
               if (f.name in only if only is not None else f.metadata.get("option", False))]
     hints = typing.get_type_hints(settings_class)
+    panel_of = {name: panel for panel, names in (panels or {}).items() for name in names}
+    if panels is not None:
+        assert sorted(panel_of) == sorted(f.name for f in fields), "a setting without a panel, or a panel's unknown one"
+        order = list(panel_of)  # Typer shows the panels in the order of their first option
+        fields.sort(key=lambda f: order.index(f.name))
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command)
         params = []
         for param in signature.parameters.values():
             if param.name == "settings":
-                params.extend(_field_parameter(f, hints[f.name]) for f in fields)
+                params.extend(_field_parameter(f, hints[f.name], panel_of.get(f.name)) for f in fields)
             else:
                 params.append(param)
 
@@ -106,74 +123,58 @@ def setting_options(settings_class: type, only: Sequence[str] | None = None) -> 
     return decorate
 
 
-def _field_parameter(f: dataclasses.Field, hint) -> inspect.Parameter:
-    """The command-line option of a settings field: its type, default, help and choices."""
+def _field_parameter(f: dataclasses.Field, hint, panel: str | None = None) -> inspect.Parameter:
+    """The command-line option of a settings field: its type, default, help, choices and panel."""
     meta = f.metadata
     default = "" if typing.get_origin(hint) is list else f.default
     cli_type = str if typing.get_origin(hint) is list else hint
     if type(None) in typing.get_args(hint):
         cli_type = Optional[next(a for a in typing.get_args(hint) if a is not type(None))]
     shown = by_objective(f.name) if f.name in OBJECTIVE_DEFAULTS else meta.get("shown")
-    extra = _choices(meta["choices"]) if meta.get("choices") else {}
-    option = typer.Option(default, flag(f.name), help=flagged(meta["help"]),
-                          show_default=flagged(shown) if shown is not None else True, **extra)
+    described = choices_of(meta["choices"], flagged(meta["help"])) if meta.get("choices") else {"help": flagged(meta["help"])}
+    option = typer.Option(default, flag(f.name), show_default=flagged(shown) if shown is not None else True,
+                          rich_help_panel=panel, **described)
     return inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=cli_type)
 
 
-class _Option(TyperOption):
-    def display_type_rich(self, ctx) -> str | None:
-        if self.is_flag and not self.count:
-            return ""
-        desc = self.type_descriptor
-        if self.metavar is None and desc.is_choice and desc.choices:
-            return choices_metavar([getattr(c, "value", c) for c in desc.choices])
-        return super().display_type_rich(ctx)
-
-    def _get_default_string(self, *, ctx, show_default_is_str: bool, default_value) -> str:
-        if show_default_is_str:
-            return str(self.show_default)
-        if default_value == "" or default_value is None:
-            return ""
-        return super()._get_default_string(ctx=ctx, show_default_is_str=False, default_value=default_value)
-
-
-class _Argument(TyperArgument):
-    @property
-    def display_name_raw(self) -> str:
-        return self.metavar if self.metavar is not None else (self.name or "").upper()
-
-    def display_type_rich(self, ctx) -> str | None:
-        return ""  # the name says what it is, the help what it holds
-
-    def _usage_display_name(self) -> str:
-        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
-        return name + ("..." if self.nargs != 1 else "")
-
-
-def _restyle(params: list) -> list:
+def _as_documented(params: list) -> list:
+    """What Typer cannot be told per parameter (see the module docstring), through the metavar it
+    shows in the parameter's place: none for a flag, the upper-case name for an argument."""
     for param in params:
-        if type(param) is TyperOption:
-            param.__class__ = _Option  # a subclass adding no state: only how it is shown changes
-        elif type(param) is TyperArgument:
-            param.__class__ = _Argument
+        if param.metavar is not None:
+            continue
+        if isinstance(param, TyperOption) and param.is_flag and not param.count:
+            param.metavar = ""
+        elif isinstance(param, TyperArgument):
+            param.metavar = (param.name or "").upper()
     return params
+
+
+def _usage(command, ctx) -> list[str]:
+    """The usage line's pieces: ``[OPTIONS]``, then each argument bare when required, in brackets
+    when optional, ``...`` when it takes several."""
+    pieces = [command.options_metavar] if command.options_metavar else []
+    for param in command.get_params(ctx):
+        if isinstance(param, TyperArgument):
+            name = param.metavar if param.required else f"[{param.metavar}]"
+            pieces.append(name + ("..." if param.nargs != 1 else ""))
+        else:
+            pieces.extend(param.get_usage_pieces(ctx))
+    return pieces
 
 
 class Command(TyperCommand):
     """A command whose parameters show as described in the module docstring."""
 
     def get_params(self, ctx):
-        return _restyle(super().get_params(ctx))
+        return _as_documented(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx):
+        return _usage(self, ctx)
 
 
 class Group(TyperGroup):
-    """The app: its own options and every command's, restyled."""
-
-    def __init__(self, **attrs):
-        super().__init__(**attrs)
-        for cmd in self.commands.values():
-            if type(cmd) is TyperCommand:
-                cmd.__class__ = Command  # as for parameters: only how it is shown changes
+    """The app, its own flags shown as the commands' are."""
 
     def get_params(self, ctx):
-        return _restyle(super().get_params(ctx))
+        return _as_documented(super().get_params(ctx))

@@ -91,30 +91,27 @@ class TrainConfig:
     and Frey 2013); default: no annealing (on GloVe it cost FVU: benchmarks/ABLATION.md)."""
     k_anneal_frac: float = setting(0.3, help="Fraction of training over which k is lowered.")
     """Fraction of all steps over which k is annealed, when ``k_anneal_from`` is set."""
-    encode_k: int | None = setting(help="Active units per word when encoding; caps the codes of kl, l1, spine and "
-                                        "batchtopk at their largest.", shown="{k} for topk, else no cap")
+    encode_k: int | None = setting(help="Active units per word when encoding (kl, l1, spine, batchtopk: a cap).", shown="{k} for topk, else no cap")
     """k used when encoding (their αk); default ``k`` for topk, none otherwise (the objective's own
     code: threshold or activation), which a given ``encode_k`` caps at its k largest per word."""
     aux_k: int | None = setting(help="Dead units per word in the AuxK loss.", shown="half the input dimensions")
     """Dead units used per word by the AuxK loss; default D/2 (at least 1, at most H)."""
-    aux_coef: float = setting(0.0, help="Weight of the AuxK loss, which trains dead units on what the code misses "
-                                        "(0: off).")
+    aux_coef: float = setting(0.0, help="Weight of the AuxK loss, which trains dead units (0: off).")
     """Weight of the AuxK loss (Gao et al. use 1/32); 0, the default, turns AuxK off (on GloVe it
     killed units instead of reviving them: benchmarks/ABLATION.md)."""
-    homeostasis: float | None = setting(help="Per-step nudge of each unit's bias toward equal firing frequencies "
-                                             "(0: off).")
+    homeostasis: float | None = setting(help="Per-step nudge of each unit's bias toward equal use (0: off).")
     """topk and batchtopk, default 3e-5: per-step nudge of each unit's encoder bias toward the
     frequency k/H (up when it fires less, down when more; 0: off). Its effect on dead units:
     benchmarks/ABLATION.md."""
-    balance: float | None = setting(help="Per-step move of each unit's selection bias toward equal unit use; the bias "
-                                         "only chooses units, it is never trained (0: off).")
+    balance: float | None = setting(help="Per-step move of each unit's selection-only bias toward equal use "
+                                         "(0: off).")
     """topk, default 5e-3: after each step every unit's selection bias (added to the pre-activations
     only to choose the k units, never to an activation; saved in model.pt as ``select_bias``) moves
     by this much toward the frequency k/H: up for a unit chosen less often, down for one chosen more
     (0: off). Without it a top-k code collapses onto a few units where k is large for D:
     benchmarks/INTERPRETABILITY.md."""
-    init: str | None = setting(help="How the decoder starts: kmeans, the centroids of the most frequent words (one idea "
-                                    "per unit), or random unit vectors.", choices=INITS,
+    init: str | None = setting(help="How the decoder starts: k-means centroids of the most frequent words (one "
+                                    "idea per unit) or random.", choices=INITS,
                                shown="kmeans for topk without {encoder_layers}, else random")
     """How decoder rows (and the tied encoder) start: ``kmeans``, the spherical k-means centroids of
     the first 65,536 words (the most frequent, in a file in frequency order), each a direction many
@@ -128,8 +125,7 @@ class TrainConfig:
     """Weight of the KL penalty (``kl``, default 10), on the KL divergence averaged over units."""
     l1_coef: float | None = setting(help="Weight of the L1 penalty (l1).")
     """Weight of the L1 penalty (``l1``, default 0.1), on the codes' L1 norm relative to the inputs' norms."""
-    noise: float | None = setting(help="Standard deviation of Gaussian noise added to the inputs (scaled to unit "
-                                       "variance) in training only.")
+    noise: float | None = setting(help="Gaussian noise (std) added to the scaled inputs, in training only.")
     """Standard deviation of Gaussian noise added to the (normalised, unit-variance) inputs during
     training only, for any objective (a denoising autoencoder); never applied when encoding.
     Default: 0.2 for ``spine`` (as the paper), 0 otherwise."""
@@ -140,16 +136,16 @@ class TrainConfig:
     dead_window: float = setting(0.5, help="Epochs' worth of words after which a silent unit is dead for AuxK.",
                                  option=False)
     """A unit is dead for AuxK if it has not fired in this many epochs' worth of words."""
-    holdout: float = setting(0.0, help="Fraction of the words kept out of training (drawn with {seed}), whose FVU and "
-                                       "dead units are reported every epoch (0: off).")
+    holdout: float = setting(0.0, help="Fraction of the words kept out of training and measured every epoch "
+                                       "(0: off).")
     """Fraction of the words kept out of training, drawn with ``seed``, whose FVU and dead units are
     reported every epoch beside the training figures (and in the summary); 0, the default: off."""
     seed: int = setting(0, help="Random seed.")
     """Seeds initialisation, data order and the held-out words: same seed, same model on the CPU."""
     checkpoint_every: int = setting(1000, help="Steps between checkpoints (also every epoch).")
     """Steps between checkpoints of a run directory (also at the end of every epoch)."""
-    device: str = setting(DEVICES[0], help="Where to train; auto: CUDA when available, cuda:N the GPU N; several "
-                                           "processes take one GPU each.", choices=DEVICES)
+    device: str = setting(DEVICES[0], help="Where to train; auto: CUDA when available, cuda:N the GPU N.",
+                          choices=DEVICES)
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` (the current GPU) or ``cuda:N`` (GPU N). With
     several processes each takes GPU ``LOCAL_RANK`` (``auto`` or ``cuda``)."""
 

@@ -1,7 +1,8 @@
 """One self-contained HTML page about a run and its codes.
 
-The page has no external resource (styles inline, charts as inline SVG, a dozen lines of plain
-JavaScript for the search box; without JavaScript every row simply stays visible). Sections, each
+The page has no external resource (styles inline, charts as inline SVG, a few dozen lines of
+plain JavaScript for the search box and its data; without JavaScript every row simply stays
+visible). Sections, each
 a ``<section id=...>``:
 
 - ``final``: the final model's figures (``summary.json``) and the codes' own counts;
@@ -11,13 +12,15 @@ a ``<section id=...>``:
   had some, as charts and a table;
 - ``frequency``: histogram of how many words use each unit (log scale; dead units counted apart);
 - ``l0``: histogram of active units per word;
-- ``units``: every unit with its word count and top words with their activations, searchable
-  by whole words (any of several) or ``#id``;
+- ``units``: every unit with its word count and top words with their activations; searching a
+  word shows the units its code uses, strongest first (every word's units are on the page,
+  :func:`word_units_data`), ``#id`` one unit;
 - ``config``: every setting of the run (``config.json``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -31,20 +34,42 @@ from .codes import Codes, check_same_model, load_codes
 from .errors import SparsecodeError
 from .evaluate import balance_of_codes, coherence_of_codes, unit_table
 from .interpret import EVEN_FACTOR
-from .svg import histogram, line_chart
+from .svg import histogram, line_chart, spans_a_decade
+from .terminal import html as shown
 from .rundir import RunLogs, load_run, read_json, read_logs
 
-#: What the figures of ``summary.json`` mean, in the order shown; fractions are shown as percentages.
-SUMMARY_FIGURES = {
-    "fvu": "fraction of variance unexplained (lower is better)",
-    "cosine": "mean cosine between a vector and its reconstruction",
-    "mean_l0": "mean number of active units per word",
-    "dead_fraction": "units that no word uses",
-    "always_on_fraction": "units used by more than half of the words",
-    "zero_rows_fraction": "words whose code is all zeros",
-    "k": "active units per word at encode time",
-    "train_seconds": "training time in seconds",
+#: The figures of ``summary.json`` and ``metrics.jsonl`` in words: key -> (name, what it means), in
+#: the order the final model's table shows them; a key not here shows as its words (``a_b``: "a b").
+#: Fractions and rates are shown as percentages.
+FIGURES = {
+    "fvu": ("FVU", "variance the reconstructions leave unexplained (0: exact; 1: no better than the mean)"),
+    "cosine": ("cosine(x, x̂)", "mean cosine between a vector and its reconstruction"),
+    "mean_l0": ("mean L0", "active units per word"),
+    "dead_fraction": ("dead units", "units that no word uses"),
+    "always_on_fraction": ("always-on units", "units used by more than half of the words"),
+    "zero_rows_fraction": ("all-zero codes", "words whose code is all zeros"),
+    "effective_units": ("effective units", "exp(entropy) of unit use: this many units used evenly"),
+    "starved_fraction": ("starved units", f"units used by fewer than 1/{EVEN_FACTOR:g} of the even share of words"),
+    "busy_units": ("busy units", f"units used by more than {EVEN_FACTOR:g} times the even share of words"),
+    "busiest_rate": ("busiest unit", "share of the words that use the busiest unit"),
+    "k": ("k", "active units per word at encode time"),
+    "train_seconds": ("training time (s)", "wall-clock seconds"),
+    "epoch": ("epoch", ""),
+    "loss": ("loss", "the objective (for topk: the batch's FVU)"),
+    "lr": ("learning rate", ""),
+    "seconds": ("time (s)", ""),
+    "holdout_fvu": ("held-out FVU", "FVU of the words kept out of training"),
+    "holdout_dead_fraction": ("held-out dead units", "units no held-out word uses"),
+    "holdout_mean_l0": ("held-out mean L0", "active units per held-out word"),
+    "holdout_cosine": ("held-out cosine", "mean cosine of the held-out words"),
+    "holdout_words": ("held-out words", "words kept out of training"),
 }
+
+
+def figure_name(key: str) -> str:
+    """A figure's name in words (:data:`FIGURES`)."""
+    return FIGURES[key][0] if key in FIGURES else key.replace("_", " ")
+
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 0 1.2em 3em; color: #1d232a; }
@@ -52,7 +77,7 @@ h1 { margin-bottom: 0.1em; } .sub { color: #5b6670; margin-top: 0; }
 section { margin-top: 2.2em; } h2 { border-bottom: 1px solid #d5dbe1; padding-bottom: 0.2em; }
 table { border-collapse: collapse; } td, th { padding: 0.2em 0.7em; text-align: left; vertical-align: top; }
 th { background: #eef1f4; } tr:nth-child(even) td { background: #f8f9fa; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; } .chart { width: 420px; max-width: 100%; height: auto; }
 .chart .axis { stroke: #444; } .chart .tick { stroke: #444; } .chart .grid { stroke: #e3e7eb; }
 .chart text { font-size: 11px; fill: #333; } .chart .title { font-size: 13px; font-weight: 600; }
@@ -64,30 +89,74 @@ tr.dead td { color: #9aa3ab; } .flag { font-size: 0.75em; padding: 0 0.3em; bord
 .note { color: #5b6670; }
 """
 
-#: Whether a unit matches the search box: any of its terms, each a whole top word (any case) or
-#: ``#id``; an empty box matches every unit. ``words`` are the row's ``data-words`` (lowercase).
+#: The search box: the units a query asks for, in the order to show them, or ``null`` for every unit
+#: (an empty box). Each term is ``#id`` (that unit) or a word, any case: the units its code uses,
+#: strongest first (every word of the vocabulary that is that word in some case). ``unitsOf(term)``
+#: gives a word's units; ``wordUnits`` makes it from the page's data (:func:`word_units_data`).
 MATCH_JS = """
-function unitMatches(query, unit, words) {
+function matchingUnits(query, unitsOf) {
   const terms = query.toLowerCase().split(/\\s+/).filter(Boolean);
-  return terms.length === 0 || terms.some(t => t.startsWith('#') ? t.slice(1) === String(unit) : words.includes(t));
+  if (terms.length === 0) return null;
+  const units = [], missing = [];
+  for (const t of terms) {
+    const found = t.startsWith('#') ? [t.slice(1)] : unitsOf(t).map(String);
+    if (found.length === 0) missing.push(t);
+    for (const u of found) if (!units.includes(u)) units.push(u);
+  }
+  units.missing = missing;
+  return units;
+}
+function wordUnits(data) {
+  const decode = (text, Type) => {
+    const bytes = Uint8Array.from(atob(text), c => c.charCodeAt(0));
+    return new Type(bytes.buffer);
+  };
+  const Type = data.unit_bytes === 2 ? Uint16Array : Uint32Array;
+  const counts = decode(data.counts, Type), units = decode(data.units, Type);
+  const byWord = new Map();
+  let start = 0;
+  data.words.forEach((w, i) => {
+    const key = w.toLowerCase(), end = start + counts[i];
+    byWord.set(key, (byWord.get(key) || []).concat(Array.from(units.subarray(start, end))));
+    start = end;
+  });
+  return word => byWord.get(word) || [];
 }
 """
 
 SCRIPT = MATCH_JS + """
 const box = document.getElementById('unit-search');
-const rows = Array.from(document.querySelectorAll('#unit-table tbody tr'));
+const tbody = document.querySelector('#unit-table tbody');
+const rows = Array.from(tbody.rows);
+const byUnit = new Map(rows.map(row => [row.dataset.unit, row]));
 const count = document.getElementById('unit-count');
-const words = rows.map(row => JSON.parse(row.dataset.words));
+let unitsOf = null;
 box.addEventListener('input', () => {
-  let shown = 0;
-  rows.forEach((row, i) => {
-    const ok = unitMatches(box.value, row.dataset.unit, words[i]);
-    row.hidden = !ok;
-    shown += ok;
-  });
-  count.textContent = shown + ' of ' + rows.length + ' units';
+  unitsOf = unitsOf || wordUnits(JSON.parse(document.getElementById('word-units').textContent));
+  const units = matchingUnits(box.value, unitsOf);
+  const shown = units === null ? rows : units.map(u => byUnit.get(u)).filter(Boolean);
+  rows.forEach(row => { row.hidden = true; });
+  shown.forEach(row => { row.hidden = false; tbody.appendChild(row); });
+  if (units === null) rows.forEach(row => tbody.appendChild(row));
+  count.textContent = shown.length + ' of ' + rows.length + ' units'
+    + (units && units.missing.length ? '; not in the vocabulary: ' + units.missing.join(' ') : '');
 });
 """
+
+
+def word_units_data(codes: Codes) -> dict:
+    """What the search box needs to find the units a word uses: the words, and for each its active
+    units, strongest first, as little-endian unsigned integers (2 bytes each while there are fewer
+    than 65,536 units, else 4) in base64: ``counts`` (units per word) and ``units`` (all, word after word).
+    For 50,000 words at k=32 (with the words) that is 4.9 MB of a 5.7 MB page."""
+    n = len(codes.words)
+    counts = np.diff(codes.indptr)
+    rows = np.repeat(np.arange(n), counts)
+    order = np.lexsort((-np.abs(codes.data), rows))  # word by word, the strongest activation first
+    dtype = "<u2" if codes.n_units < 1 << 16 else "<u4"  # a count reaches n_units
+    return {"words": list(codes.words), "unit_bytes": np.dtype(dtype).itemsize,
+            "counts": base64.b64encode(counts.astype(dtype).tobytes()).decode("ascii"),
+            "units": base64.b64encode(codes.indices[order].astype(dtype).tobytes()).decode("ascii")}
 
 
 def read_evaluation(run_dir: str | os.PathLike) -> dict | None:
@@ -130,8 +199,8 @@ def render_report(logs: RunLogs, codes: Codes, evaluation: dict | None, title: s
             + f" → {h:,} units, k = {codes.attrs.get('encode_k', cfg.get('k', '?') if cfg.get('sparsity', 'topk') == 'topk' else 'none (' + cfg['sparsity'] + ')')} at encode time")
     coh = coherence_of_codes(codes)
     body = [
-        f"<h1>sparsecode report: {escape(title)}</h1>",
-        f'<p class="sub">{escape(head)}. Codes: {escape(codes.path or "(in memory)")}. sparsecode {__version__}.</p>',
+        f"<h1>sparsecode report: {shown(title)}</h1>",
+        f'<p class="sub">{escape(head)}. Codes: {shown(codes.path or "(in memory)")}. sparsecode {__version__}.</p>',
         _final_section(logs.summary, codes, coh),
         _evaluation_section(evaluation),
         _training_section(logs.metrics),
@@ -142,7 +211,7 @@ def render_report(logs: RunLogs, codes: Codes, evaluation: dict | None, title: s
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>sparsecode report: {escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f"<title>sparsecode report: {shown(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body>\n</html>\n")
 
 
@@ -165,8 +234,8 @@ def _value(key: str, value) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return escape(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value))
-    if key.endswith("_fraction"):
+        return shown(json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value)
+    if key.endswith(("_fraction", "_rate")):
         return f"{100 * value:.2f} %"
     if isinstance(value, int):
         return f"{value:,}"
@@ -174,8 +243,9 @@ def _value(key: str, value) -> str:
 
 
 def _final_section(summary: dict, codes: Codes, coh) -> str:
-    keys = [k for k in SUMMARY_FIGURES if k in summary] + [k for k in summary if k not in SUMMARY_FIGURES]
-    rows = [[escape(k), _value(k, summary[k]), escape(SUMMARY_FIGURES.get(k, ""))] for k in keys]
+    keys = [k for k in FIGURES if k in summary] + [k for k in summary if k not in FIGURES]
+    rows = [[f'<span class="w">{escape(figure_name(k))}</span>', _value(k, summary[k]),
+             escape(FIGURES.get(k, ("", ""))[1])] for k in keys]
     l0 = codes.l0()
     dead = int((codes.frequency == 0).sum())
     counts = [
@@ -203,36 +273,113 @@ def _final_section(summary: dict, codes: Codes, coh) -> str:
                     "<p>The codes file:</p>", _table(["count", "value", "meaning"], counts, {1}))
 
 
-def _flatten(data: dict, prefix: str = ""):
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
+def _at(data: dict, path: str):
+    """``data["a"]["b"]`` for ``"a.b"``; None where any part is missing."""
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+#: The evaluation table (``evaluation.json`` as ``sparsecode evaluate --json`` writes it), codes
+#: beside the dense vectors: (what, the codes' figure, the dense vectors' figure or None, format),
+#: figures as paths into the JSON. A row shows when its codes figure was measured; a new figure is
+#: one more line here.
+EVALUATION_ROWS = [
+    ("FVU (0: exact; 1: no better than the mean vector)", "reconstruction.fvu", None, "{:.4f}".format),
+    ("cosine(x, x̂)", "reconstruction.cosine", None, "{:.4f}".format),
+    ("mean L0: active units per word (dense: its dimensions)", "sparsity.mean_l0", "dist_ratio.dense.dimensions",
+     lambda v: f"{v:,}" if isinstance(v, int) else f"{v:.2f}"),
+    ("dead units (used by no word)", "sparsity.dead_fraction", None, _percent),
+    ("always-on units (used by more than half of the words)", "sparsity.always_on_units", None, "{:,}".format),
+    ("all-zero codes", "sparsity.zero_rows_fraction", None, _percent),
+    ("effective units: exp(entropy) of unit use", "balance.effective_units", None, "{:,.0f}".format),
+    ("starved units", "balance.starved_fraction", None, _percent),
+    ("busy units", "balance.busy_units", None, "{:,}".format),
+    ("share of the words that use the busiest unit", "balance.busiest_rate", None, _percent),
+    ("activation mass in the top 10% of units", "balance.top10_mass_share", None, _percent),
+    ("purity: WordNet supersenses of a unit's top words", "coherence.purity", "coherence.dense", "{:.3f}".format),
+    ("purity of random words (chance)", "coherence.chance", "coherence.chance", "{:.3f}".format),
+    ("word similarity: Spearman, average of WS-353, SimLex, MEN, RW", "word_similarity.codes_average",
+     "word_similarity.dense_average", "{:.3f}".format),
+    ("DistRatio (higher: more coherent dimensions)", "dist_ratio.codes.dist_ratio", "dist_ratio.dense.dist_ratio",
+     "{:.3f}".format),
+]
+
+
+def evaluation_rows(evaluation: dict) -> list[tuple[str, str, str]]:
+    """(what, codes, dense) as text for every row of :data:`EVALUATION_ROWS` measured in ``evaluation``."""
+    rows = []
+    for name, codes_path, dense_path, fmt in EVALUATION_ROWS:
+        value = _at(evaluation, codes_path)
+        if value is None:
+            continue
+        dense = _at(evaluation, dense_path) if dense_path else None
+        rows.append((name, fmt(value), "—" if dense is None else fmt(dense)))
+    return rows
 
 
 def _evaluation_section(evaluation: dict | None) -> str:
     if evaluation is None:
         return _section("evaluation", "Evaluation",
                         '<p class="note">No <code>evaluation.json</code> in the run directory '
-                        "(<code>sparsecode evaluate --json</code> writes one, when available).</p>")
-    rows = [[escape(k), _value(k, v)] for k, v in _flatten(evaluation)]
-    return _section("evaluation", "Evaluation", '<p class="note">From <code>evaluation.json</code>.</p>',
-                    _table(["figure", "value"], rows, {1}))
+                        "(<code>sparsecode evaluate CODES.h5 --json &gt; RUN_DIR/evaluation.json</code> writes one).</p>")
+    parts = [_table(["measure", "codes", "dense"], [[escape(n), c, d] for n, c, d in evaluation_rows(evaluation)],
+                    {1, 2})]
+    ws = evaluation.get("word_similarity", {})
+    if ws.get("codes"):
+        dense = ws.get("dense", {})
+        bench = [[shown(name), f"{e['found']:,} of {e['pairs']:,}", _score(e.get("spearman")),
+                  _score(dense.get(name, {}).get("spearman"))] for name, e in ws["codes"].items()]
+        parts += ["<p>Word similarity per benchmark (Spearman correlation of cosine with human ratings, over the "
+                  "pairs whose words are in the vocabulary):</p>",
+                  _table(["benchmark", "pairs found", "codes", "dense"], bench, {1, 2, 3})]
+    methods = dict(evaluation.get("methods") or {})
+    if methods:
+        k = methods.pop("k", "?")
+        rows = [[shown(name), f"{m['fvu']:.4f}", f"{m['cosine']:.4f}", f"{m['mean_l0']:.1f}",
+                 _percent(m["dead_fraction"]), f"{m['seconds']:.1f}"] for name, m in methods.items()]
+        parts += [f"<p>Encoding methods at k = {escape(str(k))}, whole vocabulary:</p>",
+                  _table(["method", "FVU", "cosine", "mean L0", "dead units", "time (s)"], rows, {1, 2, 3, 4, 5})]
+    return _section("evaluation", "Evaluation", '<p class="note">From <code>evaluation.json</code> '
+                    "(<code>sparsecode evaluate --json</code>): the codes beside the dense vectors they encode.</p>",
+                    *parts)
+
+
+def _score(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+#: How far the loss may stray from the FVU (relatively, in every epoch) and still be the same curve.
+SAME_CURVE = 0.01
 
 
 def _training_section(metrics: list[dict]) -> str:
+    """FVU per epoch; the loss beside it only where it differs from the FVU (an objective's
+    penalties): for topk the loss is the FVU of the batch, and two charts drew one curve twice."""
     epochs = [m.get("epoch", i) for i, m in enumerate(metrics, 1)]
     charts, notes = [], []
-    for key, label, scale, log in (("loss", "loss", 1, True), ("fvu", "FVU", 1, True),
-                                   ("dead_fraction", "dead units (%)", 100, False)):
-        if all(key in m for m in metrics):
-            ys = [scale * float(m[key]) for m in metrics]
-            if key == "dead_fraction" and not any(ys):
-                notes.append("No unit was dead in any epoch.")
-                continue
-            charts.append(line_chart(epochs, ys, f"{label} per epoch" + (" (log scale)" if log else ""), "epoch",
-                                     label, y_from_zero=not log, log_y=log))
+    series = {key: [float(m[key]) for m in metrics] for key in ("loss", "fvu", "dead_fraction")
+              if all(key in m for m in metrics)}
+    loss, fvu = series.get("loss"), series.get("fvu")
+    same = loss is not None and fvu is not None and all(abs(a - b) <= SAME_CURVE * abs(b) for a, b in zip(loss, fvu))
+    if same:
+        notes.append(f"The loss equals the FVU within {SAME_CURVE:.0%} in every epoch (no penalty term): one chart.")
+    for key, label in (("fvu", "FVU"), ("loss", "loss")):
+        if key in series and not (key == "loss" and same):
+            charts.append(line_chart(epochs, series[key], f"{label} per epoch" + (" (log scale)" if spans_a_decade(
+                series[key]) else ""), "epoch", label, log_y=True))
+    if "dead_fraction" in series:
+        dead = [100 * v for v in series["dead_fraction"]]
+        if any(dead):
+            charts.append(line_chart(epochs, dead, "dead units (%) per epoch", "epoch", "dead units (%)", y_from_zero=True))
+        else:
+            notes.append("No unit was dead in any epoch.")
     columns = [c for c in ("epoch", "loss", "fvu", "mean_l0", "dead_fraction", "zero_rows_fraction", "k", "lr",
                            "seconds", "holdout_fvu", "holdout_dead_fraction", "holdout_mean_l0")
                if any(c in m for m in metrics)]
@@ -241,7 +388,7 @@ def _training_section(metrics: list[dict]) -> str:
                     '<p class="note">Per epoch, over that epoch\'s training batches (<code>metrics.jsonl</code>).'
                     + "".join(f" {escape(n)}" for n in notes) + "</p>",
                     f'<div class="charts">{"".join(charts)}</div>',
-                    _table([escape(c) for c in columns], rows, set(range(len(columns)))))
+                    _table([escape(figure_name(c)) for c in columns], rows, set(range(len(columns)))))
 
 
 def _frequency_section(codes: Codes) -> str:
@@ -288,27 +435,29 @@ def _units_section(codes: Codes, coh) -> str:
     for entry in unit_table(codes, coh=coh):
         unit, freq = entry["unit"], entry["frequency"]
         top = codes.top_words(unit)
-        words = ", ".join(f'<span class="w">{escape(w)} <span class="v">{v:.3f}</span></span>' for w, v in top)
+        words = ", ".join(f'<span class="w">{shown(w)} <span class="v">{v:.3f}</span></span>' for w, v in top)
         use = "dead" if freq == 0 else entry["use"]
         flag = f' <span class="flag {use}">{use}</span>' if use else ""
         purity = "—" if entry["purity"] is None else f"{entry['purity']:.2f}"
         strict = "—" if entry["strict_purity"] is None else f"{entry['strict_purity']:.1f}"
-        data_words = escape(json.dumps([w.lower() for w, _ in top], ensure_ascii=False))
         row_class = f' class="{use}"' if use else ""
-        rows.append(f'<tr id="unit-{unit}" data-unit="{unit}" data-words="{data_words}"{row_class}>'
+        rows.append(f'<tr id="unit-{unit}" data-unit="{unit}"{row_class}>'
                     f'<td class="num">{unit}</td><td class="num">{freq:,}{flag}</td><td class="num">{100 * freq / n:.2f} %</td>'
                     f'<td class="num">{purity}</td><td class="num">{strict}</td><td>{words}</td></tr>')
     table = ('<table id="unit-table">\n<thead><tr><th class="num">unit</th><th class="num">words</th>'
              '<th class="num">share</th><th class="num">purity</th><th class="num">strict</th>'
              '<th>top words (activation)</th></tr></thead>\n<tbody>\n'
              + "\n".join(rows) + "\n</tbody>\n</table>")
-    search = ('<p><input id="unit-search" type="search" placeholder="filter: words or #unit" '
+    search = ('<p><input id="unit-search" type="search" placeholder="a word, or #unit" '
               f'aria-label="filter units"> <span id="unit-count">{codes.n_units} of {codes.n_units} units</span></p>')
+    # JSON in a data block: only '<' could end it early ('</script>' in a word), so it is escaped.
+    data = json.dumps(word_units_data(codes), ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     return _section("units", "Units", '<p class="note">Every unit with the number of words that use it (flagged '
                     "<b>starved</b> below a tenth of the even share, <b>busy</b> above ten times it), its WordNet "
-                    "supersense purity and strict purity (see the README's Evaluation) and its strongest words. Type words to keep the "
-                    "units that have any of them among their top words (whole words, any case), or <code>#42</code> "
-                    "for unit 42.</p>", search, table)
+                    "supersense purity and strict purity (see the README's Evaluation) and its strongest words. Type a word (any case) "
+                    "to see the units its code uses, strongest first; several words: the units any of them uses; "
+                    "<code>#42</code>: unit 42.</p>", search, table,
+                    f'<script type="application/json" id="word-units">{data}</script>')
 
 
 def _config_section(config: dict) -> str:

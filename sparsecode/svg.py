@@ -16,12 +16,13 @@ LEFT, RIGHT, TOP, BOTTOM = 58, 22, 28, 44
 
 
 def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
-    """Round tick values (steps of 1, 2 or 5 times a power of ten) covering ``[lo, hi]``."""
+    """Round tick values (steps of 1, 2 or 5 times a power of ten) covering ``[lo, hi]``, about
+    ``target`` of them (a step up to 30% below the even one: 0.08 to 0.18 gets five, not two)."""
     if not hi > lo:
         lo, hi = lo - 0.5, hi + 0.5
     raw = (hi - lo) / target
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(s * mag for s in (1, 2, 5, 10) if s * mag >= raw)
+    step = next(s * mag for s in (1, 2, 5, 10) if s * mag >= 0.7 * raw)
     first = math.ceil(lo / step - 1e-9)
     return [round(i * step, 12) for i in range(first, math.floor(hi / step + 1e-9) + 1)]
 
@@ -93,15 +94,22 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     return ticks
 
 
+def spans_a_decade(ys: Sequence[float]) -> bool:
+    """Whether a log axis serves ``ys``: all positive, the largest at least ten times the smallest.
+    Over a narrower range a log axis only crowds its labels (0.08, 0.09, 0.1) at one end."""
+    return min(ys) > 0 and max(ys) >= 10 * min(ys)
+
+
 def line_chart(xs: Sequence[float], ys: Sequence[float], title: str, x_label: str, y_label: str,
                y_from_zero: bool = False, value_format: str = "{:.4g}", log_y: bool = False) -> str:
     """A line through ``(xs[i], ys[i])`` with a dot per point titled ``x_label x: value``.
 
-    ``log_y`` draws the y axis on a log scale (when every value is positive), so that a first
-    epoch far above the rest does not flatten them."""
-    log_y = log_y and min(ys) > 0
+    ``log_y`` draws the y axis on a log scale when the values span a decade (:func:`spans_a_decade`),
+    so that a first epoch far above the rest does not flatten them. ``y_from_zero``: the y axis
+    starts at 0 (or below, for negative values), so that a small change looks small."""
+    log_y = log_y and spans_a_decade(ys)
     at = (lambda v: math.log10(v)) if log_y else (lambda v: v)  # noqa: E731 - data value -> axis coordinate
-    y_lo = 0.0 if y_from_zero and not log_y else at(min(ys))
+    y_lo = min(0.0, min(ys)) if y_from_zero and not log_y else at(min(ys))
     y_hi = at(max(ys)) if at(max(ys)) > y_lo or not y_from_zero else 1.0
     y_pad = (y_hi - y_lo) * 0.05 if y_hi > y_lo else (0.05 if log_y else 0.0)
     x_pad = (max(xs) - min(xs)) * 0.04

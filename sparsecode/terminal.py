@@ -5,12 +5,15 @@ carry terminal escape sequences. Printed through rich as they are, the first is 
 crash, or ``[bold red]pwn[/bold red]`` shown as a red "pwn"), the second retitles or recolours the
 terminal. :func:`safe` is the one way the command line renders such text: a rich ``Text`` (never
 parsed as markup or emoji codes) in which every control or format character is written as its
-Python escape (``\\x1b``, ``\\u202e``). ``--json`` and the HTML report carry the exact words.
+Python escape (``\\x1b``, ``\\u202e``). The HTML report shows words through the same
+:func:`visible` (then HTML-escaped), so a right-to-left override cannot reverse a row there either;
+``--json`` carries the exact words.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from html import escape
 
 from rich.text import Text
 
@@ -42,3 +45,9 @@ def safe(text: object, style: str = "") -> Text:
 def words(items, separator: str = ", ") -> Text:
     """Words joined by ``separator``, each :func:`visible`, as one ``Text``."""
     return Text(separator.join(visible(w) for w in items))
+
+
+def html(text: object) -> str:
+    """``str(text)`` made :func:`visible`, then HTML-escaped: how the HTML pages show text from the
+    data (words, file and benchmark names), as the terminal shows it."""
+    return escape(visible(str(text)))

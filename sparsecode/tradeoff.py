@@ -13,22 +13,23 @@ from __future__ import annotations
 
 import os
 import time
-from html import escape
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .atomic import atomic_output
+from .clusters import cluster_measures
 from .config import TrainConfig
 from .embeddings import EmbeddingFile, Embeddings
 from .encoding import encode
 from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes, headline_average,
                        reconstruction_of_codes, word_similarity)
-from .clusters import cluster_measures
+from .html_report import STYLE
 from .interpret import FREQUENT_WORDS, dense_coherence
 from .model import SparseAutoencoder
 from .svg import line_chart
+from .terminal import html as shown
 from .training import train
 
 
@@ -122,36 +123,41 @@ def tradeoff(emb: Embeddings, ks: list[int], base: TrainConfig, wordsim_dir=DEFA
 
 
 def write_tradeoff_html(result: dict, out: str | os.PathLike, title: str, force: bool = False) -> None:
-    """One self-contained page: FVU, word similarity and purity against k, and the table."""
+    """One self-contained page in the report's style: FVU, word similarity, purity and effective
+    units against k, and the table."""
     rows, ref = result["rows"], result["reference"]
-    ks = [r["k"] for r in rows]
 
     def chart(key: str, label: str) -> str:
-        values = [r[key] if r[key] is not None else float("nan") for r in rows]
-        return line_chart(ks, values, f"{label} against k", "k", label)
+        """``key`` against k on an axis from 0, so that 960 to 970 effective units of 1,000 look as
+        small as they are; the ks where it was not measured are left out."""
+        points = [(r["k"], r[key]) for r in rows if r[key] is not None]
+        if not points:
+            return ""
+        return line_chart([k for k, _ in points], [v for _, v in points], f"{label} against k", "k", label,
+                          y_from_zero=True)
 
     charts = [chart("fvu", "FVU"), chart("word_similarity", "word similarity"), chart("purity", "purity"),
-              chart("strict_purity", "strict purity"), chart("effective_units", "effective units")]
-    head = ("<tr><th>k</th><th>FVU</th><th>word similarity</th><th>purity</th><th>strict purity</th><th>readable %</th>"
-            "<th>non-words %</th><th>effective units</th><th>starved %</th><th>busiest %</th><th>train s</th></tr>")
-    body = "".join(
-        f"<tr><td>{r['k']}</td><td>{r['fvu']:.4f}</td><td>{_num(r['word_similarity'])}</td><td>{_num(r['purity'])}</td>"
-        f"<td>{_num(r['strict_purity'])}</td><td>{_pct(r['readable_units'])}</td><td>{_pct(r['non_words'])}</td>"
-        f"<td>{r['effective_units']:.0f}</td><td>{100 * r['starved_fraction']:.1f}</td>"
-        f"<td>{100 * r['busiest_rate']:.1f}</td><td>{r['seconds']:.1f}</td></tr>" for r in rows)
+              chart("strict_purity", "strict purity"),
+              chart("effective_units", f"effective units of {result['hidden']:,}")]
+    columns = ("k", "FVU", "word similarity", "purity", "strict purity", "readable %", "non-words %", "effective units",
+               "starved %", "busiest %", "train s")
+    head = "".join(f'<th class="num">{c}</th>' for c in columns)
+    body = "".join("<tr>" + "".join(f'<td class="num">{v}</td>' for v in (
+        r["k"], f"{r['fvu']:.4f}", _num(r["word_similarity"]), _num(r["purity"]), _num(r["strict_purity"]),
+        _pct(r["readable_units"]), _pct(r["non_words"]), f"{r['effective_units']:.0f}",
+        f"{100 * r['starved_fraction']:.1f}", f"{100 * r['busiest_rate']:.1f}", f"{r['seconds']:.1f}")) + "</tr>"
+        for r in rows)
     km = ref.get("kmeans")
     kmeans = (f" {km['clusters']:,} k-means clusters of the same words: purity {_num(km['purity'])}, strict purity "
               f"{_num(km['strict_purity'])}, readable {_pct(km['readable_units'])} %, non-words {_pct(km['non_words'])} %."
               if km else "")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>"
-            "body{font:15px/1.45 system-ui,sans-serif;max-width:1000px;margin:auto;padding:0 1em}"
-            ".chart{width:460px;max-width:100%}.chart .line{fill:none;stroke:#1f6fb2;stroke-width:2}"
-            ".chart .point{fill:#1f6fb2}.chart text{font-size:11px}.chart .axis,.chart .tick{stroke:#444}"
-            ".chart .grid{stroke:#e3e7eb}td,th{padding:.2em .7em;text-align:right}</style></head><body>"
-            f"<h1>{escape(title)}</h1><p>{result['words']:,} words × {result['dim']} dimensions → {result['hidden']:,} "
-            f"units. Dense vectors: word similarity {_num(ref['word_similarity'])}, purity {_num(ref['purity_dense'])}, "
-            f"strict purity {_num(ref['strict_purity_dense'])}; purity by chance {_num(ref['purity_chance'])}.{escape(kmeans)}"
-            f"</p>{''.join(charts)}<table>{head}{body}</table></body></html>")
+    page = (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{shown(title)}</title>\n"
+            f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>{shown(title)}</h1>\n"
+            f"<p class=\"sub\">{result['words']:,} words × {result['dim']} dimensions → {result['hidden']:,} units. Dense "
+            f"vectors: word similarity {_num(ref['word_similarity'])}, purity {_num(ref['purity_dense'])}, strict purity "
+            f"{_num(ref['strict_purity_dense'])}; purity by chance {_num(ref['purity_chance'])}.{shown(kmeans)}</p>\n"
+            f"<div class=\"charts\">{''.join(charts)}</div>\n"
+            f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>\n</body>\n</html>\n")
     with atomic_output(out, force=force) as tmp:
         tmp.write_text(page, encoding="utf-8")
 

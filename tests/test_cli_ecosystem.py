@@ -143,7 +143,9 @@ def test_colours_only_on_a_terminal_and_never_with_no_color(codes_path):
 
 
 def test_help_shows_defaults_that_are_not_values():
-    """'[default: ...]' in a help text is rich markup unless escaped; it must reach the user."""
+    """A default that is a description shows as Typer writes one, in parentheses; '[choices: ...]' in a
+    help text is rich markup unless escaped: both must reach the user."""
     train_help = " ".join(run("train", "--help").stdout.split())
-    assert "[default: off]" in train_help and "[default: 3e-05 for" in train_help and "[default: 10]" in train_help
-    assert "[default: all]" in " ".join(run("convert", "--help").stdout.split())
+    assert "[default: (off)]" in train_help and "[default: (3e-05 for" in train_help and "[default: 10]" in train_help
+    assert "[choices: kmeans, random]" in train_help
+    assert "[default: (all)]" in " ".join(run("convert", "--help").stdout.split())

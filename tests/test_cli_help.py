@@ -1,5 +1,5 @@
 """``--help`` as a well-kept CLI writes it: flags without a value, arguments by name, choices by
-their values, every default shown and taken from where it lives."""
+their values, every default shown and taken from where it lives, readable at 80 columns."""
 
 from __future__ import annotations
 
@@ -81,13 +81,46 @@ def test_flags_take_no_value_and_every_default_shows(command):
 
 def test_choices_show_their_values():
     train, encode = option_rows(help_of("train")), option_rows(help_of("encode"))
-    assert f"[{'|'.join(SPARSITIES)}]" == "[topk|batchtopk|kl|l1|spine]"
-    assert "--sparsity" in train and "[topk|batchtopk|kl|l1|spine]" in train["--sparsity"]
-    assert "[auto|cpu|cuda|cuda:N]" in train["--device"] and "[auto|cpu|cuda|cuda:N]" in encode["--device"]
-    assert "[encoder|omp]" in encode["--method"]
-    assert "[auto|glove|word2vec|word2vec-bin|fasttext|npy]" in option_rows(help_of("convert"))["--format"]
-    assert "[auto|word2vec|npz|dense-h5]" in option_rows(help_of("export"))["--format"]
+    assert SPARSITIES == ("topk", "batchtopk", "kl", "l1", "spine")
+    assert "--sparsity" in train and "<choice>" in train["--sparsity"]
+    assert "[choices: topk, batchtopk, kl, l1, spine]" in train["--sparsity"]
+    assert "[choices: auto, cpu, cuda, cuda:N]" in train["--device"]
+    assert "[choices: auto, cpu, cuda, cuda:N]" in encode["--device"]
+    assert "[choices: encoder, omp]" in encode["--method"]
+    assert "[choices: id, frequency, coherence, strict]" in option_rows(help_of("inspect"))["--sort"]
+    assert "[choices: auto, glove, word2vec, word2vec-bin, fasttext, npy]" in option_rows(help_of("convert"))["--format"]
+    assert "[choices: auto, word2vec, npz, dense-h5]" in option_rows(help_of("export"))["--format"]
     assert DEVICES == ("auto", "cpu", "cuda", "cuda:N")  # cuda:N: any GPU index, checked by the config
+
+
+def narrow_help(*command: str) -> str:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"},
+                                prog_name="sparsecode")
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_reads_at_80_columns(command):
+    """Every line fits, and no choice is cut mid-word (train --help was 149 lines and showed
+    'word 2vec-bin'): the values wrap between words, in the help text."""
+    text = narrow_help(command)
+    assert max(map(len, text.splitlines())) <= 80
+    words = set(text.replace("│", " ").replace(",", " ").replace("]", " ").split())
+    for p in params_of(command):
+        if p.metavar == "<choice>":
+            values = p.help.split("[choices: ")[1].rstrip("]").split(", ")
+            assert all(v in words for v in values), (command, p.opts, values)
+
+
+def test_train_help_in_panels():
+    text = narrow_help("train")
+    assert len(text.splitlines()) <= 105
+    panels = [line.split("─ ")[1].split(" ─")[0] for line in text.splitlines() if line.startswith("╭─ ")]
+    assert panels == ["Arguments", "Options", "Model", "Other objectives, noise", "Optimisation", "Unit health",
+                      "Hardware"]
+    hardware = text[text.index("╭─ Hardware"):]
+    assert "--device" in hardware and "--nproc" in hardware and "--checkpoint-every" in hardware
 
 
 def test_defaults_come_from_where_they_live():
@@ -103,9 +136,9 @@ def test_defaults_come_from_where_they_live():
     assert by_objective("homeostasis") == "3e-05 for topk, batchtopk"
     for name, setting in (("--k", "k"), ("--rho", "rho"), ("--beta", "beta"), ("--l1-coef", "l1_coef"),
                           ("--noise", "noise"), ("--homeostasis", "homeostasis")):
-        assert f"[default: {by_objective(setting)}]" in train[name]
+        assert f"[default: ({by_objective(setting)})]" in train[name]  # a description: in parentheses, as Typer writes it
     encode = option_rows(help_of("encode"))
     assert f"[default: {EncodeSettings().top_words}]" in encode["--top-words"]
     assert f"[default: {EncodeSettings().batch_size}]" in encode["--batch-size"]
-    assert "[default: the run's encode k]" in encode["--k"]
-    assert "[default: the run recorded in the codes file]" in option_rows(help_of("evaluate"))["--model"]
+    assert "[default: (the run's encode k)]" in encode["--k"]
+    assert "[default: (the run recorded in the codes file)]" in option_rows(help_of("evaluate"))["--model"]

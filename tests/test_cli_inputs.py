@@ -118,14 +118,15 @@ def test_errors_and_warnings_quote_words_safely(odd_codes, tmp_path):
                                           "kept the first occurrence of each")
 
 
-def test_the_html_report_holds_the_exact_words(odd_codes, tmp_path):
+def test_the_html_report_shows_the_words_as_the_terminal_does(odd_codes, tmp_path):
     from html import escape
 
     out = tmp_path / "report.html"
     run("report", odd_codes / "run", odd_codes / "codes.h5", "--out", out)
     page = out.read_text(encoding="utf-8")
     for word in ("[/url]", "[bold red]pwn[/bold red]", ":smile:", "back\\", "\x1b[31mred"):
-        assert escape(word) in page
+        assert escape(visible(word)) in page
+    assert "\x1b" not in page
 
 
 def test_visible_escapes_controls_and_format_characters_only():
