@@ -500,7 +500,7 @@ def evaluate(
                                               show_default="the run's training file"),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP + " (for --embeddings)"),
     wordsim: Path = typer.Option(DEFAULT_WORDSIM_DIR, "--wordsim", help="Folder of word-similarity files.",
-                                 show_default="the word-sim folder shipped in sample_data"),
+                                 show_default="the 13 English benchmarks shipped with sparsecode"),
     seed: int = typer.Option(DEFAULT_SEED, help="Seed for DistRatio's intruder words and purity's chance."),
     worst: int = typer.Option(0, "--worst", help="List the N words the codes reconstruct worst (their own FVU and cosine)."),
     compare_methods: bool = typer.Option(False, "--compare-methods",

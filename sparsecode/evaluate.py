@@ -37,8 +37,9 @@ from .model import SparseAutoencoder
 from .pursuit import make_coder
 from .rundir import default_encode_k, load_run
 
-#: The word-similarity files shipped with the project (see sample_data/word-sim/README.md).
-DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "word-sim"
+#: The word-similarity files shipped inside the package (see resources/word-sim/README.md), so that an
+#: installed sparsecode finds them wherever it runs.
+DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent / "resources" / "word-sim"
 #: Seed of DistRatio's intruder words.
 DEFAULT_SEED = 0
 #: Benchmarks summarised as "average" (the four the project's goals are stated on).
