@@ -529,7 +529,7 @@ def _methods_table(compared: dict) -> Table:
     for col in ("method", "FVU", "cosine", "mean L0", "dead %", "zero rows %", "seconds"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for name, st in methods.items():
-        table.add_row(name, f"{st['fvu']:.4f}", f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
+        table.add_row(name, _fmt(st["fvu"], 4), f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
                       f"{100 * st['dead_fraction']:.1f}", f"{100 * st['zero_rows_fraction']:.2f}", f"{st['seconds']:.1f}")
     return table
 

@@ -93,7 +93,7 @@ class CodeStatistics:
         usage = self.sums[6:]
         balance = unit_balance(usage.cpu().numpy(), int(n))
         return {
-            "fvu": sse / max(ssd, 1e-300),
+            "fvu": sse / ssd if ssd > 0 else None,  # None: vectors that do not vary have no FVU
             "cosine": cos_sum / n,
             "mean_l0": l0 / n,
             "dead_fraction": float((usage == 0).double().mean()),
@@ -127,7 +127,7 @@ def reconstruction_of_codes(codes: Codes, model: SparseAutoencoder, vectors: np.
         row_ssd[rows] = (x - mean).pow(2).sum(1).numpy()
         row_cos[rows] = torch.nn.functional.cosine_similarity(x, x_hat, dim=1).numpy()
     sse, ssd = float(row_sse.sum()), float(row_ssd.sum())
-    result = {"fvu": sse / ssd if ssd > 0 else float("nan"), "cosine": float(row_cos.sum()) / n}
+    result = {"fvu": sse / ssd if ssd > 0 else None, "cosine": float(row_cos.sum()) / n}  # None: no variance
     if worst > 0:
         error = row_sse / np.where(row_ssd > 0, row_ssd, np.inf)  # a word at the mean: error 0
         order = np.argsort(-error, kind="stable")[:worst]
