@@ -307,10 +307,11 @@ def _objective(cfg: TrainConfig) -> str:
 
 @app.command()
 def encode(
-    run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
+    run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train', or its model.pt alone "
+                                             "(a file, or a folder that holds only it)."),
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5).",
-                                            show_default="RUN_DIR/codes.h5"),
+                                            show_default="RUN_DIR/codes.h5, beside a model.pt"),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word.", show_default="the run's encode k"),
     method: str = choice(ENCODE.method, METHODS, "encoder (fast) or omp (orthogonal matching pursuit over the "
                                                  "decoder: closer codes, slower).", "--method"),

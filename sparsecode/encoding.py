@@ -143,8 +143,10 @@ def expected_l0(run_dir: str | os.PathLike, n_hidden: int) -> int:
 
 
 def default_codes_path(run_dir: str | os.PathLike) -> Path:
-    """Where ``sparsecode encode RUN EMB`` writes the codes without ``--out``: ``RUN/codes.h5``."""
-    return Path(run_dir) / "codes.h5"
+    """Where ``sparsecode encode RUN EMB`` writes the codes without ``--out``: ``RUN/codes.h5``
+    (given a ``model.pt`` alone, ``codes.h5`` beside it)."""
+    run_dir = Path(run_dir)
+    return (run_dir.parent if run_dir.is_file() else run_dir) / "codes.h5"
 
 
 class _ArrayWords:
@@ -182,11 +184,14 @@ def open_words(embeddings) -> "EmbeddingFile | _ArrayWords":
 
 def resolve_model(model_or_run_dir, device: torch.device) -> tuple[SparseAutoencoder, dict, str | None]:
     """The model, the settings the codes file records and its run directory (None without one),
-    from a :class:`SparseAutoencoder`, a run directory or a ``model.pt`` file."""
+    from a :class:`SparseAutoencoder`, a run directory, a ``model.pt`` file, or a folder that holds
+    a ``model.pt`` alone (no ``config.json``: the model records all that encoding needs)."""
     if isinstance(model_or_run_dir, SparseAutoencoder):
         model = model_or_run_dir.to(device).eval()
         return model, model_settings(model), None
     path = Path(model_or_run_dir)
+    if path.is_dir() and (path / "model.pt").is_file() and not (path / "config.json").exists():
+        path = path / "model.pt"
     if path.is_file():
         model = SparseAutoencoder.load(path, device=device).eval()
         return model, model_settings(model), None
