@@ -3,9 +3,12 @@ one line on stderr and a non-zero exit, never a traceback, a box or a number tha
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import shutil
 
 import numpy as np
+import pytest
 
 import sparsecode as sc
 
@@ -34,3 +37,22 @@ def test_encode_takes_a_model_pt_alone(tmp_path, run_dir, codes):
     for made in (by_folder, by_file):
         assert made.words == codes.words
         np.testing.assert_array_equal(made.dense(np.arange(50)), codes.dense(np.arange(50)))
+
+
+FLOAT_SETTINGS = [f.name for f in dataclasses.fields(sc.TrainConfig) if "float" in str(f.type)]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_every_float_setting_refuses_nan_and_infinities(bad):
+    assert {"lr", "homeostasis", "aux_coef", "balance", "holdout", "noise", "rho"} <= set(FLOAT_SETTINGS)
+    for name in FLOAT_SETTINGS:
+        with pytest.raises(sc.SettingError) as exc:
+            sc.TrainConfig(**{name: bad}).validate()
+        assert (exc.value.setting, str(exc.value)) == (name, f"{name} must be a finite number (got {bad})")
+
+
+def test_float_options_refuse_nan_and_infinities_in_one_line(tmp_path):
+    for option, value in (("--homeostasis", "inf"), ("--lr", "inf"), ("--aux-coef", "nan"), ("--lr", "nan")):
+        line = one_line_error(run("train", SAMPLE, "--out", tmp_path / "run", option, value, ok=False))
+        assert line == f"error: {option} must be a finite number (got {value})"
+    assert not (tmp_path / "run").exists()
