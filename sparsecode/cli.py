@@ -35,10 +35,11 @@ from .interpret import MIN_COVERAGE, collapse_warning
 from .pursuit import METHODS
 from .search import DEFAULT_TOP
 from .runtime import keep_freed_memory
-from .terminal import safe, words as word_list
+from .terminal import error_line, safe, words as word_list
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h as git, pip and uv take it
     no_args_is_help=True,
     cls=Group,  # --help as git, pip and uv write it (sparsecode.clihelp)
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
@@ -76,7 +77,7 @@ def user_errors() -> Iterator[None]:
             _print_warnings(caught)
             if _state["rank"] == 0 or isinstance(exc, ProcessLost):
                 message = exc.naming(flag) if isinstance(exc, SettingError) else str(exc)  # a setting by its flag
-                err.print(Text.assemble(("error:", "bold red"), " ", safe(message)), soft_wrap=True)
+                err.print(error_line(message), soft_wrap=True)
             if isinstance(exc, OutputWriteError):
                 _state["hard_exit"] = True
             raise typer.Exit(1) from None

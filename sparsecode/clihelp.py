@@ -12,6 +12,10 @@ parameter of the app once, where Typer builds them, so that no option has to say
   :func:`choice`, or an ``Enum``);
 - a default given as a description (``show_default="32 for topk, batchtopk"``) shows as it is.
 
+A command line that does not parse is one line too, as every other user error
+(:func:`usage_error_line`): ``error: --k must be a whole number (got '3.5')``, exit status 2, not
+Typer's box; ``-h`` is ``--help``, and ``sparsecode help [COMMAND]`` shows that help.
+
 :func:`setting_options` declares a command's options from a settings dataclass
 (:class:`~sparsecode.config.TrainConfig`): each default, help text and choice comes from the
 field, and every setting is named by its flag (:func:`flag`), in ``--help`` as in error messages.
@@ -19,17 +23,20 @@ field, and every setting is named by its flag (:func:`flag`), in ``--help`` as i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import typing
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import typer
+from rich.console import Console
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .config import OBJECTIVE_DEFAULTS, SPARSITIES
 from .errors import name_settings
+from .terminal import error_line
 
 
 def flag(setting: str) -> str:
@@ -120,7 +127,66 @@ def _field_parameter(f: dataclasses.Field, hint) -> inspect.Parameter:
     return inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=cli_type)
 
 
+#: Click's base of every error of the command line's parsing (Typer re-exports only BadParameter).
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+#: What a number option's value must be, by its type.
+_NUMBER_KINDS = {int: "a whole number", float: "a number"}
+
+
+def _number_kind(param) -> str | None:
+    """``a whole number`` or ``a number`` for an int or float parameter (optional or not), else None."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    for t in (annotation, *typing.get_args(annotation)):
+        if t in _NUMBER_KINDS:
+            return _NUMBER_KINDS[t]
+    return None
+
+
+def _checked_number(process_value):
+    """``process_value`` of a parameter, whose failure to read a number says what it needs and got."""
+    def process(self, ctx, value):
+        try:
+            return process_value(self, ctx, value)
+        except typer.BadParameter as exc:
+            kind = _number_kind(self)
+            if kind is None or not isinstance(value, str) or type(exc) is not typer.BadParameter:
+                raise
+            raise typer.BadParameter(f"must be {kind} (got {value!r})", ctx=ctx, param=self) from None
+    return process
+
+
+def usage_error_line(exc) -> str:
+    """A command line that does not parse, as one line: ``--k must be a whole number (got '3.5')``,
+    ``no such option: --hiden (did you mean --hidden?); see 'sparsecode train --help'``."""
+    ctx, param = getattr(exc, "ctx", None), getattr(exc, "param", None)
+    if type(exc) is typer.BadParameter and param is not None:
+        hint = next((o for o in param.opts if o.startswith("--")), None) or param.human_readable_name
+        text = exc.message.removeprefix("Value error, ").rstrip(".")  # how pydantic, under Typer, writes some
+        return f"{hint} {text}" if text.startswith("must ") else f"{hint}: {text}"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    message = message.replace(". Did you mean", " (did you mean").replace("? ", "?) ") if "Did you mean" in message \
+        else message
+    if message.endswith("?"):
+        message += ")"
+    return message + (f"; see '{ctx.command_path} --help'" if ctx is not None else "")
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """A command line that does not parse: :func:`usage_error_line` on stderr, exit status 2."""
+    try:
+        yield
+    except _UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help, as Typer shows it
+            raise
+        Console(stderr=True, highlight=False, emoji=False).print(error_line(usage_error_line(exc)), soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
 class _Option(TyperOption):
+    process_value = _checked_number(TyperOption.process_value)
+
     def display_type_rich(self, ctx) -> str | None:
         if self.is_flag and not self.count:
             return ""
@@ -138,6 +204,8 @@ class _Option(TyperOption):
 
 
 class _Argument(TyperArgument):
+    process_value = _checked_number(TyperArgument.process_value)
+
     @property
     def display_name_raw(self) -> str:
         return self.metavar if self.metavar is not None else (self.name or "").upper()
@@ -167,7 +235,8 @@ class Command(TyperCommand):
 
 
 class Group(TyperGroup):
-    """The app: its own options and every command's, restyled."""
+    """The app: its own options and every command's, restyled; a command line that does not
+    parse is one line; ``help [COMMAND]`` is ``[COMMAND] --help``."""
 
     def __init__(self, **attrs):
         super().__init__(**attrs)
@@ -177,3 +246,13 @@ class Group(TyperGroup):
 
     def get_params(self, ctx):
         return _restyle(super().get_params(ctx))
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args[:1] == ["help"] and "help" not in self.commands:  # as git and pip: 'help train' is 'train --help'
+            args = [*args[1:2], "--help"]
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        with _one_line_usage_errors():  # a command that is not one, and every command's own parsing
+            return super().invoke(ctx)

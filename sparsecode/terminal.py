@@ -42,3 +42,8 @@ def safe(text: object, style: str = "") -> Text:
 def words(items, separator: str = ", ") -> Text:
     """Words joined by ``separator``, each :func:`visible`, as one ``Text``."""
     return Text(separator.join(visible(w) for w in items))
+
+
+def error_line(message: object) -> Text:
+    """``error: MESSAGE``, the one line of a user error, with ``message`` :func:`safe`."""
+    return Text.assemble(("error:", "bold red"), " ", safe(message))

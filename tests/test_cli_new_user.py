@@ -9,11 +9,14 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 import sparsecode as sc
+from sparsecode.cli import app
+from sparsecode.errors import first_line
 
 from .conftest import SAMPLE
-from .test_cli import one_line_error, run
+from .test_cli import one_line_error, run, runner
 
 
 def test_train_refuses_vectors_that_do_not_vary(tmp_path):
@@ -56,3 +59,55 @@ def test_float_options_refuse_nan_and_infinities_in_one_line(tmp_path):
         line = one_line_error(run("train", SAMPLE, "--out", tmp_path / "run", option, value, ok=False))
         assert line == f"error: {option} must be a finite number (got {value})"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_command_line_that_does_not_parse_is_one_line():
+    """Typer drew a box with the usage around these; now each is one line and exit status 2."""
+    cases = {
+        ("train", SAMPLE, "--k", "3.5"): "error: --k must be a whole number (got '3.5')",
+        ("train", SAMPLE, "--epochs", "1e3"): "error: --epochs must be a whole number (got '1e3')",
+        ("train", SAMPLE, "--lr", "fast"): "error: --lr must be a number (got 'fast')",
+        ("inspect", "c.h5", "--dim", "x"): "error: --dim must be a whole number (got 'x')",
+        ("convert", SAMPLE, "--out", "x.h5", "--format", "csv"):
+            "error: --format: 'csv' is not one of 'auto', 'glove', 'word2vec', 'word2vec-bin', 'fasttext', 'npy'",
+        ("train",): "error: missing argument 'EMBEDDINGS'; see 'sparsecode train --help'",
+        ("hepl",): "error: no such command 'hepl'; see 'sparsecode --help'",
+        ("--bogus",): "error: no such option: --bogus; see 'sparsecode --help'",
+    }
+    for args, expected in cases.items():
+        result = runner.invoke(app, [str(a) for a in args], prog_name="sparsecode")
+        assert (result.exit_code, result.stdout, result.stderr) == (2, "", expected + "\n"), args
+
+
+def test_h_and_help_show_the_help():
+    top, train = run("--help").stdout, run("train", "--help").stdout
+    assert "Usage: root [OPTIONS] COMMAND" in top and "Usage: root train [OPTIONS] EMBEDDINGS" in train
+    assert run("-h").stdout == run("help").stdout == top
+    assert run("train", "-h").stdout == run("help", "train").stdout == train
+
+
+def test_first_line_drops_colour_codes_and_cuts_whole_sentences():
+    coloured = ValueError("load failed, \x1b[1mdo this only if you trust it\x1b[0m.\n\t(1) details")
+    assert first_line(coloured) == "load failed, do this only if you trust it."
+    long = RuntimeError("Reading failed: no central directory. This is an internal error. If you see it, there is a "
+                       "high likelihood that the file is corrupted.")
+    assert first_line(long, 80) == "Reading failed: no central directory. This is an internal error"
+    assert first_line(long, 40) == "Reading failed: no central directory"
+    assert first_line(RuntimeError("one sentence that goes on and on without an end"), 20) == "one sentence that..."
+
+
+def test_a_model_pt_with_a_pickled_object_or_cut_short_is_one_plain_line(tmp_path, run_dir):
+    pickled, cut = tmp_path / "pickled", tmp_path / "cut"
+    pickled.mkdir()
+    cut.mkdir()
+    torch.save({"W_enc": torch.zeros(2), "extra": np.arange(3)}, pickled / "model.pt")
+    (cut / "model.pt").write_bytes((run_dir / "model.pt").read_bytes()[:1000])
+    line = one_line_error(run("encode", pickled, SAMPLE, "--out", tmp_path / "c.h5", ok=False))
+    assert "\\x1b" not in line and "\x1b" not in line
+    assert line.startswith(f"error: {pickled / 'model.pt'}: cannot load model weights safely: it holds a pickled Python "
+                           "object (numpy.")
+    assert line.endswith("which sparsecode never loads (weights_only=True); give a model.pt that sparsecode wrote")
+    line = one_line_error(run("encode", cut, SAMPLE, "--out", tmp_path / "c.h5", ok=False))
+    assert line == (f"error: {cut / 'model.pt'}: cannot load model weights safely (PytorchStreamReader failed reading "
+                    "zip archive: failed finding central directory): the file is truncated or corrupt; copy it again, "
+                    "or train again")
