@@ -13,7 +13,9 @@ import torch
 
 import sparsecode as sc
 from sparsecode.cli import app
+from sparsecode import training
 from sparsecode.errors import first_line
+from sparsecode.training import training_bytes
 
 from .conftest import SAMPLE
 from .test_cli import one_line_error, run, runner
@@ -111,3 +113,21 @@ def test_a_model_pt_with_a_pickled_object_or_cut_short_is_one_plain_line(tmp_pat
     assert line == (f"error: {cut / 'model.pt'}: cannot load model weights safely (PytorchStreamReader failed reading "
                     "zip archive: failed finding central directory): the file is truncated or corrupt; copy it again, "
                     "or train again")
+
+
+def test_memory_is_checked_before_training_as_disk_space_is(tmp_path, monkeypatch):
+    """--hidden 3000000 failed in a 60 GB allocation with a 63-line traceback: the run's needs are
+    now checked against the free memory first, one line, and nothing is written."""
+    # Weights 50x10 twice, b_enc 10, b_dec 50: 1,060 values, with gradients and Adam's moments 4 times;
+    # a batch of 4 rows x 10 units 3 times; k-means's 3 x 10 cosines twice; float32.
+    assert training_bytes(3, 50, sc.TrainConfig(hidden=10, batch_size=4)) == 4 * (4 * 1060 + 3 * 40 + 2 * 30)
+    assert training_bytes(3, 50, sc.TrainConfig(hidden=10, batch_size=4, init="random")) == 4 * (4 * 1060 + 3 * 40)
+    line = one_line_error(run("train", SAMPLE, "--out", tmp_path / "run", "--hidden", 10**9, "--quiet", ok=False))
+    assert line.startswith("error: --hidden 1000000000: training needs about 44,688.0 GB of memory but this machine has ")
+    assert line.endswith(" GB free; lower --hidden or --batch-size")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(training, "free_memory", lambda device: 10**7)  # 10 MB free: the sample's model does not fit
+    with pytest.raises(sc.SettingError) as exc:
+        sc.train(SAMPLE, sc.TrainConfig(hidden=2000, k=8, epochs=1, device="cpu"))
+    assert str(exc.value) == ("hidden 2000: training needs about 89 MB of memory but this machine has 10 MB free; "
+                              "lower hidden or batch_size")
