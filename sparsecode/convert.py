@@ -41,7 +41,8 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_output, check_output
-from .embeddings import DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingFile, EmbeddingWriter, Embeddings
+from .embeddings import (DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingFile, EmbeddingWriter, Embeddings,
+                         embeddings_in_memory)
 from .errors import SettingError, SparsecodeError, first_line
 
 #: Accepted values of ``format``; ``auto`` detects one of the others from the content.
@@ -660,14 +661,18 @@ def readable_embeddings(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def load_embeddings(path: str | os.PathLike, vocab: str | os.PathLike | None = None) -> Embeddings:
+def load_embeddings(path, vocab: str | os.PathLike | None = None) -> Embeddings:
     """Read and validate a ``words``/``vectors`` HDF5 file into memory, or a file in any format
     :func:`~sparsecode.convert.convert_embeddings` reads (``vocab``: the words of a .npy),
-    converted through a temporary HDF5 file.
+    converted through a temporary HDF5 file. Embeddings already in memory, a gensim
+    ``KeyedVectors`` (its words and vectors as they are, no file) or an (N, D) array, are
+    validated as a file's rows are (:func:`~sparsecode.embeddings.embeddings_in_memory`).
 
     Raises :class:`SparsecodeError` with a one-line message for any problem; warns
     (:class:`DuplicateWordsWarning`) and keeps the first occurrence for duplicate words.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        return embeddings_in_memory(path)
     with readable_embeddings(path, vocab) as readable, EmbeddingFile(readable, keep_words=True) as ef:
         emb = ef.read_all()
     emb.path = os.fspath(path)

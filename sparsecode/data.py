@@ -42,7 +42,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
-from .embeddings import EmbeddingFile, Embeddings
+from .embeddings import EmbeddingFile, Embeddings, embeddings_in_memory
 from .errors import SettingError, SparsecodeError
 
 #: Rows per chunk: the unit of reading and of the permutation of an epoch (~10 MB at D=300).
@@ -227,10 +227,12 @@ class TrainingData:
 
 
 def open_training_data(source: "Embeddings | TrainingData | str | os.PathLike") -> TrainingData:
-    """Training data from a file (streamed), from embeddings in memory, or as it is."""
+    """Training data from a file (streamed), from embeddings in memory (:class:`Embeddings`, a
+    gensim ``KeyedVectors``, an (N, D) array-like), or as it is."""
     if isinstance(source, TrainingData):
         return source
-    if isinstance(source, Embeddings):
+    if not isinstance(source, (str, os.PathLike)):
+        source = embeddings_in_memory(source, "the training vectors")
         return TrainingData(ArrayRows(source.vectors), source.path)
     file = EmbeddingFile(source)
     try:

@@ -25,7 +25,7 @@ from .codes import Codes, CodesBuffer, CodesWriter, config_attrs, load_codes
 from .config import DEVICES, check_units, on_device, resolve_device
 from .convert import CACHE_NAME, cache_matches, readable_embeddings
 from .data import DeviceFeed
-from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile, Embeddings, embeddings_from_array
+from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile, embeddings_in_memory
 from .errors import SparsecodeError, need
 from .model import SparseAutoencoder
 from .pursuit import METHODS, check_method, check_pursuit, make_coder
@@ -172,14 +172,13 @@ class _ArrayWords:
 
 
 def open_words(embeddings) -> "EmbeddingFile | _ArrayWords":
-    """What to encode: an embeddings file (read a chunk at a time), :class:`Embeddings` or a
-    (N, D) array in memory (checked as a file's rows are)."""
-    if isinstance(embeddings, Embeddings):
-        return _ArrayWords(list(embeddings.words), embeddings.vectors, embeddings.path)
-    if isinstance(embeddings, (np.ndarray, torch.Tensor)):
-        emb = embeddings_from_array(embeddings)
-        return _ArrayWords(emb.words, emb.vectors, emb.path)
-    return EmbeddingFile(embeddings, keep_words=True)
+    """What to encode: an embeddings file (read a chunk at a time), or in memory
+    :class:`Embeddings`, a gensim ``KeyedVectors`` or a (N, D) array-like (checked as a file's rows
+    are, see :func:`~sparsecode.embeddings.embeddings_in_memory`)."""
+    if isinstance(embeddings, (str, os.PathLike)):
+        return EmbeddingFile(embeddings, keep_words=True)
+    emb = embeddings_in_memory(embeddings)
+    return _ArrayWords(list(emb.words), emb.vectors, emb.path)
 
 
 def resolve_model(model_or_run_dir, device: torch.device) -> tuple[SparseAutoencoder, dict, str | None]:

@@ -11,6 +11,11 @@ class SparsecodeError(Exception):
     """
 
 
+class NotFittedError(SparsecodeError, ValueError, AttributeError):
+    """An estimator used before it was fitted: a ``ValueError`` and an ``AttributeError`` as
+    scikit-learn's ``NotFittedError`` is (``hasattr`` is False for what needs the fit)."""
+
+
 class TrainingInterrupted(SparsecodeError):
     """SIGINT or SIGTERM stopped training after a checkpoint was written; ``--resume`` continues."""
 
