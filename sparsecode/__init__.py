@@ -22,7 +22,7 @@ from .config import TrainConfig
 from .convert import convert_embeddings, load_embeddings
 from .embeddings import Embeddings, EmbeddingFile
 from .encoding import encode, encode_file
-from .errors import SettingError, SparsecodeError
+from .errors import NotFittedError, SettingError, SparsecodeError
 from .export import export_codes
 from .html_report import write_report
 from .model import SparseAutoencoder
@@ -30,7 +30,7 @@ from .rundir import TrainResult, load_run
 from .search import CodeIndex, neighbors
 
 __all__ = [
-    "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "SettingError", "SparseAutoencoder", "SparseCoder", "SparsecodeError", "TrainConfig",
+    "Codes", "CodeIndex", "EmbeddingFile", "Embeddings", "NotFittedError", "SettingError", "SparseAutoencoder", "SparseCoder", "SparsecodeError", "TrainConfig",
     "TrainResult", "UnknownWordError", "convert_embeddings", "encode", "encode_file", "export_codes", "load_codes", "load_embeddings",
     "load_run", "neighbors", "train", "write_report",
 ]

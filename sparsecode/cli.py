@@ -36,10 +36,11 @@ from .interpret import MIN_COVERAGE, collapse_warning
 from .pursuit import METHODS
 from .search import DEFAULT_TOP
 from .runtime import keep_freed_memory
-from .terminal import safe, words as word_list
+from .terminal import error_line, safe, words as word_list
 
 app = typer.Typer(
     help="Sparse, interpretable codes for pre-trained word embeddings (k-sparse autoencoder).",
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h as git, pip and uv take it
     no_args_is_help=True,
     cls=Group,  # --help as git, pip and uv write it (sparsecode.clihelp)
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
@@ -77,7 +78,7 @@ def user_errors() -> Iterator[None]:
             _print_warnings(caught)
             if _state["rank"] == 0 or isinstance(exc, ProcessLost):
                 message = exc.naming(flag) if isinstance(exc, SettingError) else str(exc)  # a setting by its flag
-                err.print(Text.assemble(("error:", "bold red"), " ", safe(message)), soft_wrap=True)
+                err.print(error_line(message), soft_wrap=True)
             if isinstance(exc, OutputWriteError):
                 _state["hard_exit"] = True
             raise typer.Exit(1) from None
@@ -342,10 +343,11 @@ def _objective(cfg: TrainConfig) -> str:
 
 @app.command(cls=Command)
 def encode(
-    run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train'."),
+    run_dir: Path = typer.Argument(..., help="Run directory written by 'sparsecode train', or its model.pt alone "
+                                             "(a file, or a folder that holds only it)."),
     embeddings: Path = typer.Argument(..., help=EMBEDDINGS_HELP),
     out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Codes file to write (HDF5).",
-                                            show_default="RUN_DIR/codes.h5"),
+                                            show_default="RUN_DIR/codes.h5, beside a model.pt"),
     k: Optional[int] = typer.Option(None, "--k", help="Active units per word.", show_default="the run's encode k"),
     method: str = choice(ENCODE.method, METHODS, "encoder (fast) or omp (orthogonal matching pursuit over the "
                                                  "decoder: closer codes, slower).", "--method"),
@@ -548,7 +550,7 @@ def evaluate(
                                               show_default="the run's training file"),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help=VOCAB_HELP + " (for --embeddings)"),
     wordsim: Path = typer.Option(DEFAULT_WORDSIM_DIR, "--wordsim", help="Folder of word-similarity files.",
-                                 show_default="the word-sim folder shipped in sample_data"),
+                                 show_default="the 13 English benchmarks shipped with sparsecode"),
     seed: int = typer.Option(DEFAULT_SEED, help="Seed for DistRatio's intruder words and purity's chance."),
     worst: int = typer.Option(0, "--worst", help="List the N words the codes reconstruct worst (their own FVU and cosine)."),
     compare_methods: bool = typer.Option(False, "--compare-methods",
@@ -581,7 +583,7 @@ def _methods_table(compared: dict) -> Table:
     for col in ("method", "FVU", "cosine", "mean L0", "dead %", "zero rows %", "seconds"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for name, st in methods.items():
-        table.add_row(name, f"{st['fvu']:.4f}", f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
+        table.add_row(name, _fmt(st["fvu"], 4), f"{st['cosine']:.4f}", f"{st['mean_l0']:.1f}",
                       f"{100 * st['dead_fraction']:.1f}", f"{100 * st['zero_rows_fraction']:.2f}", f"{st['seconds']:.1f}")
     return table
 

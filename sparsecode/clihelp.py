@@ -24,18 +24,21 @@ field, and every setting is named by its flag (:func:`flag`), in ``--help`` as i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import typing
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .config import OBJECTIVE_DEFAULTS, SPARSITIES
 from .errors import name_settings
+from .terminal import error_line
 
 
 def flag(setting: str) -> str:
@@ -163,18 +166,93 @@ def _usage(command, ctx) -> list[str]:
     return pieces
 
 
+#: Click's base of every error of the command line's parsing (Typer re-exports only BadParameter).
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+#: What a number option's value must be, by its type.
+_NUMBER_KINDS = {int: "a whole number", float: "a number"}
+
+
+def _number_kind(param) -> str | None:
+    """``a whole number`` or ``a number`` for an int or float parameter (optional or not), else None."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    for t in (annotation, *typing.get_args(annotation)):
+        if t in _NUMBER_KINDS:
+            return _NUMBER_KINDS[t]
+    return None
+
+
+def _plain_numbers(params: list) -> list:
+    """Each int or float parameter's failure to read a number says what it needs and what it got
+    (``--k must be a whole number (got '3.5')``); Typer's own message names neither."""
+    for param in params:
+        kind = _number_kind(param)
+        if kind is None or getattr(param, "_plain_number", False):
+            continue
+
+        def process(ctx, value, original=param.process_value, param=param, kind=kind):
+            try:
+                return original(ctx, value)
+            except typer.BadParameter as exc:
+                if not isinstance(value, str) or type(exc) is not typer.BadParameter:
+                    raise
+                raise typer.BadParameter(f"must be {kind} (got {value!r})", ctx=ctx, param=param) from None
+
+        param.process_value, param._plain_number = process, True
+    return params
+
+
+def usage_error_line(exc) -> str:
+    """A command line that does not parse, as one line: ``--k must be a whole number (got '3.5')``,
+    ``no such option: --hiden (did you mean --hidden?); see 'sparsecode train --help'``."""
+    ctx, param = getattr(exc, "ctx", None), getattr(exc, "param", None)
+    if type(exc) is typer.BadParameter and param is not None:
+        hint = next((o for o in param.opts if o.startswith("--")), None) or (param.name or "").upper()
+        text = exc.message.removeprefix("Value error, ").rstrip(".")  # how pydantic, under Typer, writes some
+        return f"{hint} {text}" if text.startswith("must ") else f"{hint}: {text}"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    message = message.replace(". Did you mean", " (did you mean").replace("? ", "?) ") if "Did you mean" in message \
+        else message
+    if message.endswith("?"):
+        message += ")"
+    return message + (f"; see '{ctx.command_path} --help'" if ctx is not None else "")
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """A command line that does not parse: :func:`usage_error_line` on stderr, exit status 2."""
+    try:
+        yield
+    except _UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help, as Typer shows it
+            raise
+        Console(stderr=True, highlight=False, emoji=False).print(error_line(usage_error_line(exc)), soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
 class Command(TyperCommand):
     """A command whose parameters show as described in the module docstring."""
 
     def get_params(self, ctx):
-        return _as_documented(super().get_params(ctx))
+        return _plain_numbers(_as_documented(super().get_params(ctx)))
 
     def collect_usage_pieces(self, ctx):
         return _usage(self, ctx)
 
 
 class Group(TyperGroup):
-    """The app, its own flags shown as the commands' are."""
+    """The app: its own flags shown as the commands' are; a command line that does not parse is
+    one line; ``help [COMMAND]`` is ``[COMMAND] --help``."""
 
     def get_params(self, ctx):
-        return _as_documented(super().get_params(ctx))
+        return _plain_numbers(_as_documented(super().get_params(ctx)))
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args[:1] == ["help"] and "help" not in self.commands:  # as git and pip: 'help train' is 'train --help'
+            args = [*args[1:2], "--help"]
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        with _one_line_usage_errors():  # a command that is not one, and every command's own parsing
+            return super().invoke(ctx)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -62,6 +64,17 @@ def check_units(setting: str, value: int, hidden: int, least: int = 1) -> None:
     """A count of units (a k) that a model of ``hidden`` units can give: from ``least`` to ``hidden``."""
     template = "{" + setting + "} must be between {least} and the hidden size {size} (got {got})"
     need(least <= value <= hidden, setting, template, least=least, size=hidden, got=value)
+
+
+def check_finite(settings) -> None:
+    """Every float field of the dataclass ``settings`` that is set is a finite number: NaN or an
+    infinity would be taken, then train into a divergence."""
+    hints = typing.get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if float in (hints[f.name], *typing.get_args(hints[f.name])) and value is not None:
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), f.name,
+                 "{" + f.name + "} must be a finite number (got {got})", got=value)
 
 
 @dataclass
@@ -152,6 +165,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Check the settings at the boundary: every problem is one :class:`SettingError` that
         names the setting."""
+        check_finite(self)
         self._check_objective()
         self._check_sizes()
         self._check_schedule()

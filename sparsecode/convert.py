@@ -17,8 +17,9 @@ line after it is text or raw bytes.
 The input is read once, as a stream, and the output written block by block, so memory holds one
 block of vectors (65,536 rows) and the set of words seen, whatever the size of the file.
 Malformed entries (wrong number of values, a value that is not a number, NaN or Inf, a word that
-is not UTF-8) are skipped and counted, with their line numbers, in one warning; a repeated word
-keeps its first occurrence.
+is not UTF-8) are skipped and counted, with their line numbers, in one warning; more than half of
+the entries malformed is an error (the file is not what it was read as). A repeated word keeps its
+first occurrence. A UTF-8 byte-order mark before the first line is skipped.
 
 The other commands read any of these formats through :func:`readable_embeddings` (the file
 itself when it is HDF5, else its conversion) and :func:`load_embeddings` (into memory).
@@ -40,7 +41,8 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_output, check_output
-from .embeddings import DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingFile, EmbeddingWriter, Embeddings
+from .embeddings import (DEFAULT_CHUNK_ROWS, DuplicateWordsWarning, EmbeddingFile, EmbeddingWriter, Embeddings,
+                         embeddings_in_memory)
 from .errors import SettingError, SparsecodeError, first_line
 
 #: Accepted values of ``format``; ``auto`` detects one of the others from the content.
@@ -53,6 +55,8 @@ READ_BLOCK = 1 << 20
 MAX_WORD_BYTES = 1 << 16
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: The UTF-8 byte-order mark some editors put before a text file's first line; it is skipped.
+_UTF8_BOM = b"\xef\xbb\xbf"
 _NPY_MAGIC = b"\x93NUMPY"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -100,6 +104,9 @@ class Source:
         self.gzipped = self.raw.read(2) == _GZIP_MAGIC
         self.raw.seek(0)
         self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb") if self.gzipped else self.raw
+        with _reading(self.path):
+            if self.stream.read(len(_UTF8_BOM)) != _UTF8_BOM:  # a byte-order mark is not part of the first word
+                self.stream.seek(0)
 
     def position(self) -> int:
         """Bytes of the file (compressed, for gzip) read so far."""
@@ -151,6 +158,11 @@ def detect_format(path: str | os.PathLike) -> str | None:
             return "word2vec"
         if _text_entry(line, 1):
             return "glove"  # one value per word: 'COUNT DIM' was a word (a number) and its value
+        if _text_entry(line, None):  # text, but not as many values as the header says: never binary
+            values = len(line.split()) - 1
+            raise SparsecodeError(f"{src.path}: line 2 has {values} values but the header on line 1 "
+                                  f"({first.decode().strip()!r}) says {dim}; correct the header ('COUNT {values}'), or remove "
+                                  "it: without one the file reads as GloVe")
         return "word2vec-bin"
 
 
@@ -213,6 +225,7 @@ def read_text(src: Source, header: bool) -> Iterator[Entry | Malformed]:
     the first well-formed line). With a header, exactly COUNT non-blank lines are read."""
     count, dim = _read_header(src) if header else (None, None)
     line_no = 1 if header else 0
+    expected = "as the header says"  # where D comes from, for the message of a line that differs
     seen = 0
     for raw in src.stream:
         line_no += 1
@@ -235,7 +248,7 @@ def read_text(src: Source, header: bool) -> Iterator[Entry | Malformed]:
         elif not values:
             yield Malformed(f"line {line_no}", "a word without values")
         elif dim is not None and len(values) != dim:
-            yield Malformed(f"line {line_no}", f"{len(values)} values, expected {dim}")
+            yield Malformed(f"line {line_no}", f"{len(values)} values, expected {dim} {expected}")
         else:
             vector, problem = _parse_values(values)
             if vector is None:
@@ -243,7 +256,8 @@ def read_text(src: Source, header: bool) -> Iterator[Entry | Malformed]:
             elif not vector.any():
                 yield Malformed(f"line {line_no}", ALL_ZERO)
             else:
-                dim = len(values)
+                if dim is None:
+                    dim, expected = len(values), f"as on line {line_no}"
                 yield Entry(word, vector)
     if count is not None and seen < count:
         _raise_truncated(src.path, seen, count)
@@ -458,10 +472,16 @@ class _Skipped:
         self.n_duplicates += 1
         self.first_duplicate = self.first_duplicate or word
 
-    def malformed_clause(self) -> str:
-        """``3 malformed entries, first: line 2 (...)``, for the error of a file with no valid entry."""
-        first = f", first: {self.malformed[0].where} ({self.malformed[0].problem})" if self.malformed else ""
-        return f"{self.n_malformed} malformed entries{first}"
+    def mostly_malformed(self, valid: int) -> bool:
+        """Whether more than half of the entries read were malformed (``valid``: those kept)."""
+        return 2 * self.n_malformed > self.n_malformed + self.n_duplicates + valid
+
+    def malformed_clause(self, valid: int) -> str:
+        """``3000 of 3001 entries are malformed, the first line 2 (...)``, for the error of a file
+        that is mostly malformed."""
+        first = f", the first {self.malformed[0].where} ({self.malformed[0].problem})" if self.malformed else ""
+        total = self.n_malformed + self.n_duplicates + valid
+        return f"{self.n_malformed:,} of {total:,} entries are malformed{first}"
 
     def warn(self, path: str, lowercase: bool) -> None:
         n = self.n_malformed
@@ -531,9 +551,10 @@ def convert_embeddings(
     with Source(source) as src, atomic_output(out, force=force) as tmp, h5py.File(tmp, "w") as f:
         ticks = None if progress is None else lambda n: progress(src.position(), src.size, n)
         blocks = _write_entries(read_entries(src, kind, vocab), f, skipped, lowercase, normalize, limit, chunk_rows, ticks)
-        if blocks is None:
-            raise SettingError("format", "{path}: no valid vectors found ({skipped}); check that it is {kind}, or "
-                               "pass another {format}", path=src.path, skipped=skipped.malformed_clause(), kind=kind)
+        valid = 0 if blocks is None else blocks.n
+        if blocks is None or skipped.mostly_malformed(valid):  # the file is not what it was read as
+            raise SettingError("format", "{path}: {skipped}; check that it is {kind}, or pass another {format}",
+                               path=src.path, skipped=skipped.malformed_clause(valid), kind=kind)
         blocks.flush()
         f.attrs["source"] = os.path.abspath(source)
         f.attrs.update(_source_identity(source, vocab))  # what readable_embeddings checks to reuse a cache
@@ -640,14 +661,18 @@ def readable_embeddings(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def load_embeddings(path: str | os.PathLike, vocab: str | os.PathLike | None = None) -> Embeddings:
+def load_embeddings(path, vocab: str | os.PathLike | None = None) -> Embeddings:
     """Read and validate a ``words``/``vectors`` HDF5 file into memory, or a file in any format
     :func:`~sparsecode.convert.convert_embeddings` reads (``vocab``: the words of a .npy),
-    converted through a temporary HDF5 file.
+    converted through a temporary HDF5 file. Embeddings already in memory, a gensim
+    ``KeyedVectors`` (its words and vectors as they are, no file) or an (N, D) array, are
+    validated as a file's rows are (:func:`~sparsecode.embeddings.embeddings_in_memory`).
 
     Raises :class:`SparsecodeError` with a one-line message for any problem; warns
     (:class:`DuplicateWordsWarning`) and keeps the first occurrence for duplicate words.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        return embeddings_in_memory(path)
     with readable_embeddings(path, vocab) as readable, EmbeddingFile(readable, keep_words=True) as ef:
         emb = ef.read_all()
     emb.path = os.fspath(path)

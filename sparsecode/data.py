@@ -42,13 +42,15 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
-from .embeddings import EmbeddingFile, Embeddings
-from .errors import SettingError
+from .embeddings import EmbeddingFile, Embeddings, embeddings_in_memory
+from .errors import SettingError, SparsecodeError
 
 #: Rows per chunk: the unit of reading and of the permutation of an epoch (~10 MB at D=300).
 CHUNK_ROWS = 8192
 #: Chunks shuffled together (a buffer): 65,536 rows, ~80 MB of float32 at D=300.
 BUFFER_CHUNKS = 8
+#: Rows whose spread about their mean is below this fraction of their size do not vary: nothing to learn.
+LEAST_SPREAD = 1e-5
 #: On a GPU the training data stays on the device when its float32 rows take at most this fraction of
 #: the GPU's free memory when training starts (GloVe 400k x 300, 0.5 GB, on any GPU of 2 GB or more).
 DEVICE_DATA_FRACTION = 0.25
@@ -156,6 +158,13 @@ class DataStats:
     """A cheap summary of the data, to refuse resuming on other data."""
 
     @property
+    def varies(self) -> bool:
+        """Whether the rows differ: their root mean squared distance to the mean is at least
+        :data:`LEAST_SPREAD` of their root mean squared norm (float32 rounding is not variation)."""
+        sum_of_squares = self.sq_dev + self.n * float(self.mean @ self.mean)
+        return self.sq_dev > LEAST_SPREAD**2 * sum_of_squares
+
+    @property
     def scale(self) -> float:
         """Root mean squared norm of the centred rows over sqrt(D) (1 when the rows are all equal)."""
         scale = math.sqrt(self.sq_dev / self.n / self.dim)
@@ -191,6 +200,9 @@ class TrainingData:
     def __init__(self, rows: Rows, path: str, file: EmbeddingFile | None = None):
         self.rows, self.path, self._file = rows, path, file
         self.stats = scan(rows)
+        if self.stats.n >= 2 and not self.stats.varies:  # the fraction of a variance of zero is no number
+            raise SparsecodeError(f"{path}: all {self.stats.n:,} vectors are the same (they do not vary about their "
+                                  "mean), so there is nothing to learn and FVU is undefined; train on vectors that differ")
 
     @property
     def n(self) -> int:
@@ -215,10 +227,12 @@ class TrainingData:
 
 
 def open_training_data(source: "Embeddings | TrainingData | str | os.PathLike") -> TrainingData:
-    """Training data from a file (streamed), from embeddings in memory, or as it is."""
+    """Training data from a file (streamed), from embeddings in memory (:class:`Embeddings`, a
+    gensim ``KeyedVectors``, an (N, D) array-like), or as it is."""
     if isinstance(source, TrainingData):
         return source
-    if isinstance(source, Embeddings):
+    if not isinstance(source, (str, os.PathLike)):
+        source = embeddings_in_memory(source, "the training vectors")
         return TrainingData(ArrayRows(source.vectors), source.path)
     file = EmbeddingFile(source)
     try:

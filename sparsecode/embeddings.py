@@ -317,10 +317,13 @@ def _bad_rows(block: np.ndarray) -> np.ndarray:
 
 
 def embeddings_from_array(vectors, words: list[str] | None = None, what: str = "embeddings") -> Embeddings:
-    """Validated :class:`Embeddings` of a (N, D) numpy array or tensor held in memory, checked as
-    a file's rows are (two dimensions, no NaN/Inf or all-zero row); without ``words`` they are the
-    row numbers "0", "1", ..."""
-    x = vectors.detach().cpu().numpy() if hasattr(vectors, "detach") else np.asarray(vectors)
+    """Validated :class:`Embeddings` of (N, D) vectors held in memory: a numpy array, a tensor, or
+    any array-like (a list of lists), checked as a file's rows are (two dimensions, no NaN/Inf or
+    all-zero row); without ``words`` they are the row numbers "0", "1", ..."""
+    try:
+        x = vectors.detach().cpu().numpy() if hasattr(vectors, "detach") else np.asarray(vectors)
+    except (ValueError, TypeError) as exc:  # rows of different lengths, say
+        raise SparsecodeError(f"{what}: not an (N, D) array of vectors ({first_line(exc, 100)})") from None
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise SparsecodeError(f"{what}: expected a non-empty (N, D) array of vectors, got shape {tuple(x.shape)}")
     if not np.issubdtype(x.dtype, np.number):
@@ -335,6 +338,27 @@ def embeddings_from_array(vectors, words: list[str] | None = None, what: str = "
     elif len(words) != x.shape[0]:
         raise SparsecodeError(f"{what}: {len(words)} words for {x.shape[0]} vectors")
     return Embeddings(words=list(words), vectors=x, path="(in memory)")
+
+
+def is_keyed_vectors(data) -> bool:
+    """Whether ``data`` looks like gensim's ``KeyedVectors``: words in ``index_to_key``, their
+    vectors in ``vectors`` (told by those two attributes: gensim is never imported)."""
+    return hasattr(data, "index_to_key") and hasattr(data, "vectors")
+
+
+def embeddings_in_memory(data, what: str = "embeddings") -> Embeddings:
+    """Validated :class:`Embeddings` of what a caller holds in memory: :class:`Embeddings` (as they
+    are), a gensim ``KeyedVectors`` (its words and vectors, see :func:`is_keyed_vectors`), or a (N,
+    D) array-like whose words are the row numbers (see :func:`embeddings_from_array`)."""
+    if isinstance(data, Embeddings):
+        return data
+    if is_keyed_vectors(data):
+        words = list(data.index_to_key)
+        bad = next((w for w in words if not isinstance(w, str)), None)
+        if bad is not None:
+            raise SparsecodeError(f"{what}: the keys must be words (strings), found {type(bad).__name__} {bad!r}")
+        return embeddings_from_array(data.vectors, words, what=what)
+    return embeddings_from_array(data, what=what)
 
 
 class EmbeddingWriter:

@@ -25,7 +25,7 @@ from .codes import Codes, CodesBuffer, CodesWriter, config_attrs, load_codes
 from .config import DEVICES, check_units, on_device, resolve_device
 from .convert import CACHE_NAME, cache_matches, readable_embeddings
 from .data import DeviceFeed
-from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile, Embeddings, embeddings_from_array
+from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile, embeddings_in_memory
 from .errors import SparsecodeError, need
 from .model import SparseAutoencoder
 from .pursuit import METHODS, check_method, check_pursuit, make_coder
@@ -143,8 +143,10 @@ def expected_l0(run_dir: str | os.PathLike, n_hidden: int) -> int:
 
 
 def default_codes_path(run_dir: str | os.PathLike) -> Path:
-    """Where ``sparsecode encode RUN EMB`` writes the codes without ``--out``: ``RUN/codes.h5``."""
-    return Path(run_dir) / "codes.h5"
+    """Where ``sparsecode encode RUN EMB`` writes the codes without ``--out``: ``RUN/codes.h5``
+    (given a ``model.pt`` alone, ``codes.h5`` beside it)."""
+    run_dir = Path(run_dir)
+    return (run_dir.parent if run_dir.is_file() else run_dir) / "codes.h5"
 
 
 class _ArrayWords:
@@ -170,23 +172,25 @@ class _ArrayWords:
 
 
 def open_words(embeddings) -> "EmbeddingFile | _ArrayWords":
-    """What to encode: an embeddings file (read a chunk at a time), :class:`Embeddings` or a
-    (N, D) array in memory (checked as a file's rows are)."""
-    if isinstance(embeddings, Embeddings):
-        return _ArrayWords(list(embeddings.words), embeddings.vectors, embeddings.path)
-    if isinstance(embeddings, (np.ndarray, torch.Tensor)):
-        emb = embeddings_from_array(embeddings)
-        return _ArrayWords(emb.words, emb.vectors, emb.path)
-    return EmbeddingFile(embeddings, keep_words=True)
+    """What to encode: an embeddings file (read a chunk at a time), or in memory
+    :class:`Embeddings`, a gensim ``KeyedVectors`` or a (N, D) array-like (checked as a file's rows
+    are, see :func:`~sparsecode.embeddings.embeddings_in_memory`)."""
+    if isinstance(embeddings, (str, os.PathLike)):
+        return EmbeddingFile(embeddings, keep_words=True)
+    emb = embeddings_in_memory(embeddings)
+    return _ArrayWords(list(emb.words), emb.vectors, emb.path)
 
 
 def resolve_model(model_or_run_dir, device: torch.device) -> tuple[SparseAutoencoder, dict, str | None]:
     """The model, the settings the codes file records and its run directory (None without one),
-    from a :class:`SparseAutoencoder`, a run directory or a ``model.pt`` file."""
+    from a :class:`SparseAutoencoder`, a run directory, a ``model.pt`` file, or a folder that holds
+    a ``model.pt`` alone (no ``config.json``: the model records all that encoding needs)."""
     if isinstance(model_or_run_dir, SparseAutoencoder):
         model = model_or_run_dir.to(device).eval()
         return model, model_settings(model), None
     path = Path(model_or_run_dir)
+    if path.is_dir() and (path / "model.pt").is_file() and not (path / "config.json").exists():
+        path = path / "model.pt"
     if path.is_file():
         model = SparseAutoencoder.load(path, device=device).eval()
         return model, model_settings(model), None

@@ -1,5 +1,7 @@
 """The one exception type the command line turns into a clean, one-line error."""
 
+import re
+
 
 class SparsecodeError(Exception):
     """A problem with the user's input or environment, with a message that names the fix.
@@ -7,6 +9,11 @@ class SparsecodeError(Exception):
     The CLI prints ``error: <message>`` and exits non-zero, without a traceback. Library users
     catch it like any exception. Messages are one line and name the file involved.
     """
+
+
+class NotFittedError(SparsecodeError, ValueError, AttributeError):
+    """An estimator used before it was fitted: a ``ValueError`` and an ``AttributeError`` as
+    scikit-learn's ``NotFittedError`` is (``hasattr`` is False for what needs the fit)."""
 
 
 class TrainingInterrupted(SparsecodeError):
@@ -22,11 +29,24 @@ class TrainingInterrupted(SparsecodeError):
         return 128 + self.signum
 
 
+#: A terminal's escape sequence (colours, bold): some libraries put them in their messages.
+_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
 def first_line(exc: BaseException, limit: int | None = None) -> str:
     """An exception's message as a clause of a one-line error: its first non-empty line (its
-    type's name when it has none), cut to ``limit`` characters when given."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+    type's name when it has none), without terminal escape sequences. A line longer than
+    ``limit`` characters keeps its whole sentences within the limit (or its whole words, and
+    ``...``), never half a sentence."""
+    lines = [line.strip() for line in _ESCAPE.sub("", str(exc)).splitlines() if line.strip()]
+    line = lines[0] if lines else type(exc).__name__
+    if limit is None or len(line) <= limit:
+        return line
+    cut = line[: limit + 1]
+    end = cut.rfind(". ")
+    if end > 0:
+        return cut[:end]
+    return cut[: cut.rfind(" ")].rstrip(",;:") + "..." if " " in cut else cut[:limit] + "..."
 
 
 class SettingError(SparsecodeError):

@@ -1,6 +1,6 @@
 """A scikit-learn style estimator over the library, for notebooks::
 
-    coder = sc.SparseCoder(hidden=1000, k=32, epochs=10).fit(X)    # X: (N, D) array, Embeddings or a file
+    coder = sc.SparseCoder(hidden=1000, k=32, epochs=10).fit(X)    # X: (N, D) array-like, KeyedVectors, Embeddings or a file
     Z = coder.transform(X)            # (N, H) scipy.sparse.csr_matrix (sparsecode.Codes without scipy)
     X_hat = coder.inverse_transform(Z)
     coder.save("runs/nb")             # the run directory 'sparsecode train' writes
@@ -8,14 +8,22 @@
 
 The settings are :class:`~sparsecode.config.TrainConfig`'s, with its defaults; nothing here
 trains, encodes or decodes by itself: :func:`sparsecode.train`, :func:`sparsecode.encode` and the
-model do. scikit-learn is not needed (``get_params``/``set_params`` follow its conventions, so
-``sklearn.base.clone`` and grid searches work when it is installed).
+model do. scikit-learn is not needed (``get_params``/``set_params``, ``get_feature_names_out`` and
+``__sklearn_is_fitted__`` follow its conventions, so ``sklearn.base.clone``, grid searches and
+``check_is_fitted`` work when it is installed).
+
+Used before ``fit``, it raises :class:`~sparsecode.errors.NotFittedError`, which is a ``ValueError``
+and an ``AttributeError`` as scikit-learn's ``NotFittedError`` is, and an instance of scikit-learn's
+own class as well whenever the program has imported it (:func:`not_fitted`): code that catches
+scikit-learn's error catches it, without scikit-learn becoming a dependency or being imported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -24,9 +32,9 @@ import torch
 
 from .codes import Codes
 from .config import TrainConfig, resolve_device
-from .embeddings import Embeddings, embeddings_from_array
+from .embeddings import embeddings_in_memory
 from .encoding import encode
-from .errors import SparsecodeError
+from .errors import NotFittedError, SparsecodeError
 from .rundir import TrainResult, load_run, prepare_run_dir, read_logs, write_run
 from .training import Progress, train
 
@@ -39,7 +47,12 @@ class SparseCoder:
     Every keyword is a :class:`~sparsecode.config.TrainConfig` setting (``hidden``, ``k``,
     ``sparsity``, ``epochs``, ``device``, ...); those not given keep its defaults. After
     :meth:`fit`: ``model_`` (the :class:`~sparsecode.model.SparseAutoencoder`), ``metrics_`` (one
-    dict per epoch), ``summary_`` (the final model over the training words) and ``run_info_``.
+    dict per epoch), ``summary_`` (the final model over the training words), ``run_info_`` and
+    ``n_features_in_`` (D).
+
+    Not ``sklearn.decomposition.SparseCoder``, which codes data over a dictionary given to it: this
+    one learns its dictionary (the decoder) and its encoder from the data, closer to scikit-learn's
+    ``DictionaryLearning`` with a k-sparse code.
     """
 
     def __init__(self, **settings):
@@ -73,10 +86,10 @@ class SparseCoder:
 
     # -- fit, transform, inverse_transform --------------------------------------------------------
     def fit(self, X, y=None, progress: Callable[[Progress], None] | None = None) -> "SparseCoder":
-        """Train on ``X``: a (N, D) array or tensor, :class:`Embeddings`, or an embeddings file
-        (streamed). ``y`` is ignored. ``progress`` is called as :func:`sparsecode.train` calls it
-        (the CLI's bar is such a callback)."""
-        result = train(_training_input(X), self.config, progress=progress)
+        """Train on ``X``: a (N, D) array-like (numpy, a tensor, a list of lists), a gensim
+        ``KeyedVectors``, :class:`Embeddings`, or an embeddings file (streamed). ``y`` is ignored.
+        ``progress`` is called as :func:`sparsecode.train` calls it (the CLI's bar is such a callback)."""
+        result = train(_input(X, "fit(X)"), self.config, progress=progress)
         self._fitted(result)
         return self
 
@@ -84,15 +97,30 @@ class SparseCoder:
         return self.fit(X, progress=progress).transform(X)
 
     def transform(self, X):
-        """The codes of ``X`` (an array, :class:`Embeddings` or an embeddings file) at the model's
-        encode k: a (N, H) ``scipy.sparse.csr_matrix`` when scipy is installed, else
-        :class:`~sparsecode.codes.Codes` (``.to_torch()``, ``.dense()``, ...)."""
-        codes = encode(self._model(), X, device=self.device)
+        """The codes of ``X`` (what :meth:`fit` takes) at the model's encode k: a (N, H)
+        ``scipy.sparse.csr_matrix`` when scipy is installed, else :class:`~sparsecode.codes.Codes`
+        (``.to_torch()``, ``.dense()``, ...)."""
+        model = self._model()
+        codes = encode(model, _input(X, "transform(X)"), device=self.device)
         try:
             import scipy.sparse  # noqa: F401
         except ImportError:
             return codes
         return codes.to_scipy()
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """The names of the H code dimensions, as scikit-learn names a transformer's outputs:
+        ``sparsecoder0``, ``sparsecoder1``, ... (``input_features`` is ignored)."""
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{unit}" for unit in range(self._model().n_hidden)], dtype=object)
+
+    @property
+    def n_features_in_(self) -> int:
+        """D, the dimension of the vectors the model was fitted on."""
+        return self._model().d_in
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "model_", None) is not None
 
     def inverse_transform(self, Z, batch_size: int = 8192) -> np.ndarray:
         """(N, D) float32 reconstructions, on the inputs' scale, of codes ``Z``: what
@@ -150,7 +178,7 @@ class SparseCoder:
     def _model(self):
         model = getattr(self, "model_", None)
         if model is None:
-            raise SparsecodeError("this SparseCoder is not fitted yet; call fit(X) first, or SparseCoder.load(run_dir)")
+            raise not_fitted("this SparseCoder is not fitted yet; call fit(X) first, or SparseCoder.load(run_dir)")
         return model
 
 
@@ -164,8 +192,24 @@ class _CodesRows:
         return self.codes.dense(np.arange(*rows.indices(self.shape[0])))
 
 
-def _training_input(X):
-    """What :func:`sparsecode.train` takes: embeddings in memory or a file's path."""
-    if isinstance(X, (Embeddings, str, os.PathLike)):
+def _input(X, what: str):
+    """What :func:`sparsecode.train` and :func:`sparsecode.encode` take: a file's path, or the
+    embeddings in memory (``what`` names ``X`` in an error)."""
+    if isinstance(X, (str, os.PathLike)):
         return X
-    return embeddings_from_array(X, what="fit(X)")
+    return embeddings_in_memory(X, what)
+
+
+def not_fitted(message: str) -> NotFittedError:
+    """A :class:`NotFittedError`, also an instance of scikit-learn's ``NotFittedError`` when the
+    program has imported scikit-learn (found in ``sys.modules``, never imported here)."""
+    theirs = getattr(sys.modules.get("sklearn.exceptions"), "NotFittedError", None)
+    if isinstance(theirs, type) and issubclass(theirs, Exception) and not issubclass(NotFittedError, theirs):
+        return _with_sklearn(theirs)(message)
+    return NotFittedError(message)
+
+
+@functools.lru_cache(maxsize=None)
+def _with_sklearn(theirs: type) -> type:
+    return type("NotFittedError", (NotFittedError, theirs), {"__module__": NotFittedError.__module__,
+                                                              "__doc__": NotFittedError.__doc__})

@@ -38,8 +38,9 @@ from .model import SparseAutoencoder
 from .pursuit import make_coder
 from .rundir import default_encode_k, load_run
 
-#: The word-similarity files shipped with the project (see sample_data/word-sim/README.md).
-DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "word-sim"
+#: The word-similarity files shipped inside the package (see resources/word-sim/README.md), so that an
+#: installed sparsecode finds them wherever it runs.
+DEFAULT_WORDSIM_DIR = Path(__file__).resolve().parent / "resources" / "word-sim"
 #: Seed of DistRatio's intruder words.
 DEFAULT_SEED = 0
 #: Benchmarks summarised as "average" (the four the project's goals are stated on).
@@ -93,7 +94,7 @@ class CodeStatistics:
         usage = self.sums[6:]
         balance = unit_balance(usage.cpu().numpy(), int(n))
         return {
-            "fvu": sse / max(ssd, 1e-300),
+            "fvu": sse / ssd if ssd > 0 else None,  # None: vectors that do not vary have no FVU
             "cosine": cos_sum / n,
             "mean_l0": l0 / n,
             "dead_fraction": float((usage == 0).double().mean()),
@@ -127,7 +128,7 @@ def reconstruction_of_codes(codes: Codes, model: SparseAutoencoder, vectors: np.
         row_ssd[rows] = (x - mean).pow(2).sum(1).numpy()
         row_cos[rows] = torch.nn.functional.cosine_similarity(x, x_hat, dim=1).numpy()
     sse, ssd = float(row_sse.sum()), float(row_ssd.sum())
-    result = {"fvu": sse / ssd if ssd > 0 else float("nan"), "cosine": float(row_cos.sum()) / n}
+    result = {"fvu": sse / ssd if ssd > 0 else None, "cosine": float(row_cos.sum()) / n}  # None: no variance
     if worst > 0:
         error = row_sse / np.where(row_ssd > 0, row_ssd, np.inf)  # a word at the mean: error 0
         order = np.argsort(-error, kind="stable")[:worst]

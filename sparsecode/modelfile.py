@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import torch
 from torch import Tensor, nn
@@ -142,6 +143,22 @@ def existing_weights(path: str | os.PathLike) -> str:
     return path
 
 
+def pickled_global(exc: BaseException) -> str | None:
+    """The pickled object's name when ``torch.load(..., weights_only=True)`` refused one, else None."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    return found.group(1) if found else None
+
+
+def unloadable(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, as the middle of a one-line error
+    (the caller adds the fix): a pickled object, never loaded since it could run code, or a file
+    that is truncated or corrupt."""
+    name = pickled_global(exc)
+    if name is not None:
+        return f": it holds a pickled Python object ({name}), which sparsecode never loads (weights_only=True)"
+    return f" ({first_line(exc, 100)}): the file is truncated or corrupt"
+
+
 def load(cls: type[nn.Module], path: str | os.PathLike, device: torch.device | str = "cpu",
          sparsity: str | None = None) -> nn.Module:
     """Read ``model.pt`` safely (``weights_only=True``: no pickled code is ever run) into a ``cls``."""
@@ -149,7 +166,8 @@ def load(cls: type[nn.Module], path: str | os.PathLike, device: torch.device | s
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files
-        raise SparsecodeError(f"{path}: cannot load model weights safely ({first_line(exc, 160)})") from None
+        fix = "give a model.pt that sparsecode wrote" if pickled_global(exc) else "copy it again, or train again"
+        raise SparsecodeError(f"{path}: cannot load model weights safely{unloadable(exc)}; {fix}") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise SparsecodeError(f"{path}: not a sparsecode weights file (expected a dict of tensors)")
     return from_weights(cls, state, device=device, source=path, sparsity=sparsity)

@@ -25,9 +25,9 @@ import torch
 from .atomic import atomic_output, check_output, check_space, write_text_atomic
 from .config import OBJECTIVE_DEFAULTS, RESUMABLE_CHANGES, TrainConfig
 from .convert import CACHE_NAME, needs_conversion, readable_embeddings
-from .errors import SettingError, SparsecodeError, first_line
+from .errors import SettingError, SparsecodeError
 from .model import SparseAutoencoder
-from .modelfile import existing_weights, known_sparsity
+from .modelfile import existing_weights, known_sparsity, unloadable
 
 
 @dataclass
@@ -153,8 +153,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt or unsafe files raise many types
-        raise SettingError("force", "{path}: cannot load the checkpoint safely ({why}); start again with {force}",
-                           path=path, why=first_line(exc, 160)) from None
+        raise SettingError("force", "{path}: cannot load the checkpoint safely{why}; start again with {force}",
+                           path=path, why=unloadable(exc)) from None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

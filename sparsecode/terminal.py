@@ -51,3 +51,8 @@ def html(text: object) -> str:
     """``str(text)`` made :func:`visible`, then HTML-escaped: how the HTML pages show text from the
     data (words, file and benchmark names), as the terminal shows it."""
     return escape(visible(str(text)))
+
+
+def error_line(message: object) -> Text:
+    """``error: MESSAGE``, the one line of a user error, with ``message`` :func:`safe`."""
+    return Text.assemble(("error:", "bold red"), " ", safe(message))

@@ -55,7 +55,7 @@ from .data import (CHUNK_ROWS, BatchSource, DeviceFeed, Rows, SubsetRows, Traini
                    holdout_split, open_training_data)
 from .distributed import Distributed, GlobalBatch, ProcessLost, session
 from .embeddings import Embeddings
-from .errors import SparsecodeError, TrainingInterrupted
+from .errors import SettingError, SparsecodeError, TrainingInterrupted
 from .evaluate import CodeStatistics
 from .interpret import unit_balance
 from .model import Normalisation, SparseAutoencoder
@@ -64,6 +64,7 @@ from .optim import make_adam
 from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, TrainResult, check_resumable, check_run_dir, open_run_dir,
                      prepare_training_file, save_checkpoint, write_run)
 from .cpu_kernels import kept_workspace
+from .runtime import free_memory
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
@@ -244,6 +245,28 @@ def split_holdout(data: TrainingData, cfg: TrainConfig) -> tuple[TrainingData, S
         return data, None
     train_rows, held_rows = holdout_split(data.n, cfg.holdout, cfg.seed)
     return TrainingData(SubsetRows(data.rows, train_rows), data.path), SubsetRows(data.rows, held_rows)
+
+
+def training_bytes(n: int, d_in: int, cfg: TrainConfig) -> int:
+    """About the bytes a run of ``cfg`` on ``n`` rows of ``d_in`` allocates as it starts, besides the
+    data: the weights with their gradients and Adam's two moments, a batch's (B, H) pre-activations
+    and their gradients, and for the k-means start the (rows, H) cosines of its sample, twice."""
+    shape = SparseAutoencoder(d_in, cfg.hidden, device="meta", sparsity=cfg.sparsity, encoder_layers=cfg.encoder_layers)
+    weights = sum(t.numel() for t in shape.parameters())
+    kmeans = 2 * min(n, KMEANS_SAMPLE) * cfg.hidden if cfg.resolved("init") == "kmeans" else 0
+    return 4 * (4 * weights + 3 * cfg.batch_size * cfg.hidden + kmeans)
+
+
+def check_memory(n: int, d_in: int, cfg: TrainConfig, device: torch.device) -> None:
+    """Refuse, before any work, a run that cannot fit in the device's free memory (as the disk space
+    of its outputs is checked), rather than fail in an allocation."""
+    needed, free = training_bytes(n, d_in, cfg), free_memory(device)
+    if free is not None and needed > free:
+        where = "this GPU has" if device.type == "cuda" else "this machine has"
+        size = lambda b: f"{b / 1e9:,.1f} GB" if b >= 1e9 else f"{b / 1e6:,.0f} MB"  # noqa: E731
+        raise SettingError("hidden", "{hidden} {got}: training needs about {need} of memory but {where} {free} free; "
+                           "lower {hidden} or {batch_size}", got=cfg.hidden, need=size(needed), where=where,
+                           free=size(free))
 
 
 def new_model(data: TrainingData, cfg: TrainConfig, device: torch.device,
@@ -698,6 +721,7 @@ def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: b
     """Process 0 alone touches the run directory; every process trains (see sparsecode.distributed)."""
     if data.n < 2:
         raise SparsecodeError(f"{data.path}: needs at least 2 words to train, found {data.n}")
+    check_memory(data.n, data.dim, cfg, dist.device or resolve_device(cfg.device))
     run_dir = Path(out_dir) if out_dir is not None else None
     state = None if run_dir is None else dist.from_main(lambda: open_run_dir(run_dir, force, resume, data.dim, cfg),
                                                         "preparing the run directory")

@@ -44,8 +44,8 @@ def test_every_command_has_help_with_an_example():
 
 def test_convert_command(tmp_path, glove_gz, sample):
     res = run("convert", glove_gz, "--out", tmp_path / "g.h5", "--quiet")
-    assert "warning:" in res.stderr and "skipped 2 malformed entries: line 11 (3 values, expected 50), line 101 (NaN" \
-        in res.stderr.replace("\n", " ")
+    assert "warning:" in res.stderr and ("skipped 2 malformed entries: line 11 (3 values, expected 50 as on line 1), "
+                                         "line 101 (NaN") in res.stderr.replace("\n", " ")
     assert "1 duplicate word(s)" in res.stderr
     assert "glove" in res.stdout and "300" in res.stdout
     emb = sc.load_embeddings(tmp_path / "g.h5")

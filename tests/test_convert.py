@@ -114,7 +114,7 @@ def test_malformed_lines_are_skipped_counted_and_reported_by_line(tmp_path, samp
     with pytest.warns(MalformedEntriesWarning) as malformed, pytest.warns(DuplicateWordsWarning, match="1 duplicate"):
         summary = convert_embeddings(path, tmp_path / "out.h5")
     msg = str(malformed[0].message)
-    assert msg == (f"{path}: skipped 5 malformed entries: line 3 (3 values, expected 4), line 4 ('x' is not a number), "
+    assert msg == (f"{path}: skipped 5 malformed entries: line 3 (3 values, expected 4 as on line 1), line 4 ('x' is not a number), "
                    "line 7 (NaN or Inf value), line 8 (starts with a space: no word), line 11 (not valid UTF-8)")
     assert (summary["words"], summary["malformed"], summary["duplicates"]) == (5, 5, 1)
     emb = sc.load_embeddings(tmp_path / "out.h5")
@@ -123,13 +123,13 @@ def test_malformed_lines_are_skipped_counted_and_reported_by_line(tmp_path, samp
 
 
 def test_many_malformed_lines_list_the_first_ten(tmp_path):
-    lines = ["a 1 2"] + [f"w{i} 1" for i in range(25)] + ["b 3 4"]
+    lines = ["a 1 2"] + [f"w{i} 1" for i in range(25)] + [f"b{i} 3 4" for i in range(25)]
     path = tmp_path / "g.txt"
     path.write_text("\n".join(lines) + "\n")
     with pytest.warns(MalformedEntriesWarning, match=r"skipped 25 malformed entries: line 2 .*line 11 \(1 values, "
-                                                     r"expected 2\) and 15 more$"):
+                                                     r"expected 2 as on line 1\) and 15 more$"):
         summary = convert_embeddings(path, tmp_path / "out.h5")
-    assert summary["words"] == 2
+    assert summary["words"] == 26
 
 
 def test_limit_lowercase_normalize(tmp_path):
@@ -144,6 +144,46 @@ def test_limit_lowercase_normalize(tmp_path):
     assert summary["duplicates"] == 1 and summary["malformed"] == 1
     convert_embeddings(path, tmp_path / "b.h5", limit=2)
     assert sc.load_embeddings(tmp_path / "b.h5").words == ["The", "the"]
+
+
+def test_a_file_mostly_malformed_is_an_error_naming_its_first_bad_line(tmp_path, sample):
+    """Over half of the entries malformed: the file is not what it was read as (a short first line
+    set GloVe's dimension, say), so nothing is written, rather than a file of a few words."""
+    rows = [f"{w} {' '.join(f'{x:.4f}' for x in v)}\n" for w, v in zip(sample.words[:40], sample.vectors)]
+    short = tmp_path / "short.txt"
+    short.write_text("the 0.5\n" + "".join(rows[1:]))
+    with pytest.raises(sc.SettingError) as exc:
+        convert_embeddings(short, tmp_path / "out.h5")
+    assert str(exc.value) == (f"{short}: 39 of 40 entries are malformed, the first line 2 (50 values, expected 1 as on "
+                              "line 1); check that it is glove, or pass another format")
+    assert not (tmp_path / "out.h5").exists()
+    half = tmp_path / "half.txt"  # exactly half malformed: converted, with the warning
+    half.write_text("".join(rows[:20]) + "".join(f"w{i} 1 2\n" for i in range(20)))
+    with pytest.warns(MalformedEntriesWarning, match="skipped 20 malformed entries"):
+        assert convert_embeddings(half, tmp_path / "half.h5")["words"] == 20
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path, sample):
+    rows = "".join(f"{w} {' '.join(f'{x:.4f}' for x in v)}\n" for w, v in zip(sample.words[:30], sample.vectors))
+    for name, header in (("bom.vec", "30 50\n"), ("bom.txt", "")):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + (header + rows).encode())
+        summary = convert_embeddings(path, tmp_path / f"{name}.h5")
+        assert (summary["format"], summary["words"], summary["dim"], summary["malformed"]) == (
+            "word2vec" if header else "glove", 30, 50, 0)
+        assert sc.load_embeddings(tmp_path / f"{name}.h5").words == sample.words[:30]
+
+
+def test_a_header_that_disagrees_with_the_rows_is_not_read_as_binary(tmp_path, sample):
+    rows = "".join(f"{w} {' '.join(f'{x:.4f}' for x in v)}\n" for w, v in zip(sample.words[:30], sample.vectors))
+    path = tmp_path / "h.vec"
+    path.write_text("2 40\n" + rows)
+    for fmt in ("auto", "word2vec", "word2vec-bin"):
+        with pytest.raises(sc.SparsecodeError) as exc:
+            convert_embeddings(path, tmp_path / "out.h5", format=fmt)
+        assert str(exc.value) == (f"{path}: line 2 has 50 values but the header on line 1 ('2 40') says 40; correct the "
+                                  "header ('COUNT 50'), or remove it: without one the file reads as GloVe")
+    assert not (tmp_path / "out.h5").exists()
 
 
 def test_header_count_is_honoured(tmp_path):
@@ -244,8 +284,8 @@ def test_format_errors_name_the_file_and_the_fix(tmp_path, files):
     error(write_h5(tmp_path / "e.h5", words=["a"], vectors=np.ones((1, 2))), "is already HDF5")
     (tmp_path / "prose.txt").write_text("This is not an embeddings file.\nIt has words only.\n")
     error(tmp_path / "prose.txt", "cannot tell its format from the content", "pass format")
-    error(tmp_path / "prose.txt", "no valid vectors found (2 malformed entries, first: line 1 ('is' is not a number))",
-          format="glove")
+    error(tmp_path / "prose.txt", "prose.txt: 2 of 2 entries are malformed, the first line 1 ('is' is not a number); "
+          "check that it is glove, or pass another format", format="glove")
     (tmp_path / "x.h5").write_text("taken")
     error(glove, "already exists; pass force=True")
     assert (tmp_path / "x.h5").read_text() == "taken"

@@ -203,3 +203,18 @@ def test_the_cpu_streams_and_its_feed_does_not_copy():
     assert t.data_ptr() == array.ctypes.data  # the read array itself
     entry = feed.run(lambda: (t,), side=True)
     assert entry[1] is None and feed.ready(entry)[0] is t
+
+
+def test_rows_that_do_not_vary_are_refused_before_training(tmp_path):
+    """Two identical words trained and printed an FVU of 289 digits (a variance of zero): vectors
+    that are all the same, or differ only by float32 rounding, are one error; two that differ train."""
+    same = np.tile(np.float32([0.1, -0.2, 0.3]), (2, 1))
+    rounding = np.float32([[1.0, 2.0, 3.0], [np.nextafter(np.float32(1.0), np.float32(2.0)), 2.0, 3.0]])
+    for vectors in (same, rounding):
+        with pytest.raises(sc.SparsecodeError) as exc:
+            sc.train(sc.Embeddings(["a", "b"], vectors, "two.h5"), sc.TrainConfig(hidden=4, k=1, epochs=1, device="cpu"))
+        assert str(exc.value) == ("two.h5: all 2 vectors are the same (they do not vary about their mean), so there is "
+                                  "nothing to learn and FVU is undefined; train on vectors that differ")
+    differ = np.float32([[1.0, 2.0, 3.0], [1.0, 2.0, 3.001]])
+    result = sc.train(sc.Embeddings(["a", "b"], differ, "two.h5"), sc.TrainConfig(hidden=4, k=1, epochs=1, device="cpu"))
+    assert np.isfinite(result.summary["fvu"]) and result.summary["fvu"] < 10
