@@ -14,7 +14,7 @@ at run time:
 :func:`base_forms` is WordNet's ``morphy`` (as ``morph.c`` and NLTK have it) for one token: per part
 of speech, the word itself when it is a lemma, then its base forms from the exception list or,
 when it has none there, from one pass of the detachment rules (``cancers`` -> ``cancer``,
-``boxes`` -> ``box``, ``ladies`` -> ``lady``, ``walked`` -> ``walk``, ``bigger`` -> ``big``), each kept
+``boxes`` -> ``box``, ``ladies`` -> ``lady``, ``walked`` -> ``walk``, ``taller`` -> ``tall``), each kept
 only when WordNet has it as a lemma of that part of speech. Nouns ending in ``ss`` or of two letters
 or fewer are not detached (``glass`` is not ``glas``), and ``-ful`` nouns detach before the ``ful``
 (``boxesful`` -> ``boxful``). Not covered: multi-word collocations (the table holds one-word lemmas
