@@ -41,7 +41,6 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -56,8 +55,9 @@ from .data import (CHUNK_ROWS, BatchSource, DeviceFeed, Rows, SubsetRows, Traini
 from .distributed import Distributed, GlobalBatch, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
+from .events import Checkpoint, Collapse, Converting, Event, Finished, Progress, Started, progress_only
 from .evaluate import CodeStatistics
-from .interpret import unit_balance
+from .interpret import collapse_during_training, unit_balance
 from .model import Normalisation, SparseAutoencoder
 from .objectives import Objective, Reconstruction, StepCodes, auxk_loss, make_objective, reconstruction
 from .optim import make_adam
@@ -75,32 +75,6 @@ FREQ_EMA = 0.02
 KMEANS_SAMPLE = 65_536
 #: Words encoded at a time for the final statistics.
 FINAL_BATCH = 2048
-
-
-@dataclass
-class Progress:
-    """What the progress callback receives."""
-
-    epoch: int
-    """1-based epoch."""
-    step: int
-    """Steps done so far, over all epochs."""
-    total_steps: int
-    loss: float
-    """Mean loss over the epoch so far."""
-    fvu: float
-    """FVU over the epoch so far (training batches, training k)."""
-    dead_fraction: float
-    """Fraction of units that are dead for AuxK right now."""
-    epoch_end: bool = False
-    metrics: dict | None = None
-    """The epoch's metrics line, at the end of an epoch."""
-    epoch_step: int = 0
-    """Steps done so far in this epoch (``epoch_steps`` at its end)."""
-    epoch_steps: int = 0
-    """Steps per epoch."""
-    seconds: float = 0.0
-    """Training time so far (over every session of a resumed run)."""
 
 
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
@@ -462,14 +436,15 @@ class TrainingLoop:
 
     The host reads back only at report points and before a checkpoint: there it checks that what a
     checkpoint would save is finite (otherwise it goes back to the state of the last good point and
-    halves the learning rate, once; twice is an error), calls ``progress`` and writes the
-    ``checkpoint`` (every ``checkpoint_every`` steps and at the end of every epoch).
-    ``stop_requested()`` (a signal number, 0 for none) asks for a stop.
+    halves the learning rate, once; twice is an error), reports :class:`~sparsecode.events.Progress`
+    (and a :class:`~sparsecode.events.Collapse`) to ``events`` and writes the ``checkpoint`` (every
+    ``checkpoint_every`` steps and at the end of every epoch). ``stop_requested()`` (a signal number,
+    0 for none) asks for a stop.
     """
 
-    def __init__(self, trainer: Trainer, progress: Callable[[Progress], None] | None = None,
+    def __init__(self, trainer: Trainer, events: Callable[[Event], None] | None = None,
                  checkpoint: Callable[[], None] | None = None, stop_requested: Callable[[], int] | None = None):
-        self.trainer, self.progress, self.checkpoint = trainer, progress, checkpoint
+        self.trainer, self.events, self.checkpoint = trainer, events or _ignore, checkpoint
         self.stop_requested = stop_requested or (lambda: 0)
         self.good = trainer.state_dict()
         """The state of the last point checked finite."""
@@ -514,18 +489,20 @@ class TrainingLoop:
         return bool(self.stop_requested())
 
     def _report(self, at_epoch_end: bool) -> None:
-        """Close the epoch at its end; call ``progress`` with the figures so far."""
+        """Close the epoch at its end; report the figures so far (and a collapse the epoch shows)."""
         t = self.trainer
         if at_epoch_end:
             line = t._end_epoch()
-            if self.progress is not None:
-                self.progress(Progress(line["epoch"], t.step, t.total_steps, line["loss"], line["fvu"],
-                                       line["dead_fraction"], epoch_end=True, metrics=line, epoch_step=t.steps_per_epoch,
-                                       epoch_steps=t.steps_per_epoch, seconds=t.elapsed))
-        elif self.progress is not None:
-            self.progress(Progress(t.epoch, t.step, t.total_steps, t.stats.mean_loss(t.batch), t.stats.fvu(),
-                                   float(t.dead.double().mean()), epoch_step=t.batch, epoch_steps=t.steps_per_epoch,
-                                   seconds=t.elapsed))
+            self.events(Progress(line["epoch"], t.step, t.total_steps, line["loss"], line["fvu"], line["dead_fraction"],
+                                 epoch_end=True, metrics=line, epoch_step=t.steps_per_epoch,
+                                 epoch_steps=t.steps_per_epoch, seconds=t.elapsed))
+            collapse = collapse_news(t.metrics, t.cfg.hidden)
+            if collapse is not None:
+                self.events(collapse)
+        else:
+            self.events(Progress(t.epoch, t.step, t.total_steps, t.stats.mean_loss(t.batch), t.stats.fvu(),
+                                 float(t.dead.double().mean()), epoch_step=t.batch, epoch_steps=t.steps_per_epoch,
+                                 seconds=t.elapsed))
 
     def _recover(self) -> None:
         """Non-finite values: go back to the last good state; halve the learning rate once."""
@@ -546,6 +523,24 @@ class TrainingLoop:
             stacklevel=2,
         )
         self.good = t.state_dict()
+
+
+def _ignore(_event: Event) -> None:
+    """The events callback of a run nobody watches (and of every process but the first)."""
+
+
+def collapse_news(metrics: list[dict], units: int) -> Collapse | None:
+    """A :class:`Collapse` when the last epoch's metrics line of a code of ``units`` units shows one
+    (see :func:`~sparsecode.interpret.collapse_during_training`) and the epoch before did not: one
+    line per episode, not one per epoch."""
+
+    def collapsing(upto: int) -> str | None:
+        return collapse_during_training(metrics[upto - 1], max(m["effective_units"] for m in metrics[:upto]), units)
+
+    message = collapsing(len(metrics))
+    if message is None or (len(metrics) > 1 and collapsing(len(metrics) - 1) is not None):
+        return None
+    return Collapse(metrics[-1]["epoch"], message)
 
 
 @torch.no_grad()
@@ -637,12 +632,12 @@ class _CheckpointedRun:
 
     A checkpoint is written every ``checkpoint_every`` steps, at the end of every epoch and when a
     stop is asked: SIGINT/SIGTERM, or a ``KeyboardInterrupt`` out of the progress callback, which
-    end in :class:`TrainingInterrupted` once the checkpoint is saved. A directory that this run
-    created is removed when training fails before its first checkpoint.
+    end in :class:`TrainingInterrupted` once the checkpoint is saved (each checkpoint is reported
+    to ``events``).
     """
 
-    def __init__(self, run_dir: Path, trainer: Trainer, saved_step: int | None):
-        self.run_dir, self.trainer = run_dir, trainer
+    def __init__(self, run_dir: Path, trainer: Trainer, saved_step: int | None, events: Callable[[Event], None]):
+        self.run_dir, self.trainer, self.events = run_dir, trainer, events
         self.saved_step = saved_step
         """The step of the last checkpoint (None: none yet), known to every process."""
 
@@ -650,31 +645,24 @@ class _CheckpointedRun:
         self.saved_step = self.trainer.step
         if self.trainer.dist.is_main:
             save_checkpoint(self.run_dir / CHECKPOINT, self.trainer.state_dict())
+            self.events(Checkpoint(self.trainer.step))
 
-    def train(self, progress: Callable[[Progress], None] | None) -> None:
+    def train(self) -> None:
         """Run the training loop to its end, or checkpoint and raise :class:`TrainingInterrupted`."""
         trainer = self.trainer
-        created = trainer.dist.is_main and not self.run_dir.exists()
         if trainer.dist.is_main:
             self.run_dir.mkdir(exist_ok=True)
-        try:
-            with _StopSignals() as signals:
-                try:
-                    stopped = TrainingLoop(trainer, progress, self.save, signals.asked).run()
-                except KeyboardInterrupt:  # out of the progress callback (a Ctrl-C no handler took)
-                    stopped = True
-                if stopped:
-                    self.save()
-                    raise TrainingInterrupted(
-                        f"{self.run_dir}: interrupted at step {trainer.step} of {trainer.total_steps}; a checkpoint "
-                        "was saved: run the same command with --resume to continue", int(signals.signum or signal.SIGINT)
-                    )
-        except ProcessLost:
-            raise  # its error names the directory to rerun in, which stays
-        except BaseException:
-            if created and not (self.run_dir / CHECKPOINT).exists():
-                shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing worth keeping yet
-            raise
+        with _StopSignals() as signals:
+            try:
+                stopped = TrainingLoop(trainer, self.events, self.save, signals.asked).run()
+            except KeyboardInterrupt:  # out of the events callback (a Ctrl-C no handler took)
+                stopped = True
+            if stopped:
+                self.save()
+                raise TrainingInterrupted(
+                    f"{self.run_dir}: interrupted at step {trainer.step} of {trainer.total_steps}; a checkpoint "
+                    "was saved: run the same command with --resume to continue", int(signals.signum or signal.SIGINT)
+                )
 
     def finish(self, result: TrainResult) -> None:
         """Write the finished run's files in place of the checkpoint."""
@@ -693,33 +681,59 @@ def _lost(exc: ProcessLost, trainer: Trainer, run: _CheckpointedRun | None) -> P
                        "with --resume to continue (with any number of processes)")
 
 
-def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: bool, progress,
-           dist: Distributed) -> TrainResult:
+def _train(data: TrainingData, cfg: TrainConfig, run_dir: Path | None, force: bool, resume: bool,
+           events: Callable[[Event], None], dist: Distributed, converted_from: str | None) -> TrainResult:
     """Process 0 alone touches the run directory; every process trains (see sparsecode.distributed)."""
     if data.n < 2:
-        raise SparsecodeError(f"{data.path}: needs at least 2 words to train, found {data.n}")
-    run_dir = Path(out_dir) if out_dir is not None else None
+        raise SparsecodeError(f"{converted_from or data.path}: needs at least 2 words to train, found {data.n}")
     state = None if run_dir is None else dist.from_main(lambda: open_run_dir(run_dir, force, resume, data.dim, cfg),
                                                         "preparing the run directory")
-    trainer = Trainer(data, cfg, dist)
     resumed = state is not None
+    events(Started(data.n, data.dim, str(data.path), converted_from, dist.world,
+                   state["position"]["step"] if resumed else None))
+    trainer = Trainer(data, cfg, dist)
     if resumed:
         trainer.check_resumable(state, str(run_dir / CHECKPOINT))
         trainer.load_state_dict(state)
         del state
-    run = _CheckpointedRun(run_dir, trainer, trainer.step if resumed else None) if run_dir is not None else None
+    run = _CheckpointedRun(run_dir, trainer, trainer.step if resumed else None, events) if run_dir is not None else None
     try:
         if run is None:
-            TrainingLoop(trainer, progress).run()
+            TrainingLoop(trainer, events).run()
         else:
-            run.train(progress)
+            run.train()
         summary = summarise(trainer)
     except ProcessLost as exc:
         raise _lost(exc, trainer, run) from None
     result = _result(trainer, data, summary)
     if run is not None:
         run.finish(result)
+    events(Finished(result))
     return result
+
+
+def _training_data(embeddings, run_dir: Path | None, force: bool, resume: bool, vocab, dist: Distributed,
+                   stack: contextlib.ExitStack, events: Callable[[Event], None]) -> tuple[TrainingData, str | None]:
+    """The data to train on, and the file it was converted from (None when read as it is): a file
+    in another format is converted first (into the run directory, checked first, or a temporary
+    file that ``stack`` removes), reporting :class:`~sparsecode.events.Converting`."""
+    converted_from = None
+    if isinstance(embeddings, (str, os.PathLike)):
+        def converting(done: int, size: int, words: int) -> None:
+            events(Converting(done, size, words))
+
+        if run_dir is not None:
+            dist.from_main(lambda: check_run_dir(run_dir, force, resume), "checking the run directory")
+            source = dist.from_main(lambda: prepare_training_file(embeddings, run_dir, vocab, progress=converting),
+                                    "converting the embeddings")
+        else:
+            source = stack.enter_context(readable_embeddings(embeddings, vocab, progress=converting))
+        converted_from = str(embeddings) if Path(source) != Path(embeddings) else None
+        embeddings = source
+    data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
+    if data is not embeddings:
+        stack.callback(data.close)
+    return data, converted_from
 
 
 def train(
@@ -730,30 +744,52 @@ def train(
     resume: bool = False,
     progress: Callable[[Progress], None] | None = None,
     vocab: str | os.PathLike | None = None,
+    events: Callable[[Event], None] | None = None,
 ) -> TrainResult:
     """Train a k-sparse autoencoder on ``embeddings``; write ``out_dir`` when given.
 
-    ``embeddings`` are in memory (:class:`Embeddings`) or the path of an embeddings file, which is
-    then read in chunks as training goes (see :mod:`sparsecode.data`): memory does not grow with
-    the number of words. A file in another format ``convert`` reads (``vocab``: the words of a
-    .npy) is converted first, streamed: into ``out_dir/embeddings.h5`` (kept and reused, see
-    :func:`prepare_training_file`), or without ``out_dir`` into a temporary file removed at the
-    end. With ``out_dir`` the run is checkpointed and can be resumed
+    The one place that prepares a run: the processes of a torchrun job (see
+    :mod:`sparsecode.distributed`), the run directory, the conversion of the input, the data, the
+    checkpoint to resume from. ``embeddings`` are in memory (:class:`Embeddings`) or the path of an
+    embeddings file, which is then read in chunks as training goes (see :mod:`sparsecode.data`):
+    memory does not grow with the number of words. A file in another format ``convert`` reads
+    (``vocab``: the words of a .npy) is converted first, streamed: into ``out_dir/embeddings.h5``
+    (kept and reused, see :func:`prepare_training_file`), or without ``out_dir`` into a temporary
+    file removed at the end. With ``out_dir`` the run is checkpointed and can be resumed
     (``resume=True``) after an interruption. SIGINT/SIGTERM then write a checkpoint and raise
-    :class:`TrainingInterrupted`.
+    :class:`TrainingInterrupted`. A run directory this call created is removed when training fails
+    before its first checkpoint, the converted input with it.
+
+    ``events`` receives what happens, as :mod:`sparsecode.events` lists it; ``progress`` only its
+    :class:`~sparsecode.events.Progress` events. Only process 0 of a job reports.
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    with session(cfg.device) as dist, on_device(dist.device or resolve_device(cfg.device)), contextlib.ExitStack() as stack:
-        if isinstance(embeddings, (str, os.PathLike)) and out_dir is not None:
-            dist.from_main(lambda: check_run_dir(out_dir, force, resume), "checking the run directory")
-            embeddings = dist.from_main(lambda: prepare_training_file(embeddings, out_dir, vocab), "converting the embeddings")
-        elif isinstance(embeddings, (str, os.PathLike)):
-            embeddings = stack.enter_context(readable_embeddings(embeddings, vocab))
-        data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
+    with session(cfg.device) as dist, on_device(dist.device or resolve_device(cfg.device)):
+        report = _reporter(events, progress) if dist.is_main else _ignore
+        run_dir = Path(out_dir) if out_dir is not None else None
+        created = dist.is_main and run_dir is not None and not run_dir.exists()
         try:
-            with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
-                return _train(data, cfg, out_dir, force, resume, progress if dist.is_main else None, dist)
-        finally:
-            if data is not embeddings:
-                data.close()
+            with contextlib.ExitStack() as stack:
+                data, converted_from = _training_data(embeddings, run_dir, force, resume, vocab, dist, stack, report)
+                with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
+                    return _train(data, cfg, run_dir, force, resume, report, dist, converted_from)
+        except ProcessLost:
+            raise  # its error names the directory to rerun in, which stays
+        except BaseException:
+            if created and not (run_dir / CHECKPOINT).exists():
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet, the converted input neither
+            raise
+
+
+def _reporter(events: Callable[[Event], None] | None, progress: Callable[[Progress], None] | None) -> Callable[[Event], None]:
+    """One callback for ``events`` and ``progress`` (either may be None)."""
+    calls = [c for c in (events, progress_only(progress) if progress is not None else None) if c is not None]
+    if len(calls) == 1:
+        return calls[0]
+
+    def both(event: Event) -> None:
+        for call in calls:
+            call(event)
+
+    return both if calls else _ignore
