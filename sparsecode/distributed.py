@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .config import resolve_device
+from .devices import resolve
 from .errors import SparsecodeError, first_line, need
 
 T = TypeVar("T")
@@ -261,17 +261,10 @@ def from_environment(device: str) -> Distributed:
         return Distributed(None)  # the device is resolved where it is used, as before
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     check_device_for(world, device)
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise SparsecodeError(f"process {rank}: no GPU {local_rank} here ({torch.cuda.device_count()} GPUs); "
-                                  "start at most one process per GPU (--nproc)")
-        dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
+    dev = resolve(device).for_process(rank, local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(seconds=TIMEOUT_S))
-    return Distributed(dev, dist.get_rank(), dist.get_world_size(), local_rank)
+        dist.init_process_group(dev.backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    return Distributed(dev.device, dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 @contextlib.contextmanager

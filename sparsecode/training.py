@@ -48,10 +48,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import TrainConfig, on_device, resolve_device
+from .config import TrainConfig
 from .convert import readable_embeddings
-from .data import (CHUNK_ROWS, BatchSource, DeviceFeed, Rows, SubsetRows, TrainingData, data_fits_on_device,
+from .data import (CHUNK_ROWS, BatchSource, Rows, SubsetRows, TrainingData,
                    holdout_split, open_training_data)
+from .devices import Device, for_torch, resolve
 from .distributed import Distributed, GlobalBatch, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
@@ -60,7 +61,6 @@ from .evaluate import CodeStatistics
 from .interpret import collapse_during_training, unit_balance
 from .model import Normalisation, SparseAutoencoder
 from .objectives import Objective, Reconstruction, StepCodes, auxk_loss, make_objective, reconstruction
-from .optim import make_adam
 from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, TrainResult, check_resumable, check_run_dir, open_run_dir,
                      prepare_training_file, save_checkpoint, write_run)
 from .cpu_kernels import kept_workspace
@@ -211,6 +211,11 @@ class UnitUse:
         self.freq_ema = state["freq_ema"].to(device)
 
 
+def run_device(cfg: TrainConfig, dist: Distributed) -> Device:
+    """The device a run of ``cfg`` trains on: the process's own in a job of several, else ``cfg.device``'s."""
+    return for_torch(dist.device) if dist.device is not None else resolve(cfg.device)
+
+
 def split_holdout(data: TrainingData, cfg: TrainConfig) -> tuple[TrainingData, SubsetRows | None]:
     """The rows to train on (with their own statistics) and the held-out rows (``holdout``), or
     ``data`` itself and None when nothing is held out."""
@@ -249,10 +254,13 @@ class Trainer:
     trains on its slice of every global batch and all of them keep the same state.
     """
 
-    def __init__(self, data: TrainingData | Embeddings, cfg: TrainConfig, dist: Distributed | None = None):
+    def __init__(self, data: TrainingData | Embeddings, cfg: TrainConfig, dist: Distributed | None = None,
+                 device: Device | None = None):
         self.cfg = cfg
         self.dist = dist or Distributed(None)
-        self.device = self.dist.device or resolve_device(cfg.device)
+        #: What differs between devices (see sparsecode.devices), resolved once.
+        self.dev = device or run_device(cfg, self.dist)
+        self.device = self.dev.device
         data = open_training_data(data)
         self.fingerprint = data.stats.fingerprint  # of every row: resuming needs the same file
         #: The held-out rows (``holdout``), evaluated at the end of every epoch; None when off.
@@ -264,12 +272,11 @@ class Trainer:
         self.noise_gen = torch.Generator(device=self.device)
         self.model, self.data_mean = new_model(self.data, cfg, self.device, self.gen)
         self.objective = make_objective(cfg, self.dist)
-        self.opt = make_adam(list(self.model.parameters()), cfg.lr)
-        # On a GPU: the data on the device if it fits, else pinned copies with the next buffer fetched ahead.
-        self.feed = DeviceFeed(self.device)
+        self.opt = self.dev.optimizer(list(self.model.parameters()), cfg.lr)
+        # The device feeds the batches (on a GPU: the data kept there if it fits, else prefetched buffers).
         self.source = BatchSource(self.data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world,
-                                  feed=self.feed, prefetch=self.feed.cuda)
-        if data_fits_on_device(self.n, self.d_in, self.device):
+                                  feed=self.dev, prefetch=self.dev.prefetch)
+        if self.dev.keeps_data(self.n, self.d_in):
             self.source.keep_resident()
         self.forward = self.dist.wrap(_Step(self.model, self.objective))
         # Whether SIGINT/SIGTERM was asked of this process before the step; and whether of any
@@ -291,7 +298,7 @@ class Trainer:
     @torch.no_grad()
     def _prepare(self, rows: np.ndarray) -> Tensor:
         """(K, D) rows read from the data -> normalised, on the device."""
-        return self.model.normalise(self.feed.tensor(rows))
+        return self.model.normalise(self.dev.tensor(rows))
 
     def _start_epoch(self) -> None:
         self.epoch_rng = self.gen.get_state()
@@ -360,8 +367,7 @@ class Trainer:
     def _end_epoch(self) -> dict:
         """Close the epoch: its metrics line (appended to :attr:`metrics`, with the held-out words'
         figures at the training k, without noise), and the next epoch's order drawn."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self.dev.synchronize()
         k = k_at(self.step - 1, self.total_steps, self.cfg)
         line = {"epoch": self.epoch, **self.stats.figures(self.steps_per_epoch, self.n), "k": k,
                 "lr": self.opt.param_groups[0]["lr"], "seconds": self.stats.seconds}
@@ -765,7 +771,7 @@ def train(
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    with session(cfg.device) as dist, on_device(dist.device or resolve_device(cfg.device)):
+    with session(cfg.device) as dist, run_device(cfg, dist).scope():
         report = _reporter(events, progress) if dist.is_main else _ignore
         run_dir = Path(out_dir) if out_dir is not None else None
         created = dist.is_main and run_dir is not None and not run_dir.exists()
