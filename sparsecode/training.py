@@ -12,7 +12,7 @@ One step, all on the device and without reading anything back to the host:
 4. record which units fired, counted in words seen (so "dead" means the same on any data size).
 
 One process is a job of one (see :mod:`sparsecode.distributed`): the step takes the global
-batch's figures from :meth:`~sparsecode.distributed.Distributed.reduce_batch`, which are the
+batch's figures from :meth:`~sparsecode.distributed.Distributed.reduce_sums`, which are the
 batch's own there, and writes each loss term as a process's share of the global one.
 
 The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch) and before a
@@ -53,7 +53,7 @@ from .convert import readable_embeddings
 from .data import (CHUNK_ROWS, BatchSource, Rows, SubsetRows, TrainingData,
                    holdout_split, open_training_data)
 from .devices import Device, for_torch, resolve
-from .distributed import Distributed, GlobalBatch, ProcessLost, session
+from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SparsecodeError, TrainingInterrupted
 from .events import Checkpoint, Collapse, Converting, Event, Finished, Progress, Started, progress_only
@@ -117,6 +117,24 @@ def _to_cpu(obj):
     return obj
 
 
+#: What an epoch adds up, by name, of every step's loss and :func:`step_sums` (see :class:`EpochStats`;
+#: the checkpoint holds them under these names).
+EPOCH_SUMS = ("loss", "sse", "ssd", "l0", "zero_rows")
+
+
+def step_sums(rec: Reconstruction, codes: StepCodes) -> dict[str, Tensor]:
+    """What a step adds up over the global batch, by name, of this process's rows: all of it summed
+    over the processes in the step's one all-reduce (:meth:`~sparsecode.distributed.Distributed.reduce_sums`).
+    A new figure is one line here (and its name in :data:`EPOCH_SUMS` for the epoch to add it up)."""
+    return {
+        "ssd": rec.ssd,  # squared deviation of the inputs about the data mean: the FVU's denominator
+        "sse": rec.sse.detach(),  # squared reconstruction error
+        "l0": codes.row_l0.sum(),  # active units, summed over rows
+        "zero_rows": (codes.row_l0 == 0).sum(),  # rows with no active unit
+        "counts": codes.counts,  # (H,) rows in which each unit fired
+    }
+
+
 class EpochStats:
     """What an epoch adds up on the device, read back at report points and at its end: the loss,
     squared error and deviation, active units and empty rows summed over its steps, which units fired
@@ -124,18 +142,18 @@ class EpochStats:
 
     def __init__(self, hidden: int, device: torch.device):
         z = torch.zeros((), dtype=torch.float64, device=device)
-        self.acc = {name: z.clone() for name in ("loss", "sse", "ssd", "l0", "zero_rows")}
+        self.acc = {name: z.clone() for name in EPOCH_SUMS}
         self.fired = torch.zeros(hidden, dtype=torch.bool, device=device)
         self.unit_counts = torch.zeros(hidden, dtype=torch.float64, device=device)  # rows per unit
         self.seconds = 0.0
 
-    def add(self, loss: Tensor, batch: GlobalBatch, fired: Tensor) -> None:
-        """A step's figures: its (mean over the processes) ``loss`` and its global ``batch``."""
-        for name, value in (("loss", loss), ("sse", batch.sse), ("ssd", batch.ssd), ("l0", batch.l0),
-                            ("zero_rows", batch.zero_rows)):
-            self.acc[name] += value
+    def add(self, loss: Tensor, batch: dict[str, Tensor], fired: Tensor) -> None:
+        """A step's figures: its (mean over the processes) ``loss`` and its global ``batch`` sums."""
+        self.acc["loss"] += loss
+        for name in EPOCH_SUMS[1:]:
+            self.acc[name] += batch[name]
         self.fired |= fired
-        self.unit_counts += batch.counts
+        self.unit_counts += batch["counts"]
 
     def mean_loss(self, steps: int) -> float:
         return float(self.acc["loss"]) / steps
@@ -319,34 +337,40 @@ class Trainer:
         dead = self.units.dead()
         noise = cfg.resolved("noise")
         x_in = x + noise * self._noise(x) if noise > 0 else x
-        codes = self.forward(x_in, k, self.aux_k, dead, self.step, self.source.global_size(self.batch))
-        loss, batch = self._loss(x, codes, dead)
+        rows = self.source.global_size(self.batch)
+        codes = self.forward(x_in, k, self.aux_k, dead, self.step, rows)
+        loss, batch = self._loss(x, codes, dead, rows)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         model.remove_parallel_decoder_grad()
         self.opt.step()
         model.normalise_decoder()
         with torch.no_grad():
-            self.stop_flag = batch.stop
-            fired = self.units.record(model, batch.counts, batch.rows, k)
+            self.stop_flag = batch.get("stop", False)
+            fired = self.units.record(model, batch["counts"], rows, k)
             self.stats.add(self.dist.mean(loss.detach()), batch, fired)
         self.step += 1
         self.batch += 1
         self.dead = dead
 
-    def _loss(self, x: Tensor, codes: StepCodes, dead: Tensor) -> tuple[Tensor, GlobalBatch]:
-        """The step's loss, as this process's share of the global batch's (see
+    def _loss(self, x: Tensor, codes: StepCodes, dead: Tensor, rows: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """The step's loss, as this process's share of the global batch's of ``rows`` rows (see
         :meth:`~sparsecode.distributed.Distributed.ddp_share`; the penalty is in this convention
-        already), and the global batch's sums."""
+        already), and the global batch's sums (:func:`step_sums`, with several processes ``stop``:
+        whether a stop was asked of any)."""
         dist = self.dist
         rec = reconstruction(x, codes.x_hat, self.data_mean)
+        sums = step_sums(rec, codes)
         residual = (x - codes.x_hat).detach() if self.aux_k > 0 else None
-        batch = dist.reduce_batch(self.source.global_size(self.batch), rec.ssd, rec.sse, codes.row_l0, codes.counts,
-                                  residual, self.stop_asked)
-        loss = Reconstruction(dist.ddp_share(rec.sse), batch.ssd).fvu + codes.penalty  # the global batch's FVU
+        if residual is not None:
+            sums.update(dist.spread_sums(residual))
+        if dist.active:  # a fill on the device, not a copy of a host value
+            sums["stop"] = torch.full((), self.stop_asked, dtype=torch.bool, device=x.device)
+        batch = dist.reduce_sums(sums)
+        loss = Reconstruction(dist.ddp_share(rec.sse), batch["ssd"]).fvu + codes.penalty  # the global batch's FVU
         if self.aux_k > 0:
             aux = auxk_loss(residual, codes.aux_acts, codes.aux_indices, self.model.W_dec, dead.any(),
-                            batch.residual_var.clamp_min(1e-12))
+                            dist.spread_of(batch, rows).clamp_min(1e-12))
             loss = loss + self.cfg.aux_coef * dist.ddp_share(aux)
         return loss, batch
 
