@@ -633,7 +633,12 @@ def _result(trainer: Trainer, data: TrainingData, summary: dict) -> TrainResult:
 
 
 class _StopSignals:
-    """While active, SIGINT/SIGTERM only record that a stop was asked for (main thread only)."""
+    """While active, SIGINT/SIGTERM only record that a stop was asked for (main thread only).
+
+    A job that lost a process (:class:`ProcessLost`) keeps them so to the end: torchrun's launcher,
+    seeing one process gone, sends SIGTERM to the others, and one arriving between here and the
+    error line would end a survivor in silence (the job's exit 1 with an empty stderr).
+    """
 
     def __init__(self):
         self.signum = 0
@@ -652,7 +657,9 @@ class _StopSignals:
         """The signal that asked for a stop, 0 for none."""
         return self.signum
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and issubclass(exc_type, ProcessLost):
+            return  # the process is ending with its error line; the launcher's SIGTERM must not cut it
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 

@@ -93,3 +93,27 @@ def test_a_failed_train_leaves_no_run_folder_behind_and_says_one_line(tmp_path):
     assert res.returncode == 1
     assert res.stderr == "error: one.vec: needs at least 2 words to train, found 1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.vec"]  # neither the folder nor the converted input
+
+
+def test_a_lost_peer_keeps_sigterm_from_cutting_the_error_line():
+    """After ProcessLost the stop handlers stay (torchrun's launcher SIGTERMs the survivors);
+    after any other end of training the previous handlers come back."""
+    import signal
+
+    from sparsecode.distributed import ProcessLost
+    from sparsecode.training import _StopSignals
+
+    before, before_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with pytest.raises(RuntimeError), _StopSignals():
+        raise RuntimeError("not a lost peer")
+    assert signal.getsignal(signal.SIGTERM) is before
+    stop = _StopSignals()
+    try:
+        with pytest.raises(ProcessLost), stop:
+            raise ProcessLost("another process of the job stopped")
+        assert signal.getsignal(signal.SIGTERM) == stop._handle
+        signal.raise_signal(signal.SIGTERM)  # recorded, not the end of the process
+        assert stop.asked() == signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGINT, before_int)
