@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from .devices import resolve
 from .errors import SparsecodeError, first_line, need
+from .objectives import spread
 
 T = TypeVar("T")
 
@@ -64,11 +65,6 @@ def _first_line(exc: BaseException) -> str:
     gloo puts in front of it and the generic advice it goes on with after the first sentence."""
     line = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", first_line(exc))
     return line.split(". ")[0].rstrip(".")[:160]
-
-
-def spread(rows: Tensor) -> Tensor:
-    """0-d: the squared deviation of (B, D) ``rows`` about their mean row, summed over rows and columns."""
-    return (rows - rows.mean(0)).pow(2).sum()
 
 
 class Distributed:
