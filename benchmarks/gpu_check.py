@@ -329,13 +329,15 @@ def sync_audit(device: torch.device) -> dict:
 @contextlib.contextmanager
 def force_streaming(on: bool):
     """Trainers made in the block stream their data even where it would fit on the device."""
-    original = train_module.data_fits_on_device
+    from sparsecode.device_cuda import Cuda
+
+    original = Cuda.keeps_data
     if on:
-        train_module.data_fits_on_device = lambda n, dim, device: False
+        Cuda.keeps_data = lambda self, n, dim: False
     try:
         yield
     finally:
-        train_module.data_fits_on_device = original
+        Cuda.keeps_data = original
 
 
 # -- 5. throughput against the floor -----------------------------------------------------------------

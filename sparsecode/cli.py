@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 import warnings
 from enum import Enum
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Iterator, List, Optional
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -109,56 +108,91 @@ def main_options(
     """Train k-sparse autoencoders on word embeddings, encode, inspect and search the codes."""
 
 
-def _clock(seconds: float | None) -> str:
-    """``0:01:05``; ``-:--:--`` when not known yet."""
-    if seconds is None:
-        return "-:--:--"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 class LiveBar:
-    """A rich progress bar that appears with the first update and vanishes when done (or on error),
-    so that a failure prints only its error line and a success only its summary.
+    """A rich progress bar on a terminal that appears with the first update and vanishes when done
+    (or on error), so that a failure prints only its error line and a success only its summary.
 
-    It shows ``elapsed H:MM:SS`` (this command's time) and ``left H:MM:SS``, estimated from the
-    rate so far over ``overall`` = (done, total) when given (a training run's steps, while the bar
-    counts those of the epoch), else over the bar's own count."""
+    Its times are rich's columns over the bar's whole count: ``elapsed H:MM:SS`` since the first
+    update, ``left H:MM:SS`` from the recent rate. ``count`` is the text shown beside the bar
+    (default ``completed/total``: a training run counts the steps of its epoch there while the bar
+    and its times follow the whole run)."""
 
     def __init__(self, description: str, enabled: bool = True):
-        self.description, self.enabled = description, enabled
+        # Only on a terminal: elsewhere rich draws no bar, only an empty line where it stopped.
+        self.description, self.enabled = description, enabled and err.is_terminal
         self.progress: Progress | None = None
 
-    def update(self, completed: int, total: int | None, description: str | None = None, status: str = "",
-               overall: tuple[int, int] | None = None) -> None:
+    def update(self, completed: float, total: float | None, description: str | None = None, status: str = "",
+               count: str | None = None) -> None:
         if not self.enabled:
             return
-        done, whole = overall if overall is not None else (completed, total)
-        now = time.perf_counter()
+        fields = dict(completed=completed, total=total, status=status, description=description or self.description,
+                      count=count if count is not None else f"{completed}/{total}")
         if self.progress is None:
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
                 TextColumn("{task.fields[status]}"), TextColumn("elapsed"), TimeElapsedColumn(),
-                TextColumn("left {task.fields[left]}"), console=err, transient=True,
+                TextColumn("left"), TimeRemainingColumn(), console=err, transient=True,
             )
-            self.task = self.progress.add_task(description or self.description, total=total, completed=completed,
-                                               status=status, left=_clock(None))
+            self.task = self.progress.add_task(**fields)
             self.progress.start()
-            self.start = (now, done)
-        t0, done0 = self.start
-        left = None
-        if whole is not None and done > done0:
-            left = (now - t0) / (done - done0) * (whole - done)
-        self.progress.update(self.task, completed=completed, total=total, status=status, left=_clock(left),
-                             description=description or self.description)
+        self.progress.update(self.task, **fields)
         self.progress.refresh()  # every update is a frame: few enough (train reports 20 times an epoch)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
     def __enter__(self) -> "LiveBar":
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        self.close()
+
+
+class TrainView:
+    """A training run's events (:mod:`sparsecode.events`) on stderr: the conversion's bar, the
+    start-up lines, the training bar (the epoch's steps, the run's times), a collapse as it happens."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: Path, named: bool, quiet: bool):
+        self.cfg, self.out_dir, self.named, self.quiet = cfg, out_dir, named, quiet
+        self.converting = LiveBar("converting (MB)", enabled=not quiet)
+        self.bar = LiveBar("train", enabled=not quiet)
+
+    def __call__(self, event) -> None:
+        from .events import Collapse, Converting, Progress, Started
+
+        if isinstance(event, Converting):
+            _mb_progress(self.converting)(event.done, event.size, event.words)
+        elif isinstance(event, Started):
+            self.converting.close()
+            if not self.quiet:
+                self._started(event)
+        elif isinstance(event, Progress):
+            self.bar.update(event.step, event.total_steps, description=f"epoch {event.epoch}/{self.cfg.epochs}",
+                            status=_train_status(event), count=f"{event.epoch_step}/{event.epoch_steps}")
+        elif isinstance(event, Collapse):
+            err.print(Text.assemble(("warning:", "yellow"), " ", safe(event.message)), soft_wrap=True)
+
+    def _started(self, event) -> None:
+        cfg = self.cfg
+        if event.converted_from is not None:
+            err.print(safe(f"read {event.converted_from} through {event.source} (converted once, reused while "
+                           f"{Path(event.converted_from).name} is unchanged)"), soft_wrap=True)
+        if event.resumed_from is not None:
+            err.print(safe(f"resuming {self.out_dir} from its checkpoint at step {event.resumed_from:,}"), soft_wrap=True)
+        err.print(safe(f"training on {event.words:,} words x {event.dim} dims -> {cfg.hidden} units, {_objective(cfg)}"
+                       + (f", {100 * cfg.holdout:g}% of the words held out" if cfg.holdout else "")
+                       + (f", {event.processes} processes" if event.processes > 1 else "")
+                       + ("" if self.named else f"; the run goes to {self.out_dir}/ (no --out given)")), soft_wrap=True)
+
+    def __enter__(self) -> "TrainView":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.converting.close()
+        self.bar.close()
 
 
 #: train --help's panels of settings, in this order after its own options.
@@ -190,9 +224,8 @@ def train(
 
     Example: sparsecode train sample_data/glove.6B.50d.5k.h5 --out run
     """
-    from .data import open_training_data
-    from .distributed import current_rank, launch, session
-    from .rundir import check_run_dir, default_run_dir, prepare_training_file
+    from .distributed import current_rank, launch
+    from .rundir import default_run_dir
     from .training import train as run_training
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
@@ -202,35 +235,19 @@ def train(
         with user_errors():
             _check_launch(cfg, nproc)
         raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
-    with user_errors(), session(cfg.device) as dist:  # a torchrun job's processes, or just this one
+    with user_errors():
         cfg.validate()
         named = out_dir is not None
-        out_dir = out_dir if named else dist.from_main(lambda: default_run_dir(embeddings), "naming the run directory")
-        dist.from_main(lambda: check_run_dir(out_dir, force, resume), "checking the run directory")
-        with LiveBar("converting (MB)", enabled=not quiet and dist.is_main) as cbar:
-            source = dist.from_main(lambda: prepare_training_file(embeddings, out_dir, vocab, progress=_mb_progress(cbar)),
-                                    "converting the embeddings")
-        if source != embeddings and not quiet and dist.is_main:
-            err.print(safe(f"read {embeddings} through {source} (converted once, reused while {embeddings.name} "
-                           "is unchanged)"), soft_wrap=True)
-        # Validated in one streamed pass, not loaded; every process, and all agree on an error.
-        with dist.agree(lambda: open_training_data(source), "reading the embeddings") as emb:
-            if not quiet and dist.is_main:
-                err.print(safe(f"training on {len(emb):,} words x {emb.dim} dims -> {cfg.hidden} units, {_objective(cfg)}"
-                               + (f", {100 * cfg.holdout:g}% of the words held out" if cfg.holdout else "")
-                               + (f", {dist.world} processes" if dist.active else "")
-                               + ("" if named else f"; the run goes to {out_dir}/ (no --out given)")), soft_wrap=True)
-            with LiveBar("train", enabled=not quiet and dist.is_main) as bar:
-                result = run_training(emb, cfg, out_dir=out_dir, force=force, resume=resume, progress=lambda p: bar.update(
-                    p.epoch_step, p.epoch_steps, description=f"epoch {p.epoch}/{cfg.epochs}",
-                    status=_train_status(p), overall=(p.step, p.total_steps)))
-    if not dist.is_main:
+        out_dir = out_dir if named else default_run_dir(embeddings)
+        with TrainView(cfg, out_dir, named, quiet or _state["rank"] != 0) as view:
+            result = run_training(embeddings, cfg, out_dir=out_dir, force=force, resume=resume, vocab=vocab, events=view)
+    if _state["rank"] != 0:
         return None
-    units = _read_units(result, source, cfg)
+    units = _read_units(result, Path(result.run_info["embeddings"]), cfg)  # the file training read
     if as_json:
         return _echo_json({"out": str(out_dir), "metrics": result.metrics, "summary": result.summary, "units": units})
     out.print(_epoch_table(out_dir, result.metrics, result.summary))
-    _print_training_summary(result, cfg, len(emb), units)
+    _print_training_summary(result, cfg, result.run_info["n_words"], units)
 
 
 def _check_launch(cfg: TrainConfig, nproc: int) -> None:
@@ -565,7 +582,8 @@ def evaluate(
     """
     from .evaluate import evaluate_file
 
-    with user_errors():
+    with user_errors(), LiveBar("evaluate") as bar:
+        bar.update(0, None, status="reading and measuring the codes", count="")  # its clock runs meanwhile
         result, dense_dim = evaluate_file(codes_file, model_dir, embeddings, vocab, wordsim, seed=seed, worst=worst,
                                           compare=compare_methods, baselines=baselines)
     if as_json:
@@ -799,8 +817,7 @@ def tradeoff(
             raise SparsecodeError(f"--words must be 0 (all) or more (got {words})")
         emb = sample_of(load_embeddings(embeddings, vocab), words)  # a bad file: its one-line error, before any training
         with LiveBar("tradeoff", enabled=not quiet) as bar:
-            result = run_tradeoff(emb, k_values, base, progress=lambda i, n: bar.update(
-                i, n, description=f"k={k_values[i]} ({i + 1}/{n})"))
+            result = run_tradeoff(emb, k_values, base, events=lambda i, event: _tradeoff_progress(bar, k_values, base.epochs, i, event))
         if out_file is not None:
             write_tradeoff_html(result, out_file, f"sparsecode tradeoff: {embeddings}", force=force)
     if as_json:
@@ -825,6 +842,16 @@ def tradeoff(
                       share(km["readable_units"]), share(km["non_words"]), "", "", "", "", style="bold")
     out.print(table)
     out.print(f"purity by chance: {_fmt(ref['purity_chance'])}" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
+
+
+def _tradeoff_progress(bar: LiveBar, k_values: list[int], epochs: int, i: int, event) -> None:
+    """The tradeoff's bar: models trained so far, counted in fractions of a model as each one trains."""
+    from .events import Progress
+
+    if isinstance(event, Progress):
+        n = len(k_values)
+        bar.update(i + event.step / event.total_steps, n, description=f"k={k_values[i]} ({i + 1}/{n})", count=f"{i}/{n}",
+                   status=f"epoch {event.epoch}/{epochs}")
 
 
 def main() -> None:

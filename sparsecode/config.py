@@ -9,13 +9,11 @@ data size, the sizes used).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from .errors import SettingError, need
 
@@ -299,16 +297,3 @@ def resolve_device(name: str):
         raise SettingError("device", "{device} {got}: there is no GPU {index} here ({count} GPU{s}: {have}); choose one "
                            "of those", got=name, index=device.index, count=count, s="s" * (count != 1), have=have)
     return device
-
-
-@contextlib.contextmanager
-def on_device(device) -> Iterator[None]:
-    """Make ``device`` the current CUDA device for the block (a GPU other than the first one: streams,
-    generators and synchronisation then default to it); nothing for a CPU or an unnumbered ``cuda``."""
-    import torch
-
-    if device.type == "cuda" and device.index is not None:
-        with torch.cuda.device(device):
-            yield
-    else:
-        yield

@@ -18,8 +18,8 @@ last one read (the whole data, when it fits in one buffer, in one process) is ke
 so up to ``CHUNK_ROWS * BUFFER_CHUNKS`` = 65,536 words train from memory, shuffled as a whole each
 epoch, and larger files stream a buffer at a time.
 
-On a GPU (see :class:`DeviceFeed`) the data stays on the device when it fits
-:data:`DEVICE_DATA_FRACTION` of the GPU's free memory: it is read once, and a buffer is then only
+On a GPU (see :mod:`sparsecode.device_cuda`) the data stays on the device when it fits
+its ``DEVICE_DATA_FRACTION`` of the GPU's free memory: it is read once, and a buffer is then only
 the device's index of its rows. Otherwise buffers travel through pinned host memory without
 blocking the host, the next one fetched ahead on a side stream.
 
@@ -42,6 +42,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 import torch
 
+from .devices import Device, for_torch
 from .embeddings import EmbeddingFile, Embeddings, embeddings_in_memory
 from .errors import SettingError, SparsecodeError
 
@@ -51,9 +52,6 @@ CHUNK_ROWS = 8192
 BUFFER_CHUNKS = 8
 #: Rows whose spread about their mean is below this fraction of their size do not vary: nothing to learn.
 LEAST_SPREAD = 1e-5
-#: On a GPU the training data stays on the device when its float32 rows take at most this fraction of
-#: the GPU's free memory when training starts (GloVe 400k x 300, 0.5 GB, on any GPU of 2 GB or more).
-DEVICE_DATA_FRACTION = 0.25
 
 
 class Rows(Protocol):
@@ -277,81 +275,6 @@ class EpochOrder:
         self.perm(len(self) - 1)
 
 
-def data_fits_on_device(n: int, dim: int, device: torch.device) -> bool:
-    """Whether (n, dim) float32 rows stay on ``device`` for training: CUDA only, within
-    :data:`DEVICE_DATA_FRACTION` of its free memory (a CPU streams them: memory stays bounded)."""
-    if device.type != "cuda":
-        return False
-    free, _total = torch.cuda.mem_get_info(device)
-    return n * dim * 4 <= DEVICE_DATA_FRACTION * free
-
-
-class DeviceFeed:
-    """How rows read on the host reach the device.
-
-    On a CPU an array read is used as it is (``torch.from_numpy``, no copy). On CUDA it is copied to
-    pinned (page-locked) memory and from there with ``non_blocking=True``, which does not wait for the
-    device (a copy from pageable memory does: a host sync); :meth:`run` puts work on a side stream,
-    whose event the current stream waits for when the result is first used (:meth:`ready`).
-    """
-
-    def __init__(self, device: torch.device | str):
-        self.device = torch.device(device)
-        self.cuda = self.device.type == "cuda"
-        self.stream = torch.cuda.Stream(self.device) if self.cuda else None
-
-    def tensor(self, array: np.ndarray) -> torch.Tensor:
-        """``array`` on the device (on CUDA: through pinned memory, not waiting for the device)."""
-        t = torch.from_numpy(np.ascontiguousarray(array))
-        if not self.cuda:
-            return t.to(self.device)
-        return t.pin_memory().to(self.device, non_blocking=True)
-
-    def to_host(self, *tensors: torch.Tensor) -> list:
-        """Start copying device ``tensors`` to the host: ``[host tensors, event]`` (on CUDA into pinned
-        memory, not waiting; elsewhere the tensors themselves, event None). :meth:`wait` returns them."""
-        if not self.cuda:
-            return [tensors, None]
-        host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors)
-        for h, t in zip(host, tensors):
-            h.copy_(t, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record(torch.cuda.current_stream(self.device))
-        return [host, event]
-
-    @staticmethod
-    def wait(entry: list) -> tuple[torch.Tensor, ...]:
-        """The host tensors of a :meth:`to_host` entry, once their copy is done (the one wait)."""
-        if entry[1] is not None:
-            entry[1].synchronize()
-            entry[1] = None
-        return entry[0]
-
-    def run(self, fn: Callable[[], tuple[torch.Tensor, ...]], side: bool) -> list:
-        """``[fn(), event]``: on CUDA with ``side``, fn's copies and kernels queue on the side stream and
-        the event marks their end; otherwise they run as usual (event None)."""
-        if not (side and self.cuda):
-            return [fn(), None]
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))  # after what it may read is ready
-        with torch.cuda.stream(self.stream):
-            out = fn()
-            event = torch.cuda.Event()
-            event.record(self.stream)
-        return [out, event]
-
-    def ready(self, entry: list) -> tuple[torch.Tensor, ...]:
-        """The tensors of a :meth:`run` entry, usable on the current stream (waits for the side stream's
-        event once, on the device, and tells the allocator that the current stream uses them)."""
-        out, event = entry
-        if event is not None:
-            current = torch.cuda.current_stream(self.device)
-            current.wait_event(event)
-            for t in out:
-                t.record_stream(current)
-            entry[1] = None
-        return out
-
-
 def slice_bounds(length: int, rank: int, world: int) -> tuple[int, int]:
     """Offsets of process ``rank``'s slice of a batch of ``length`` rows split over ``world``."""
     return length * rank // world, length * (rank + 1) // world
@@ -361,21 +284,21 @@ class BatchSource:
     """This process's rows of each global batch, on the device, prepared (normalised).
 
     ``prepare`` turns (K, D) float32 rows on the host into what the model takes (on the device);
-    ``feed`` (a :class:`DeviceFeed`, default the CPU's) carries the index maps there. With
+    ``feed`` (a :class:`~sparsecode.devices.Device`, default the CPU) carries the index maps there. With
     ``prefetch`` the next buffer is loaded one step after the current one is first used (on CUDA
     on the feed's side stream, while the device works on the steps queued so far).
     :meth:`keep_resident` reads every row once and keeps them prepared on the device.
     """
 
     def __init__(self, rows: Rows, batch_size: int, prepare: Callable[[np.ndarray], torch.Tensor],
-                 rank: int = 0, world: int = 1, feed: DeviceFeed | None = None, prefetch: bool = False):
+                 rank: int = 0, world: int = 1, feed: Device | None = None, prefetch: bool = False):
         self.rows, self.batch_size, self.prepare = rows, batch_size, prepare
         self.rank, self.world = rank, world
-        self.feed = feed if feed is not None else DeviceFeed("cpu")
+        self.feed = feed if feed is not None else for_torch("cpu")
         self.prefetch = prefetch
         self.steps_per_epoch = math.ceil(rows.n / batch_size)
         self.order: EpochOrder | None = None
-        self._loaded: dict[int, list] = {}  # buffer -> DeviceFeed.run entry of (data, index of each position)
+        self._loaded: dict[int, list] = {}  # buffer -> Device.run entry of (data, index of each position)
         self._kept: tuple[np.ndarray, torch.Tensor] | None = None
         self._ahead: int | None = None  # the buffer to load ahead at the next call
         self.resident: torch.Tensor | None = None

@@ -7,7 +7,7 @@ is a plain single process, a job of one: every method here then hands back the p
 figures, without a collective and at no cost (the training step has one code path for any number
 of processes).
 
-What the processes share, per step (see :meth:`Distributed.reduce_batch`): each one holds its slice
+What the processes share, per step (see :meth:`Distributed.reduce_sums`): each one holds its slice
 of the global batch (:mod:`sparsecode.data`); one all-reduce adds up what the loss and the
 statistics need over the whole batch (its size, the squared deviation that divides the FVU, the
 residual's moments for AuxK, each unit's fire count, whether a stop was asked for), then
@@ -29,14 +29,15 @@ import gc
 import os
 import re
 import sys
-from typing import Callable, Iterator, NamedTuple, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .config import resolve_device
+from .devices import resolve
 from .errors import SparsecodeError, first_line, need
+from .objectives import spread
 
 T = TypeVar("T")
 
@@ -46,28 +47,6 @@ TIMEOUT_S = 600
 
 class ProcessLost(SparsecodeError):
     """Another process of the job failed or was stopped, so this one cannot go on."""
-
-
-class GlobalBatch(NamedTuple):
-    """Sums over the whole global batch (every process's slice), the same on every process."""
-
-    rows: int
-    """Rows in the global batch."""
-    ssd: Tensor
-    """0-d: squared deviation of the inputs about the data mean (the FVU's denominator)."""
-    sse: Tensor
-    """0-d: squared reconstruction error (a value: no gradient)."""
-    l0: Tensor
-    """0-d: active units summed over rows (float64; an integer in one process)."""
-    zero_rows: Tensor
-    """0-d: rows with no active unit (float64; an integer in one process)."""
-    counts: Tensor
-    """(H,) float32: rows in which each unit fired."""
-    residual_var: Tensor | None
-    """0-d float32: squared deviation of the residual about its batch mean (for AuxK), or None."""
-    stop: Tensor | bool
-    """Whether any process was asked to stop (SIGINT/SIGTERM): with several processes a 0-d bool
-    tensor, to read at report points only; in one process the flag it was given."""
 
 
 def _is_comm_failure(exc: BaseException) -> bool:
@@ -86,11 +65,6 @@ def _first_line(exc: BaseException) -> str:
     gloo puts in front of it and the generic advice it goes on with after the first sentence."""
     line = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", first_line(exc))
     return line.split(". ")[0].rstrip(".")[:160]
-
-
-def spread(rows: Tensor) -> Tensor:
-    """0-d: the squared deviation of (B, D) ``rows`` about their mean row, summed over rows and columns."""
-    return (rows - rows.mean(0)).pow(2).sum()
 
 
 class Distributed:
@@ -206,34 +180,33 @@ class Distributed:
         with self.collective("start-up"):
             return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
-    def reduce_batch(self, rows: int, ssd: Tensor, sse: Tensor, row_l0: Tensor, counts: Tensor,
-                     residual: Tensor | None, stop: bool) -> GlobalBatch:
-        """One all-reduce of what the loss and the statistics need over the global batch of ``rows``
-        rows: this process's ``ssd``, ``sse``, per-row L0 ``row_l0`` (B,), fire ``counts`` (H,), for
-        AuxK the detached ``residual`` (B, D), and whether it was asked to ``stop``.
-
-        Nothing is read back to the host: the buffer is built on the device (the stop flag by a fill,
-        not a copy of a host list), the global row count is known to every process without asking
-        (see :class:`sparsecode.data.BatchSource`), and the stop flag stays a tensor. In one process
-        the batch is the global batch: its own figures, computed as the sums are here, no collective.
-        """
+    def reduce_sums(self, sums: dict[str, Tensor], what: str = "a step") -> dict[str, Tensor]:
+        """``sums`` (name -> this process's sums, a tensor of any shape) added up over the processes,
+        by name, in one all-reduce: flattened once into one float64 buffer on the device and split
+        back into each entry's shape and dtype. Nothing is read back to the host. In one process
+        the batch is the global batch: ``sums`` itself, no copy, no collective."""
         if not self.active:
-            return GlobalBatch(rows, ssd, sse.detach(), row_l0.sum(), (row_l0 == 0).sum(), counts,
-                               None if residual is None else spread(residual), stop)
-        parts = [torch.full((1,), float(stop), dtype=torch.float64, device=ssd.device),
-                 torch.stack([ssd.detach().double(), sse.detach().double(), row_l0.sum().double(),
-                              (row_l0 == 0).sum().double()])]
-        if residual is not None:
-            r = residual.double()
-            parts += [r.pow(2).sum().reshape(1), r.sum(0)]
-        parts.append(counts.double())
-        total = self.all_reduce(torch.cat(parts))
-        residual_var = None
-        if residual is not None:
-            s1 = total[6 : 6 + residual.shape[1]]
-            residual_var = (total[5] - s1.dot(s1) / max(rows, 1)).float()
-        return GlobalBatch(rows, total[1].float(), total[2].float(), total[3], total[4],
-                           total[-counts.shape[0]:].float(), residual_var, total[0] > 0)
+            return sums
+        total = self.all_reduce(torch.cat([t.detach().double().reshape(-1) for t in sums.values()]), what)
+        parts = total.split([t.numel() for t in sums.values()])
+        return {name: part.reshape(t.shape).to(t.dtype) for (name, t), part in zip(sums.items(), parts)}
+
+    def spread_sums(self, residual: Tensor) -> dict[str, Tensor]:
+        """What :meth:`spread_of` needs of this process's (B, D) ``residual``, by name, for
+        :meth:`reduce_sums`: in one process its :func:`spread` itself; else the sum of its squares
+        and its column sums (float64), from which the global batch's spread follows."""
+        if not self.active:
+            return {"residual_var": spread(residual)}
+        r = residual.double()
+        return {"residual_sq": r.pow(2).sum(), "residual_sum": r.sum(0)}
+
+    def spread_of(self, total: dict[str, Tensor], rows: int) -> Tensor:
+        """0-d float32: the squared deviation of the global batch's residual about its mean, from the
+        :meth:`reduce_sums` of :meth:`spread_sums` over its ``rows`` rows."""
+        if not self.active:
+            return total["residual_var"]
+        s1 = total["residual_sum"]
+        return (total["residual_sq"] - s1.dot(s1) / max(rows, 1)).float()
 
     def close(self) -> None:
         """Leave the job once every process is done (a barrier), after DDP's reducers are gone
@@ -261,17 +234,10 @@ def from_environment(device: str) -> Distributed:
         return Distributed(None)  # the device is resolved where it is used, as before
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     check_device_for(world, device)
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise SparsecodeError(f"process {rank}: no GPU {local_rank} here ({torch.cuda.device_count()} GPUs); "
-                                  "start at most one process per GPU (--nproc)")
-        dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
+    dev = resolve(device).for_process(rank, local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(seconds=TIMEOUT_S))
-    return Distributed(dev, dist.get_rank(), dist.get_world_size(), local_rank)
+        dist.init_process_group(dev.backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    return Distributed(dev.device, dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 @contextlib.contextmanager

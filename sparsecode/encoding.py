@@ -22,9 +22,9 @@ import torch
 
 from .atomic import check_output, check_space
 from .codes import Codes, CodesBuffer, CodesWriter, config_attrs, load_codes
-from .config import DEVICES, check_units, on_device, resolve_device
+from .config import DEVICES, check_units, resolve_device
 from .convert import CACHE_NAME, cache_matches, readable_embeddings
-from .data import DeviceFeed
+from .devices import Device, for_torch
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile, embeddings_in_memory
 from .errors import SparsecodeError, need
 from .model import SparseAutoencoder
@@ -104,7 +104,7 @@ def csr_entries(acts: torch.Tensor, units: torch.Tensor) -> CSRBatch:
 def encode_batch(coder, x: torch.Tensor, k: int) -> CSRBatch:
     """:func:`device_codes` of (B, D) ``x`` as CSR entries on the host (one copy back: one sync on CUDA)."""
     acts, units = device_codes(coder, x, k)
-    return csr_entries(*DeviceFeed.wait(DeviceFeed(acts.device).to_host(acts, units)))
+    return csr_entries(*Device.wait(for_torch(acts.device).to_host(acts, units)))
 
 
 def iter_codes(
@@ -118,7 +118,7 @@ def iter_codes(
     entries, the unit report and the file of one batch while the device encodes the next, and waits
     once per batch, for its codes.
     """
-    feed = DeviceFeed(model.W_enc.device)
+    feed = for_torch(model.W_enc.device)
     coder = make_coder(model, method, nonneg)
     pending = None  # (first row, to_host entry) of the batch queued last
     for first, block in chunks:
@@ -238,7 +238,7 @@ def _open_input(embeddings, plan: _Plan, vocab, temp_dir) -> Iterator:
     .npy) converted (streamed) into a temporary file in ``temp_dir``, removed at the end; when the
     run was trained on that same file, its converted copy in the run directory is read instead.
     The words are read, dimension checked, on the plan's device."""
-    with on_device(plan.device), kept_workspace(), _open_words_of(embeddings, plan, vocab, temp_dir) as emb:
+    with for_torch(plan.device).scope(), kept_workspace(), _open_words_of(embeddings, plan, vocab, temp_dir) as emb:
         if emb.dim != plan.model.d_in:
             raise SparsecodeError(
                 f"{emb.path}: vectors have {emb.dim} dimensions but {plan.where} expects {plan.model.d_in}; "

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .codes import Codes, check_same_model, load_codes
+from .devices import for_torch
 from .convert import CACHE_NAME, cache_matches, load_embeddings, readable_embeddings
 from .errors import SparsecodeError, need
 from .clusters import cluster_measures
@@ -567,7 +568,6 @@ def compare_methods(model: SparseAutoencoder, vectors: Tensor, k: int, batch_siz
     for name, (method, nonneg) in COMPARED_METHODS.items():
         start = time.perf_counter()
         stats = code_statistics(model, vectors, k, batch_size, method=method, nonneg=nonneg)
-        if vectors.device.type == "cuda":
-            torch.cuda.synchronize(vectors.device)
+        for_torch(vectors.device).synchronize()
         results[name] = {**stats, "seconds": time.perf_counter() - start}
     return results

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
-from .distributed import Distributed, spread
 from .model import dense_activation
 from .topk import decode
 
 if TYPE_CHECKING:
     from .config import TrainConfig
+    from .distributed import Distributed
     from .model import SparseAutoencoder
 
 #: ρ̂ is squeezed into [EPS, 1 - EPS] (an affine map: the gradient survives) before the KL divergence.
@@ -65,6 +65,11 @@ class Reconstruction(NamedTuple):
     def fvu(self) -> Tensor:
         """Fraction of variance unexplained: ``sse / ssd``."""
         return self.sse / self.ssd.clamp_min(1e-12)
+
+
+def spread(rows: Tensor) -> Tensor:
+    """0-d: the squared deviation of (B, D) ``rows`` about their mean row, summed over rows and columns."""
+    return (rows - rows.mean(0)).pow(2).sum()
 
 
 def reconstruction(x: Tensor, x_hat: Tensor, data_mean: Tensor) -> Reconstruction:
@@ -146,7 +151,8 @@ def _dense_codes(model: "SparseAutoencoder", z: Tensor, penalty: Tensor, aux: tu
 class Objective:
     """A sparsity objective: ``step`` maps a batch to a :class:`StepCodes`.
 
-    With several processes (``dist``, a :class:`~sparsecode.distributed.Distributed`) each holds a
+    With several processes (``dist``, a :class:`~sparsecode.distributed.Distributed`, given by the
+    trainer: the objectives do not import torch.distributed; None is one process) each holds a
     slice of the global batch of ``rows`` rows. Batch statistics are then those of the global batch
     (the same in every process), and a penalty follows the loss's convention of the training loop:
     its mean over the processes is the global batch's penalty, and so is the mean of its gradients,
@@ -157,7 +163,9 @@ class Objective:
 
     def __init__(self, cfg: "TrainConfig", dist: "Distributed | None" = None):
         self.cfg = cfg
-        self.dist = dist if dist is not None else Distributed(None)
+        self.dist = dist
+        self.split = dist is not None and dist.active
+        """Whether the batch is split over several processes."""
 
     def step(self, model: "SparseAutoencoder", x: Tensor, k: int, aux_k: int = 0, dead: Tensor | None = None,
              t: int = 0, rows: int | None = None) -> StepCodes:
@@ -169,14 +177,14 @@ class Objective:
     def batch_mean(self, per_row: Tensor, rows: int) -> Tensor:
         """(B, ...) -> (...) the mean over the global batch's ``rows`` rows (all-reduced: the same in
         every process), its gradient flowing to this process's rows, times ``world``."""
-        if not self.dist.active:
+        if not self.split:
             return per_row.mean(0)
         return self.dist.sum_with_local_grad(per_row.sum(0)) / rows
 
     def share(self, local_sum: Tensor, denominator: float) -> Tensor:
         """``local_sum / denominator``, where the global value divides the sum over every process's rows
         by ``denominator``: this process's share, times ``world`` (their mean is the global value)."""
-        return self.dist.ddp_share(local_sum / denominator)
+        return self.dist.ddp_share(local_sum / denominator) if self.split else local_sum / denominator
 
 
 class TopK(Objective):
@@ -209,7 +217,7 @@ class BatchTopK(Objective):
         acts = torch.relu(pre)
         B, H = acts.shape
         n_keep = min(k * rows, rows * H)
-        if self.dist.active:
+        if self.split:
             z, kept_vals = self._global_top(acts, n_keep)
         else:
             kept_vals, kept_flat = acts.reshape(-1).topk(n_keep, sorted=False)
@@ -286,7 +294,7 @@ class Spine(Objective):
         rows = x.shape[0] if rows is None else rows
         z = dense_activation(self.name, model.pre_acts(x))
         asl = torch.relu(self.batch_mean(z, rows) - self.cfg.resolved("rho")).pow(2).mean()
-        psl = (z * (1 - z)).mean() if not self.dist.active else self.share((z * (1 - z)).sum(), rows * z.shape[1])
+        psl = (z * (1 - z)).mean() if not self.split else self.share((z * (1 - z)).sum(), rows * z.shape[1])
         return _dense_codes(model, z, SPINE_WEIGHT * (asl + psl))
 
 

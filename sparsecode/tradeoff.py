@@ -23,6 +23,7 @@ from .clusters import cluster_measures
 from .config import TrainConfig
 from .embeddings import EmbeddingFile, Embeddings
 from .encoding import encode
+from .events import Event
 from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes, headline_average,
                        reconstruction_of_codes, word_similarity)
 from .html_report import STYLE
@@ -71,11 +72,12 @@ def reader_figures(model: SparseAutoencoder, embeddings: str | os.PathLike, k: i
     return {"words": n, "purity": summary["purity"], **{key: summary[key] for key in READER_FIGURES}}
 
 
-def measure_config(emb: Embeddings, cfg: TrainConfig, wordsim_dir=DEFAULT_WORDSIM_DIR) -> dict:
-    """Train ``cfg`` on ``emb`` in memory, then :func:`measure_model` at its encode k, with the
-    training seconds."""
+def measure_config(emb: Embeddings, cfg: TrainConfig, wordsim_dir=DEFAULT_WORDSIM_DIR,
+                   events: Callable[[Event], None] | None = None) -> dict:
+    """Train ``cfg`` on ``emb`` in memory (reporting to ``events``, see :func:`sparsecode.train`),
+    then :func:`measure_model` at its encode k, with the training seconds."""
     start = time.perf_counter()
-    result = train(emb, cfg)
+    result = train(emb, cfg, events=events)
     seconds = time.perf_counter() - start
     return {**measure_model(result.model, emb, cfg.resolved("encode_k"), wordsim_dir, cfg.seed), "seconds": seconds}
 
@@ -111,13 +113,17 @@ def configs_for(base: TrainConfig, ks: list[int]) -> list[TrainConfig]:
 
 
 def tradeoff(emb: Embeddings, ks: list[int], base: TrainConfig, wordsim_dir=DEFAULT_WORDSIM_DIR,
-             progress: Callable[[int, int], None] | None = None) -> dict:
-    """:func:`measure_config` for ``base`` at each k of ``ks``: ``{"reference": ..., "rows": [...]}``."""
+             progress: Callable[[int, int], None] | None = None,
+             events: Callable[[int, Event], None] | None = None) -> dict:
+    """:func:`measure_config` for ``base`` at each k of ``ks``: ``{"reference": ..., "rows": [...]}``.
+    ``progress(i, n)`` is called before the i-th of n models is trained, ``events(i, event)`` with
+    each event of its training."""
     rows = []
     for i, cfg in enumerate(configs_for(base, ks)):
         if progress is not None:
             progress(i, len(ks))
-        rows.append({"k": cfg.k, **measure_config(emb, cfg, wordsim_dir)})
+        report = None if events is None else (lambda event, i=i: events(i, event))
+        rows.append({"k": cfg.k, **measure_config(emb, cfg, wordsim_dir, report)})
     return {"words": len(emb.words), "dim": int(emb.vectors.shape[1]), "hidden": base.hidden,
             "reference": reference(emb, wordsim_dir, base.seed, clusters=base.hidden), "rows": rows}
 

@@ -12,7 +12,7 @@ One step, all on the device and without reading anything back to the host:
 4. record which units fired, counted in words seen (so "dead" means the same on any data size).
 
 One process is a job of one (see :mod:`sparsecode.distributed`): the step takes the global
-batch's figures from :meth:`~sparsecode.distributed.Distributed.reduce_batch`, which are the
+batch's figures from :meth:`~sparsecode.distributed.Distributed.reduce_sums`, which are the
 batch's own there, and writes each loss term as a process's share of the global one.
 
 The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch) and before a
@@ -41,7 +41,6 @@ import signal
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -49,18 +48,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import TrainConfig, on_device, resolve_device
+from .config import TrainConfig
 from .convert import readable_embeddings
-from .data import (CHUNK_ROWS, BatchSource, DeviceFeed, Rows, SubsetRows, TrainingData, data_fits_on_device,
+from .data import (CHUNK_ROWS, BatchSource, Rows, SubsetRows, TrainingData,
                    holdout_split, open_training_data)
-from .distributed import Distributed, GlobalBatch, ProcessLost, session
+from .devices import Device, for_torch, resolve
+from .distributed import Distributed, ProcessLost, session
 from .embeddings import Embeddings
 from .errors import SettingError, SparsecodeError, TrainingInterrupted
+from .events import Checkpoint, Collapse, Converting, Event, Finished, Progress, Started, progress_only
 from .evaluate import CodeStatistics
-from .interpret import unit_balance
+from .interpret import collapse_during_training, unit_balance
 from .model import Normalisation, SparseAutoencoder
 from .objectives import Objective, Reconstruction, StepCodes, auxk_loss, make_objective, reconstruction
-from .optim import make_adam
 from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, TrainResult, check_resumable, check_run_dir, open_run_dir,
                      prepare_training_file, save_checkpoint, write_run)
 from .cpu_kernels import kept_workspace
@@ -76,32 +76,6 @@ FREQ_EMA = 0.02
 KMEANS_SAMPLE = 65_536
 #: Words encoded at a time for the final statistics.
 FINAL_BATCH = 2048
-
-
-@dataclass
-class Progress:
-    """What the progress callback receives."""
-
-    epoch: int
-    """1-based epoch."""
-    step: int
-    """Steps done so far, over all epochs."""
-    total_steps: int
-    loss: float
-    """Mean loss over the epoch so far."""
-    fvu: float
-    """FVU over the epoch so far (training batches, training k)."""
-    dead_fraction: float
-    """Fraction of units that are dead for AuxK right now."""
-    epoch_end: bool = False
-    metrics: dict | None = None
-    """The epoch's metrics line, at the end of an epoch."""
-    epoch_step: int = 0
-    """Steps done so far in this epoch (``epoch_steps`` at its end)."""
-    epoch_steps: int = 0
-    """Steps per epoch."""
-    seconds: float = 0.0
-    """Training time so far (over every session of a resumed run)."""
 
 
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
@@ -144,6 +118,24 @@ def _to_cpu(obj):
     return obj
 
 
+#: What an epoch adds up, by name, of every step's loss and :func:`step_sums` (see :class:`EpochStats`;
+#: the checkpoint holds them under these names).
+EPOCH_SUMS = ("loss", "sse", "ssd", "l0", "zero_rows")
+
+
+def step_sums(rec: Reconstruction, codes: StepCodes) -> dict[str, Tensor]:
+    """What a step adds up over the global batch, by name, of this process's rows: all of it summed
+    over the processes in the step's one all-reduce (:meth:`~sparsecode.distributed.Distributed.reduce_sums`).
+    A new figure is one line here (and its name in :data:`EPOCH_SUMS` for the epoch to add it up)."""
+    return {
+        "ssd": rec.ssd,  # squared deviation of the inputs about the data mean: the FVU's denominator
+        "sse": rec.sse.detach(),  # squared reconstruction error
+        "l0": codes.row_l0.sum(),  # active units, summed over rows
+        "zero_rows": (codes.row_l0 == 0).sum(),  # rows with no active unit
+        "counts": codes.counts,  # (H,) rows in which each unit fired
+    }
+
+
 class EpochStats:
     """What an epoch adds up on the device, read back at report points and at its end: the loss,
     squared error and deviation, active units and empty rows summed over its steps, which units fired
@@ -151,18 +143,18 @@ class EpochStats:
 
     def __init__(self, hidden: int, device: torch.device):
         z = torch.zeros((), dtype=torch.float64, device=device)
-        self.acc = {name: z.clone() for name in ("loss", "sse", "ssd", "l0", "zero_rows")}
+        self.acc = {name: z.clone() for name in EPOCH_SUMS}
         self.fired = torch.zeros(hidden, dtype=torch.bool, device=device)
         self.unit_counts = torch.zeros(hidden, dtype=torch.float64, device=device)  # rows per unit
         self.seconds = 0.0
 
-    def add(self, loss: Tensor, batch: GlobalBatch, fired: Tensor) -> None:
-        """A step's figures: its (mean over the processes) ``loss`` and its global ``batch``."""
-        for name, value in (("loss", loss), ("sse", batch.sse), ("ssd", batch.ssd), ("l0", batch.l0),
-                            ("zero_rows", batch.zero_rows)):
-            self.acc[name] += value
+    def add(self, loss: Tensor, batch: dict[str, Tensor], fired: Tensor) -> None:
+        """A step's figures: its (mean over the processes) ``loss`` and its global ``batch`` sums."""
+        self.acc["loss"] += loss
+        for name in EPOCH_SUMS[1:]:
+            self.acc[name] += batch[name]
         self.fired |= fired
-        self.unit_counts += batch.counts
+        self.unit_counts += batch["counts"]
 
     def mean_loss(self, steps: int) -> float:
         return float(self.acc["loss"]) / steps
@@ -238,6 +230,11 @@ class UnitUse:
         self.freq_ema = state["freq_ema"].to(device)
 
 
+def run_device(cfg: TrainConfig, dist: Distributed) -> Device:
+    """The device a run of ``cfg`` trains on: the process's own in a job of several, else ``cfg.device``'s."""
+    return for_torch(dist.device) if dist.device is not None else resolve(cfg.device)
+
+
 def split_holdout(data: TrainingData, cfg: TrainConfig) -> tuple[TrainingData, SubsetRows | None]:
     """The rows to train on (with their own statistics) and the held-out rows (``holdout``), or
     ``data`` itself and None when nothing is held out."""
@@ -298,10 +295,13 @@ class Trainer:
     trains on its slice of every global batch and all of them keep the same state.
     """
 
-    def __init__(self, data: TrainingData | Embeddings, cfg: TrainConfig, dist: Distributed | None = None):
+    def __init__(self, data: TrainingData | Embeddings, cfg: TrainConfig, dist: Distributed | None = None,
+                 device: Device | None = None):
         self.cfg = cfg
         self.dist = dist or Distributed(None)
-        self.device = self.dist.device or resolve_device(cfg.device)
+        #: What differs between devices (see sparsecode.devices), resolved once.
+        self.dev = device or run_device(cfg, self.dist)
+        self.device = self.dev.device
         data = open_training_data(data)
         self.fingerprint = data.stats.fingerprint  # of every row: resuming needs the same file
         #: The held-out rows (``holdout``), evaluated at the end of every epoch; None when off.
@@ -313,12 +313,11 @@ class Trainer:
         self.noise_gen = torch.Generator(device=self.device)
         self.model, self.data_mean = new_model(self.data, cfg, self.device, self.gen)
         self.objective = make_objective(cfg, self.dist)
-        self.opt = make_adam(list(self.model.parameters()), cfg.lr)
-        # On a GPU: the data on the device if it fits, else pinned copies with the next buffer fetched ahead.
-        self.feed = DeviceFeed(self.device)
+        self.opt = self.dev.optimizer(list(self.model.parameters()), cfg.lr)
+        # The device feeds the batches (on a GPU: the data kept there if it fits, else prefetched buffers).
         self.source = BatchSource(self.data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world,
-                                  feed=self.feed, prefetch=self.feed.cuda)
-        if data_fits_on_device(self.n, self.d_in, self.device):
+                                  feed=self.dev, prefetch=self.dev.prefetch)
+        if self.dev.keeps_data(self.n, self.d_in):
             self.source.keep_resident()
         self.forward = self.dist.wrap(_Step(self.model, self.objective))
         # Whether SIGINT/SIGTERM was asked of this process before the step; and whether of any
@@ -340,7 +339,7 @@ class Trainer:
     @torch.no_grad()
     def _prepare(self, rows: np.ndarray) -> Tensor:
         """(K, D) rows read from the data -> normalised, on the device."""
-        return self.model.normalise(self.feed.tensor(rows))
+        return self.model.normalise(self.dev.tensor(rows))
 
     def _start_epoch(self) -> None:
         self.epoch_rng = self.gen.get_state()
@@ -361,34 +360,40 @@ class Trainer:
         dead = self.units.dead()
         noise = cfg.resolved("noise")
         x_in = x + noise * self._noise(x) if noise > 0 else x
-        codes = self.forward(x_in, k, self.aux_k, dead, self.step, self.source.global_size(self.batch))
-        loss, batch = self._loss(x, codes, dead)
+        rows = self.source.global_size(self.batch)
+        codes = self.forward(x_in, k, self.aux_k, dead, self.step, rows)
+        loss, batch = self._loss(x, codes, dead, rows)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         model.remove_parallel_decoder_grad()
         self.opt.step()
         model.normalise_decoder()
         with torch.no_grad():
-            self.stop_flag = batch.stop
-            fired = self.units.record(model, batch.counts, batch.rows, k)
+            self.stop_flag = batch.get("stop", False)
+            fired = self.units.record(model, batch["counts"], rows, k)
             self.stats.add(self.dist.mean(loss.detach()), batch, fired)
         self.step += 1
         self.batch += 1
         self.dead = dead
 
-    def _loss(self, x: Tensor, codes: StepCodes, dead: Tensor) -> tuple[Tensor, GlobalBatch]:
-        """The step's loss, as this process's share of the global batch's (see
+    def _loss(self, x: Tensor, codes: StepCodes, dead: Tensor, rows: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """The step's loss, as this process's share of the global batch's of ``rows`` rows (see
         :meth:`~sparsecode.distributed.Distributed.ddp_share`; the penalty is in this convention
-        already), and the global batch's sums."""
+        already), and the global batch's sums (:func:`step_sums`, with several processes ``stop``:
+        whether a stop was asked of any)."""
         dist = self.dist
         rec = reconstruction(x, codes.x_hat, self.data_mean)
+        sums = step_sums(rec, codes)
         residual = (x - codes.x_hat).detach() if self.aux_k > 0 else None
-        batch = dist.reduce_batch(self.source.global_size(self.batch), rec.ssd, rec.sse, codes.row_l0, codes.counts,
-                                  residual, self.stop_asked)
-        loss = Reconstruction(dist.ddp_share(rec.sse), batch.ssd).fvu + codes.penalty  # the global batch's FVU
+        if residual is not None:
+            sums.update(dist.spread_sums(residual))
+        if dist.active:  # a fill on the device, not a copy of a host value
+            sums["stop"] = torch.full((), self.stop_asked, dtype=torch.bool, device=x.device)
+        batch = dist.reduce_sums(sums)
+        loss = Reconstruction(dist.ddp_share(rec.sse), batch["ssd"]).fvu + codes.penalty  # the global batch's FVU
         if self.aux_k > 0:
             aux = auxk_loss(residual, codes.aux_acts, codes.aux_indices, self.model.W_dec, dead.any(),
-                            batch.residual_var.clamp_min(1e-12))
+                            dist.spread_of(batch, rows).clamp_min(1e-12))
             loss = loss + self.cfg.aux_coef * dist.ddp_share(aux)
         return loss, batch
 
@@ -409,8 +414,7 @@ class Trainer:
     def _end_epoch(self) -> dict:
         """Close the epoch: its metrics line (appended to :attr:`metrics`, with the held-out words'
         figures at the training k, without noise), and the next epoch's order drawn."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self.dev.synchronize()
         k = k_at(self.step - 1, self.total_steps, self.cfg)
         line = {"epoch": self.epoch, **self.stats.figures(self.steps_per_epoch, self.n), "k": k,
                 "lr": self.opt.param_groups[0]["lr"], "seconds": self.stats.seconds}
@@ -485,14 +489,15 @@ class TrainingLoop:
 
     The host reads back only at report points and before a checkpoint: there it checks that what a
     checkpoint would save is finite (otherwise it goes back to the state of the last good point and
-    halves the learning rate, once; twice is an error), calls ``progress`` and writes the
-    ``checkpoint`` (every ``checkpoint_every`` steps and at the end of every epoch).
-    ``stop_requested()`` (a signal number, 0 for none) asks for a stop.
+    halves the learning rate, once; twice is an error), reports :class:`~sparsecode.events.Progress`
+    (and a :class:`~sparsecode.events.Collapse`) to ``events`` and writes the ``checkpoint`` (every
+    ``checkpoint_every`` steps and at the end of every epoch). ``stop_requested()`` (a signal number,
+    0 for none) asks for a stop.
     """
 
-    def __init__(self, trainer: Trainer, progress: Callable[[Progress], None] | None = None,
+    def __init__(self, trainer: Trainer, events: Callable[[Event], None] | None = None,
                  checkpoint: Callable[[], None] | None = None, stop_requested: Callable[[], int] | None = None):
-        self.trainer, self.progress, self.checkpoint = trainer, progress, checkpoint
+        self.trainer, self.events, self.checkpoint = trainer, events or _ignore, checkpoint
         self.stop_requested = stop_requested or (lambda: 0)
         self.good = trainer.state_dict()
         """The state of the last point checked finite."""
@@ -537,18 +542,20 @@ class TrainingLoop:
         return bool(self.stop_requested())
 
     def _report(self, at_epoch_end: bool) -> None:
-        """Close the epoch at its end; call ``progress`` with the figures so far."""
+        """Close the epoch at its end; report the figures so far (and a collapse the epoch shows)."""
         t = self.trainer
         if at_epoch_end:
             line = t._end_epoch()
-            if self.progress is not None:
-                self.progress(Progress(line["epoch"], t.step, t.total_steps, line["loss"], line["fvu"],
-                                       line["dead_fraction"], epoch_end=True, metrics=line, epoch_step=t.steps_per_epoch,
-                                       epoch_steps=t.steps_per_epoch, seconds=t.elapsed))
-        elif self.progress is not None:
-            self.progress(Progress(t.epoch, t.step, t.total_steps, t.stats.mean_loss(t.batch), t.stats.fvu(),
-                                   float(t.dead.double().mean()), epoch_step=t.batch, epoch_steps=t.steps_per_epoch,
-                                   seconds=t.elapsed))
+            self.events(Progress(line["epoch"], t.step, t.total_steps, line["loss"], line["fvu"], line["dead_fraction"],
+                                 epoch_end=True, metrics=line, epoch_step=t.steps_per_epoch,
+                                 epoch_steps=t.steps_per_epoch, seconds=t.elapsed))
+            collapse = collapse_news(t.metrics, t.cfg.hidden)
+            if collapse is not None:
+                self.events(collapse)
+        else:
+            self.events(Progress(t.epoch, t.step, t.total_steps, t.stats.mean_loss(t.batch), t.stats.fvu(),
+                                 float(t.dead.double().mean()), epoch_step=t.batch, epoch_steps=t.steps_per_epoch,
+                                 seconds=t.elapsed))
 
     def _recover(self) -> None:
         """Non-finite values: go back to the last good state; halve the learning rate once."""
@@ -569,6 +576,24 @@ class TrainingLoop:
             stacklevel=2,
         )
         self.good = t.state_dict()
+
+
+def _ignore(_event: Event) -> None:
+    """The events callback of a run nobody watches (and of every process but the first)."""
+
+
+def collapse_news(metrics: list[dict], units: int) -> Collapse | None:
+    """A :class:`Collapse` when the last epoch's metrics line of a code of ``units`` units shows one
+    (see :func:`~sparsecode.interpret.collapse_during_training`) and the epoch before did not: one
+    line per episode, not one per epoch."""
+
+    def collapsing(upto: int) -> str | None:
+        return collapse_during_training(metrics[upto - 1], max(m["effective_units"] for m in metrics[:upto]), units)
+
+    message = collapsing(len(metrics))
+    if message is None or (len(metrics) > 1 and collapsing(len(metrics) - 1) is not None):
+        return None
+    return Collapse(metrics[-1]["epoch"], message)
 
 
 @torch.no_grad()
@@ -631,7 +656,12 @@ def _result(trainer: Trainer, data: TrainingData, summary: dict) -> TrainResult:
 
 
 class _StopSignals:
-    """While active, SIGINT/SIGTERM only record that a stop was asked for (main thread only)."""
+    """While active, SIGINT/SIGTERM only record that a stop was asked for (main thread only).
+
+    A job that lost a process (:class:`ProcessLost`) keeps them so to the end: torchrun's launcher,
+    seeing one process gone, sends SIGTERM to the others, and one arriving between here and the
+    error line would end a survivor in silence (the job's exit 1 with an empty stderr).
+    """
 
     def __init__(self):
         self.signum = 0
@@ -650,7 +680,9 @@ class _StopSignals:
         """The signal that asked for a stop, 0 for none."""
         return self.signum
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and issubclass(exc_type, ProcessLost):
+            return  # the process is ending with its error line; the launcher's SIGTERM must not cut it
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -660,12 +692,12 @@ class _CheckpointedRun:
 
     A checkpoint is written every ``checkpoint_every`` steps, at the end of every epoch and when a
     stop is asked: SIGINT/SIGTERM, or a ``KeyboardInterrupt`` out of the progress callback, which
-    end in :class:`TrainingInterrupted` once the checkpoint is saved. A directory that this run
-    created is removed when training fails before its first checkpoint.
+    end in :class:`TrainingInterrupted` once the checkpoint is saved (each checkpoint is reported
+    to ``events``).
     """
 
-    def __init__(self, run_dir: Path, trainer: Trainer, saved_step: int | None):
-        self.run_dir, self.trainer = run_dir, trainer
+    def __init__(self, run_dir: Path, trainer: Trainer, saved_step: int | None, events: Callable[[Event], None]):
+        self.run_dir, self.trainer, self.events = run_dir, trainer, events
         self.saved_step = saved_step
         """The step of the last checkpoint (None: none yet), known to every process."""
 
@@ -673,31 +705,24 @@ class _CheckpointedRun:
         self.saved_step = self.trainer.step
         if self.trainer.dist.is_main:
             save_checkpoint(self.run_dir / CHECKPOINT, self.trainer.state_dict())
+            self.events(Checkpoint(self.trainer.step))
 
-    def train(self, progress: Callable[[Progress], None] | None) -> None:
+    def train(self) -> None:
         """Run the training loop to its end, or checkpoint and raise :class:`TrainingInterrupted`."""
         trainer = self.trainer
-        created = trainer.dist.is_main and not self.run_dir.exists()
         if trainer.dist.is_main:
             self.run_dir.mkdir(exist_ok=True)
-        try:
-            with _StopSignals() as signals:
-                try:
-                    stopped = TrainingLoop(trainer, progress, self.save, signals.asked).run()
-                except KeyboardInterrupt:  # out of the progress callback (a Ctrl-C no handler took)
-                    stopped = True
-                if stopped:
-                    self.save()
-                    raise TrainingInterrupted(
-                        f"{self.run_dir}: interrupted at step {trainer.step} of {trainer.total_steps}; a checkpoint "
-                        "was saved: run the same command with --resume to continue", int(signals.signum or signal.SIGINT)
-                    )
-        except ProcessLost:
-            raise  # its error names the directory to rerun in, which stays
-        except BaseException:
-            if created and not (self.run_dir / CHECKPOINT).exists():
-                shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing worth keeping yet
-            raise
+        with _StopSignals() as signals:
+            try:
+                stopped = TrainingLoop(trainer, self.events, self.save, signals.asked).run()
+            except KeyboardInterrupt:  # out of the events callback (a Ctrl-C no handler took)
+                stopped = True
+            if stopped:
+                self.save()
+                raise TrainingInterrupted(
+                    f"{self.run_dir}: interrupted at step {trainer.step} of {trainer.total_steps}; a checkpoint "
+                    "was saved: run the same command with --resume to continue", int(signals.signum or signal.SIGINT)
+                )
 
     def finish(self, result: TrainResult) -> None:
         """Write the finished run's files in place of the checkpoint."""
@@ -716,34 +741,60 @@ def _lost(exc: ProcessLost, trainer: Trainer, run: _CheckpointedRun | None) -> P
                        "with --resume to continue (with any number of processes)")
 
 
-def _train(data: TrainingData, cfg: TrainConfig, out_dir, force: bool, resume: bool, progress,
-           dist: Distributed) -> TrainResult:
+def _train(data: TrainingData, cfg: TrainConfig, run_dir: Path | None, force: bool, resume: bool,
+           events: Callable[[Event], None], dist: Distributed, converted_from: str | None) -> TrainResult:
     """Process 0 alone touches the run directory; every process trains (see sparsecode.distributed)."""
     if data.n < 2:
-        raise SparsecodeError(f"{data.path}: needs at least 2 words to train, found {data.n}")
-    check_memory(data.n, data.dim, cfg, dist.device or resolve_device(cfg.device))
-    run_dir = Path(out_dir) if out_dir is not None else None
+        raise SparsecodeError(f"{converted_from or data.path}: needs at least 2 words to train, found {data.n}")
+    check_memory(data.n, data.dim, cfg, run_device(cfg, dist).device)
     state = None if run_dir is None else dist.from_main(lambda: open_run_dir(run_dir, force, resume, data.dim, cfg),
                                                         "preparing the run directory")
-    trainer = Trainer(data, cfg, dist)
     resumed = state is not None
+    events(Started(data.n, data.dim, str(data.path), converted_from, dist.world,
+                   state["position"]["step"] if resumed else None))
+    trainer = Trainer(data, cfg, dist)
     if resumed:
         trainer.check_resumable(state, str(run_dir / CHECKPOINT))
         trainer.load_state_dict(state)
         del state
-    run = _CheckpointedRun(run_dir, trainer, trainer.step if resumed else None) if run_dir is not None else None
+    run = _CheckpointedRun(run_dir, trainer, trainer.step if resumed else None, events) if run_dir is not None else None
     try:
         if run is None:
-            TrainingLoop(trainer, progress).run()
+            TrainingLoop(trainer, events).run()
         else:
-            run.train(progress)
+            run.train()
         summary = summarise(trainer)
     except ProcessLost as exc:
         raise _lost(exc, trainer, run) from None
     result = _result(trainer, data, summary)
     if run is not None:
         run.finish(result)
+    events(Finished(result))
     return result
+
+
+def _training_data(embeddings, run_dir: Path | None, force: bool, resume: bool, vocab, dist: Distributed,
+                   stack: contextlib.ExitStack, events: Callable[[Event], None]) -> tuple[TrainingData, str | None]:
+    """The data to train on, and the file it was converted from (None when read as it is): a file
+    in another format is converted first (into the run directory, checked first, or a temporary
+    file that ``stack`` removes), reporting :class:`~sparsecode.events.Converting`."""
+    converted_from = None
+    if isinstance(embeddings, (str, os.PathLike)):
+        def converting(done: int, size: int, words: int) -> None:
+            events(Converting(done, size, words))
+
+        if run_dir is not None:
+            dist.from_main(lambda: check_run_dir(run_dir, force, resume), "checking the run directory")
+            source = dist.from_main(lambda: prepare_training_file(embeddings, run_dir, vocab, progress=converting),
+                                    "converting the embeddings")
+        else:
+            source = stack.enter_context(readable_embeddings(embeddings, vocab, progress=converting))
+        converted_from = str(embeddings) if Path(source) != Path(embeddings) else None
+        embeddings = source
+    data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
+    if data is not embeddings:
+        stack.callback(data.close)
+    return data, converted_from
 
 
 def train(
@@ -754,30 +805,52 @@ def train(
     resume: bool = False,
     progress: Callable[[Progress], None] | None = None,
     vocab: str | os.PathLike | None = None,
+    events: Callable[[Event], None] | None = None,
 ) -> TrainResult:
     """Train a k-sparse autoencoder on ``embeddings``; write ``out_dir`` when given.
 
-    ``embeddings`` are in memory (:class:`Embeddings`) or the path of an embeddings file, which is
-    then read in chunks as training goes (see :mod:`sparsecode.data`): memory does not grow with
-    the number of words. A file in another format ``convert`` reads (``vocab``: the words of a
-    .npy) is converted first, streamed: into ``out_dir/embeddings.h5`` (kept and reused, see
-    :func:`prepare_training_file`), or without ``out_dir`` into a temporary file removed at the
-    end. With ``out_dir`` the run is checkpointed and can be resumed
+    The one place that prepares a run: the processes of a torchrun job (see
+    :mod:`sparsecode.distributed`), the run directory, the conversion of the input, the data, the
+    checkpoint to resume from. ``embeddings`` are in memory (:class:`Embeddings`) or the path of an
+    embeddings file, which is then read in chunks as training goes (see :mod:`sparsecode.data`):
+    memory does not grow with the number of words. A file in another format ``convert`` reads
+    (``vocab``: the words of a .npy) is converted first, streamed: into ``out_dir/embeddings.h5``
+    (kept and reused, see :func:`prepare_training_file`), or without ``out_dir`` into a temporary
+    file removed at the end. With ``out_dir`` the run is checkpointed and can be resumed
     (``resume=True``) after an interruption. SIGINT/SIGTERM then write a checkpoint and raise
-    :class:`TrainingInterrupted`.
+    :class:`TrainingInterrupted`. A run directory this call created is removed when training fails
+    before its first checkpoint, the converted input with it.
+
+    ``events`` receives what happens, as :mod:`sparsecode.events` lists it; ``progress`` only its
+    :class:`~sparsecode.events.Progress` events. Only process 0 of a job reports.
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    with session(cfg.device) as dist, on_device(dist.device or resolve_device(cfg.device)), contextlib.ExitStack() as stack:
-        if isinstance(embeddings, (str, os.PathLike)) and out_dir is not None:
-            dist.from_main(lambda: check_run_dir(out_dir, force, resume), "checking the run directory")
-            embeddings = dist.from_main(lambda: prepare_training_file(embeddings, out_dir, vocab), "converting the embeddings")
-        elif isinstance(embeddings, (str, os.PathLike)):
-            embeddings = stack.enter_context(readable_embeddings(embeddings, vocab))
-        data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
+    with session(cfg.device) as dist, run_device(cfg, dist).scope():
+        report = _reporter(events, progress) if dist.is_main else _ignore
+        run_dir = Path(out_dir) if out_dir is not None else None
+        created = dist.is_main and run_dir is not None and not run_dir.exists()
         try:
-            with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
-                return _train(data, cfg, out_dir, force, resume, progress if dist.is_main else None, dist)
-        finally:
-            if data is not embeddings:
-                data.close()
+            with contextlib.ExitStack() as stack:
+                data, converted_from = _training_data(embeddings, run_dir, force, resume, vocab, dist, stack, report)
+                with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
+                    return _train(data, cfg, run_dir, force, resume, report, dist, converted_from)
+        except ProcessLost:
+            raise  # its error names the directory to rerun in, which stays
+        except BaseException:
+            if created and not (run_dir / CHECKPOINT).exists():
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet, the converted input neither
+            raise
+
+
+def _reporter(events: Callable[[Event], None] | None, progress: Callable[[Progress], None] | None) -> Callable[[Event], None]:
+    """One callback for ``events`` and ``progress`` (either may be None)."""
+    calls = [c for c in (events, progress_only(progress) if progress is not None else None) if c is not None]
+    if len(calls) == 1:
+        return calls[0]
+
+    def both(event: Event) -> None:
+        for call in calls:
+            call(event)
+
+    return both if calls else _ignore

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import sparsecode as sc
-from sparsecode.config import on_device, resolve_device
+from sparsecode.config import resolve_device
 from sparsecode.distributed import from_environment
 
 from .conftest import SAMPLE
@@ -70,11 +70,6 @@ def test_several_processes_take_one_gpu_each_not_a_named_one(two_gpus, monkeypat
     with pytest.raises(sc.SparsecodeError, match=r"^device cuda:1 names one GPU, but each of the 2 processes takes its "
                                                  r"own \(GPU LOCAL_RANK\): use device cuda or auto"):
         from_environment("cuda:1")
-
-
-def test_on_device_leaves_the_cpu_alone():
-    with on_device(torch.device("cpu")):
-        assert torch.zeros(1).device.type == "cpu"
 
 
 @no_cuda

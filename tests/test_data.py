@@ -187,22 +187,12 @@ def test_training_with_the_data_kept_on_the_device_is_identical(tmp_path, sample
     sc.embeddings.write_embeddings(path, words, vectors)
     cfg = sc.TrainConfig(**{**SMALL, "epochs": 2, "hidden": 64, "batch_size": 64})
     streamed = sc.train(path, cfg).model.weights()
-    monkeypatch.setattr(train_module, "data_fits_on_device", lambda n, dim, device: True)
+    monkeypatch.setattr(sc.devices.Device, "keeps_data", lambda self, n, dim: True)
     trainer = train_module.Trainer(sc.data.open_training_data(path), cfg)
     assert trainer.source.resident is not None
     resident = sc.train(path, cfg).model.weights()
     for name, tensor in streamed.items():
         assert torch.equal(resident[name], tensor), name
-
-
-def test_the_cpu_streams_and_its_feed_does_not_copy():
-    assert not data.data_fits_on_device(10, 2, torch.device("cpu"))
-    feed = data.DeviceFeed("cpu")
-    array = np.arange(6, dtype=np.float32).reshape(3, 2)
-    t = feed.tensor(array)
-    assert t.data_ptr() == array.ctypes.data  # the read array itself
-    entry = feed.run(lambda: (t,), side=True)
-    assert entry[1] is None and feed.ready(entry)[0] is t
 
 
 def test_rows_that_do_not_vary_are_refused_before_training(tmp_path):

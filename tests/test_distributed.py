@@ -226,9 +226,9 @@ def test_the_ddp_step_reads_nothing_back(sample, cuda_code_paths, settings):
 
 
 def test_one_process_is_a_job_of_one_at_no_cost(cuda_code_paths):
-    """Distributed(None): reduce_batch hands back the batch's own figures (the very tensors where
-    there is nothing to add up), without a collective or a read back to the host; a job of one that
-    takes the several-process path (gloo, world 1) gives the same figures."""
+    """Distributed(None): reduce_sums hands back the step's own named sums (the very dict: there is
+    nothing to add up), without a collective or a read back to the host; a job of one that takes
+    the several-process path (gloo, world 1) gives the same figures, by name, in the same dtypes."""
     import gc
 
     import torch.distributed as tdist
@@ -239,27 +239,27 @@ def test_one_process_is_a_job_of_one_at_no_cost(cuda_code_paths):
         active = True
 
     g = torch.Generator().manual_seed(0)
-    ssd, sse = torch.rand((), generator=g), torch.rand((), generator=g, requires_grad=True)
     row_l0 = torch.randint(0, 4, (32,), generator=g)
-    counts = torch.randint(0, 9, (16,), generator=g).float()
     residual = torch.randn(32, 5, generator=g)
+    sums = {"ssd": torch.rand((), generator=g), "sse": torch.rand((), generator=g), "l0": row_l0.sum(),
+            "zero_rows": (row_l0 == 0).sum(), "counts": torch.randint(0, 9, (16,), generator=g).float()}
     one = Distributed(None)
-    assert not host_reads_of(lambda: one.reduce_batch(32, ssd, sse, row_l0, counts, residual, False))
-    local = one.reduce_batch(32, ssd, sse, row_l0, counts, residual, False)
-    assert local.rows == 32 and local.ssd is ssd and local.counts is counts and local.stop is False
-    assert torch.equal(local.sse, sse.detach()) and not local.sse.requires_grad
-    assert local.l0 == row_l0.sum() and local.zero_rows == (row_l0 == 0).sum()
-    assert torch.equal(local.residual_var, spread(residual))
+    local_sums = {**sums, **one.spread_sums(residual)}
+    assert not host_reads_of(lambda: one.reduce_sums(local_sums))
+    assert one.reduce_sums(local_sums) is local_sums
+    assert torch.equal(one.spread_of(local_sums, 32), spread(residual))
     loss = torch.tensor(0.25)
     assert one.ddp_share(loss) is loss and one.mean(loss) is loss
     tdist.init_process_group("gloo", store=tdist.HashStore(), rank=0, world_size=1)
     try:
         job = OneRank(torch.device("cpu"))
-        glob = job.reduce_batch(32, ssd, sse, row_l0, counts, residual, False)
-        for got, want in zip(glob, local):
-            if isinstance(want, torch.Tensor):
-                torch.testing.assert_close(got.double(), want.double(), rtol=1e-6, atol=1e-6)
-        assert glob.rows == 32 and not bool(glob.stop)
+        glob = job.reduce_sums({**sums, **job.spread_sums(residual), "stop": torch.tensor(False)})
+        assert list(glob) == [*sums, "residual_sq", "residual_sum", "stop"]
+        for name, want in sums.items():
+            assert glob[name].dtype == want.dtype and glob[name].shape == want.shape
+            torch.testing.assert_close(glob[name].double(), want.double(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(job.spread_of(glob, 32), spread(residual), rtol=1e-5, atol=1e-5)
+        assert not bool(glob["stop"])
         assert torch.equal(job.ddp_share(loss), loss) and torch.equal(job.mean(loss.clone()), loss)
     finally:
         gc.collect()

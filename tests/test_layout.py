@@ -48,7 +48,7 @@ def test_no_function_over_60_lines_and_no_class_over_200():
 def test_the_core_imports_neither_files_formats_nor_the_terminal():
     code = ("import sys; import sparsecode.topk, sparsecode.model, sparsecode.objectives; "
             "print(sorted(m for m in ('h5py', 'rich', 'typer', 'sparsecode.cli', 'sparsecode.embeddings', "
-            "'sparsecode.codes') if m in sys.modules))")
+            "'sparsecode.codes', 'sparsecode.distributed') if m in sys.modules))")
     # Imported on their own, not through sparsecode/__init__.py (which loads the whole library).
     code = code.replace("import sparsecode.topk", "import importlib.util, types; "
                         "pkg = types.ModuleType('sparsecode'); pkg.__path__ = [%r]; sys.modules['sparsecode'] = pkg; "
