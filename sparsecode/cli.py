@@ -420,6 +420,7 @@ def _render_unit(data: dict) -> None:
     """``inspect --dim``: the unit's words and activations."""
     every = "words" in data
     words = data["words"] if every else data["top_words"]
+    out.print(safe(f"unit {data['unit']}: {data['name']['label']}"), soft_wrap=True)  # its name, a line of its own
     table = Table(title=f"unit {data['unit']}: used by {data['frequency']:,} words")
     table.add_column("word")
     table.add_column("activation", justify="right")
@@ -435,9 +436,11 @@ def _render_word(data: dict) -> None:
     table = Table(title=safe(f"'{data['word']}': {len(data['active_units'])} active units"))
     table.add_column("unit", justify="right")
     table.add_column("activation", justify="right")
+    table.add_column("name")
     table.add_column("unit's top words")
     for entry in data["active_units"]:
-        table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", word_list(entry["top_words"]))
+        table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", safe(entry["name"]["label"]),
+                      word_list(entry["top_words"]))
     out.print(table)
 
 
@@ -455,10 +458,12 @@ def _render_units(codes_file: Path, codes, rows: list[dict]) -> None:
     table.add_column("unit", justify="right")
     table.add_column("words", justify="right")
     table.add_column("purity", justify="right")
+    table.add_column("name")
     table.add_column("top words")
     for r in rows:
         mark = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
-        table.add_row(str(r["unit"]), f"{r['frequency']:,}{mark}", _fmt(r["purity"], 2), word_list(r["top_words"]))
+        table.add_row(str(r["unit"]), f"{r['frequency']:,}{mark}", _fmt(r["purity"], 2), safe(r["name"]["label"]),
+                      word_list(r["top_words"]))
     out.print(table)
     more = codes.n_units - len(rows)
     if more:

@@ -34,6 +34,7 @@ from .convert import CACHE_NAME, cache_matches, load_embeddings, readable_embedd
 from .errors import SparsecodeError, need
 from .interpret import coherence, unit_balance, unit_use
 from .model import SparseAutoencoder
+from .naming import name_units
 from .pursuit import make_coder
 from .rundir import default_encode_k, load_run
 
@@ -171,7 +172,8 @@ UNIT_ORDERS = ("id", "frequency", "coherence")
 
 def unit_table(codes: Codes, sort: str = "id") -> list[dict]:
     """One dict per unit: ``unit``, ``frequency`` (words using it), ``purity`` (None where not
-    measurable), ``use`` ("starved", "busy" or "") and ``top_words``; ordered by id, by frequency
+    measurable), ``use`` ("starved", "busy" or ""), ``name`` (its WordNet name:
+    :meth:`sparsecode.naming.UnitName.as_dict`) and ``top_words``; ordered by id, by frequency
     (most used first) or by coherence (purest first, unmeasurable last), ties by id."""
     need(sort in UNIT_ORDERS, "sort", "{sort} must be one of {names} (got {got!r})", names=", ".join(UNIT_ORDERS), got=sort)
     coh = coherence_of_codes(codes)
@@ -180,26 +182,32 @@ def unit_table(codes: Codes, sort: str = "id") -> list[dict]:
     ids = np.arange(codes.n_units)
     key = {"id": ids, "frequency": -codes.frequency, "coherence": np.where(np.isnan(purity), np.inf, -purity)}[sort]
     order = np.lexsort((ids, key))
+    names = name_units(codes.top_words_table)
     return [{"unit": int(u), "frequency": int(codes.frequency[u]),
              "purity": None if np.isnan(purity[u]) else float(purity[u]),
-             "use": unit_use(codes.frequency[u], even), "top_words": [w for w, _ in codes.top_words(int(u))]}
+             "use": unit_use(codes.frequency[u], even), "name": names[u].as_dict(),
+             "top_words": [w for w, _ in codes.top_words(int(u))]}
             for u in order]
 
 
 def unit_entry(codes: Codes, unit: int, every: bool = False) -> dict:
-    """One unit as ``inspect --dim`` shows it: ``unit``, ``frequency`` and its stored
+    """One unit as ``inspect --dim`` shows it: ``unit``, ``frequency``, ``name`` and its stored
     ``top_words`` or, with ``every``, all its ``words`` (from the codes), each ``{word, value}``."""
     codes.check_unit(unit)
     words = codes.unit_words(unit) if every else codes.top_words(unit)
     return {"unit": unit, "frequency": int(codes.frequency[unit]),
+            "name": name_units([codes.top_words_table[unit]])[0].as_dict(),
             "words" if every else "top_words": [{"word": w, "value": v} for w, v in words]}
 
 
 def word_entry(codes: Codes, word: str) -> dict:
     """A word as ``inspect --word`` shows it: its ``active_units``, strongest first, each with
-    its value and the unit's top words."""
-    return {"word": word, "active_units": [{"unit": u, "value": v, "top_words": [w for w, _ in codes.top_words(u)]}
-                                           for u, v in codes.active_units(word)]}
+    its value, the unit's name and its top words."""
+    active = codes.active_units(word)
+    names = name_units([codes.top_words_table[u] for u, _ in active])
+    return {"word": word, "active_units": [{"unit": u, "value": v, "name": name.as_dict(),
+                                            "top_words": [w for w, _ in codes.top_words(u)]}
+                                           for (u, v), name in zip(active, names)]}
 
 
 def dead_entry(codes: Codes) -> dict:

@@ -285,15 +285,18 @@ def _units_section(codes: Codes) -> str:
         row_class = f' class="{use}"' if use else ""
         rows.append(f'<tr id="unit-{unit}" data-unit="{unit}" data-words="{data_words}"{row_class}>'
                     f'<td class="num">{unit}</td><td class="num">{freq:,}{flag}</td><td class="num">{100 * freq / n:.2f} %</td>'
-                    f'<td class="num">{purity}</td><td>{words}</td></tr>')
+                    f'<td class="num">{purity}</td><td>{escape(entry["name"]["label"])}</td><td>{words}</td></tr>')
     table = ('<table id="unit-table">\n<thead><tr><th class="num">unit</th><th class="num">words</th>'
-             '<th class="num">share</th><th class="num">purity</th><th>top words (activation)</th></tr></thead>\n<tbody>\n'
+             '<th class="num">share</th><th class="num">purity</th><th>name (WordNet)</th><th>top words (activation)</th>'
+             '</tr></thead>\n<tbody>\n'
              + "\n".join(rows) + "\n</tbody>\n</table>")
     search = ('<p><input id="unit-search" type="search" placeholder="filter: words or #unit" '
               f'aria-label="filter units"> <span id="unit-count">{codes.n_units} of {codes.n_units} units</span></p>')
     return _section("units", "Units", '<p class="note">Every unit with the number of words that use it (flagged '
                     "<b>starved</b> below a tenth of the even share, <b>busy</b> above ten times it), its WordNet "
-                    "supersense purity (see the README's Evaluation) and its strongest words. Type words to keep the "
+                    "supersense purity, its name from WordNet (the most specific hypernym shared by at least half of "
+                    "its known top words, with that share, and their dominant supersense; see the README's "
+                    "Evaluation) and its strongest words. Type words to keep the "
                     "units that have any of them among their top words (whole words, any case), or <code>#42</code> "
                     "for unit 42.</p>", search, table)
 

@@ -1,0 +1,186 @@
+"""Unit names, offline, from WordNet: what each unit is about in a word or two.
+
+A unit is named from its top words (all of them, as ``inspect`` shows them), two ways:
+
+- the dominant **supersense**: the lexicographer file (``noun.food``) that most of its WordNet-known
+  top words have (any of their parts of speech, as purity counts them; :mod:`sparsecode.interpret`),
+  with the share of those words that have it;
+- the most specific **hypernym** that covers at least half of its WordNet-known top words: a word
+  is covered by a synset on the hypernym paths of its first two noun and verb senses (``apple`` by
+  ``edible fruit``, ``produce``, ``food``..., and by ``fruit tree`` through its second sense). The
+  candidates are the synsets of the supersense that most top words hold among the noun and verb
+  supersenses (so that ``apple`` the tree cannot name a unit of foods, and depths, which mean
+  something within one hierarchy only, are compared within one); among those that cover at least
+  half, the deepest (the most steps from a root), then the one covering most, then the first in the
+  table. The most general nouns (``entity``, ``physical entity``, ``abstraction``, ``thing``:
+  depth < 2) never name a unit.
+
+The label reads ``edible fruit 80% · noun.food``; ``(no label)`` when fewer than half of the known
+top words share a hypernym, or fewer than MIN_KNOWN of them are known. A word WordNet does not list
+as it is (``apples``) is looked up by its base forms when :mod:`sparsecode.wordnet` is there to give
+them.
+
+The hypernym table ships in ``sparsecode/resources`` (built by ``sample_data/build_hypernyms.py``
+from WordNet 3.0, whose licence is beside it); nothing is read from disk but the tables.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .interpret import LEXNAMES, load_supersenses, sense_matrix
+
+HYPERNYM_TABLE = Path(__file__).resolve().parent / "resources" / "wordnet_hypernyms.tsv.gz"
+#: A label needs at least this many WordNet-known top words ...
+MIN_KNOWN = 3
+#: ... and a hypernym that covers at least this share of them.
+MIN_SHARE = 0.5
+#: Noun synsets above this depth (entity, physical entity, abstraction, thing) are too general to name a unit.
+MIN_NOUN_DEPTH = 2
+NO_LABEL = "(no label)"
+
+
+@dataclass(eq=False)
+class Hypernyms:
+    """WordNet's hypernym paths, compact: synsets by id, and each lemma's first senses."""
+
+    names: tuple[str, ...]
+    lexfile: np.ndarray
+    """(S,) each synset's lexicographer file (supersense), an index into LEXNAMES."""
+    depth: np.ndarray
+    """(S,) fewest steps to a root."""
+    parents: tuple[tuple[int, ...], ...]
+    senses: dict[str, tuple[int, ...]]
+    """lemma -> synset ids of its first senses."""
+
+    def __post_init__(self) -> None:
+        self._ancestors: dict[int, frozenset[int]] = {}
+
+    def ancestors(self, synset: int) -> frozenset[int]:
+        """The synset and every synset on its hypernym paths (computed once each)."""
+        found = self._ancestors.get(synset)
+        if found is None:
+            found = frozenset({synset}).union(*(self.ancestors(p) for p in self.parents[synset]))
+            self._ancestors[synset] = found
+        return found
+
+    def covering(self, word: str) -> frozenset[int]:
+        """Every synset that covers ``word`` (its senses and their hypernyms); empty when unknown."""
+        out: frozenset[int] = frozenset()
+        for s in self.senses.get(word, ()):
+            out |= self.ancestors(s)
+        return out
+
+    def nameable(self, synset: int) -> bool:
+        return not LEXNAMES[self.lexfile[synset]].startswith("noun.") or self.depth[synset] >= MIN_NOUN_DEPTH
+
+
+def parse_hypernyms(lines: Iterable[str]) -> Hypernyms:
+    """A table from its lines (the format of ``sample_data/build_hypernyms.py``)."""
+    names, lexfile, depth, parents, senses = [], [], [], [], {}
+    for line in lines:
+        kind, rest = line.rstrip("\n").split("\t", 1)
+        if kind == "s":
+            name, lex, d, par = rest.split("\t")
+            names.append(name)
+            lexfile.append(int(lex))
+            depth.append(int(d))
+            parents.append(tuple(int(x) for x in par.split(",")) if par else ())
+        else:
+            lemma, ids = rest.split("\t")
+            senses[lemma] = tuple(int(x) for x in ids.split(","))
+    return Hypernyms(tuple(names), np.array(lexfile, dtype=np.int64), np.array(depth, dtype=np.int64), tuple(parents),
+                     senses)
+
+
+@lru_cache(maxsize=4)
+def load_hypernyms(path: str | Path = HYPERNYM_TABLE) -> Hypernyms:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return parse_hypernyms(fh)
+
+
+def _default_base_forms() -> Callable[[str], list[str]] | None:
+    """WordNet's base forms of a word (``apples`` -> ``apple``) when :mod:`sparsecode.wordnet` is there."""
+    try:
+        from .wordnet import base_forms
+    except ImportError:
+        return None
+    return base_forms
+
+
+@dataclass(frozen=True)
+class UnitName:
+    """A unit's name: its hypernym and supersense with the share of known top words each covers."""
+
+    hypernym: str | None
+    hypernym_share: float | None
+    supersense: str | None
+    supersense_share: float | None
+    known: int
+    """How many of its top words WordNet knows."""
+
+    @property
+    def label(self) -> str:
+        if self.hypernym is None:
+            return NO_LABEL
+        return f"{self.hypernym} {self.hypernym_share:.0%} · {self.supersense}" if self.supersense else self.hypernym
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "hypernym": self.hypernym, "hypernym_share": self.hypernym_share,
+                "supersense": self.supersense, "supersense_share": self.supersense_share, "known": self.known}
+
+
+def _lookup(word: str, known: Callable[[str], bool], base_forms) -> str | None:
+    """The form of ``word`` the tables list: itself lower-cased, else its first listed base form."""
+    w = word.lower()
+    if known(w):
+        return w
+    for base in (base_forms(w) if base_forms is not None else ()):
+        if known(base):
+            return base
+    return None
+
+
+def name_units(top_words: list[list[str]], hypernyms: Hypernyms | None = None, supersenses: dict | None = None,
+               base_forms: Callable[[str], list[str]] | None | bool = True) -> list[UnitName]:
+    """A :class:`UnitName` for each unit from its top words (a list per unit). The shipped tables
+    unless others are given; ``base_forms`` a function word -> base forms, True for WordNet's
+    (:mod:`sparsecode.wordnet`, where present), None for none."""
+    hypernyms = load_hypernyms() if hypernyms is None else hypernyms
+    supersenses = load_supersenses() if supersenses is None else supersenses
+    base_forms = _default_base_forms() if base_forms is True else base_forms
+    return [_name(words, hypernyms, supersenses, base_forms) for words in top_words]
+
+
+#: The noun and verb supersenses, where hypernyms are.
+_NOUN_VERB = np.array([n.startswith(("noun.", "verb.")) for n in LEXNAMES])
+
+
+def _name(words: list[str], hyp: Hypernyms, sup: dict, base_forms) -> UnitName:
+    # The words each table knows, by the same rule: as they are, else a base form it lists.
+    sup_words = [w for w in (_lookup(x, sup.__contains__, base_forms) for x in words) if w is not None]
+    held = sense_matrix(sup_words, sup).sum(0)
+    supersense = sup_share = None
+    if sup_words:
+        top = int(np.argmax(held))
+        supersense, sup_share = LEXNAMES[top], float(held[top] / len(sup_words))
+    hyp_words = [w for w in (_lookup(x, hyp.senses.__contains__, base_forms) for x in words) if w is not None]
+    hypernym = share = None
+    if len(hyp_words) >= MIN_KNOWN and (held * _NOUN_VERB).max() > 0:
+        lexfile = int(np.argmax(held * _NOUN_VERB))  # the noun or verb supersense most top words hold
+        counts: dict[int, int] = {}
+        for w in hyp_words:
+            for s in hyp.covering(w):
+                counts[s] = counts.get(s, 0) + 1
+        need = MIN_SHARE * len(hyp_words)
+        cands = [s for s, c in counts.items() if c >= need and hyp.lexfile[s] == lexfile and hyp.nameable(s)]
+        if cands:
+            best = min(cands, key=lambda s: (-hyp.depth[s], -counts[s], s))
+            hypernym, share = hyp.names[best], counts[best] / len(hyp_words)
+    return UnitName(hypernym, share, supersense, sup_share, len(hyp_words))
