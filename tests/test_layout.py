@@ -1,4 +1,4 @@
-"""The house rules a reader relies on: the README's module map is the package, functions and
+"""The house rules a reader relies on: the module map (docs/layout.md) is the package, functions and
 classes stay short enough to read in one sitting, the core needs neither files nor a terminal."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ MAX_CLASS_LINES = 200
 
 
 def _layout_modules() -> set[str]:
-    """The ``sparsecode/`` entries of the README's Layout block."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    """The ``sparsecode/`` entries of the module map, the first block of docs/layout.md."""
+    layout = (ROOT / "docs" / "layout.md").read_text(encoding="utf-8")
+    block = layout.split("```", 2)[1]
     package = block.split("sparsecode/", 1)[1].split("benchmarks/", 1)[0]
     return set(re.findall(r"^\s+(\w+\.py)\b", package, flags=re.M))
 
