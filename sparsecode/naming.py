@@ -17,8 +17,8 @@ A unit is named from its top words (all of them, as ``inspect`` shows them), two
 
 The label reads ``edible fruit 80% · noun.food``; ``(no label)`` when fewer than half of the known
 top words share a hypernym, or fewer than MIN_KNOWN of them are known. A word WordNet does not list
-as it is (``apples``) is looked up by its base forms when :mod:`sparsecode.wordnet` is there to give
-them.
+as it is (``apples``, ``ran``) is looked up by its base forms (WordNet's morphology,
+:func:`sparsecode.wordnet.WordNet.base_forms`), for both tables.
 
 The hypernym table ships in ``sparsecode/resources`` (built by ``sample_data/build_hypernyms.py``
 from WordNet 3.0, whose licence is beside it); nothing is read from disk but the tables.
@@ -34,7 +34,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .interpret import LEXNAMES, load_supersenses, sense_matrix
+from .wordnet import LEXNAMES, WordNet, wordnet
 
 HYPERNYM_TABLE = Path(__file__).resolve().parent / "resources" / "wordnet_hypernyms.tsv.gz"
 #: A label needs at least this many WordNet-known top words ...
@@ -105,15 +105,6 @@ def load_hypernyms(path: str | Path = HYPERNYM_TABLE) -> Hypernyms:
         return parse_hypernyms(fh)
 
 
-def _default_base_forms() -> Callable[[str], list[str]] | None:
-    """WordNet's base forms of a word (``apples`` -> ``apple``) when :mod:`sparsecode.wordnet` is there."""
-    try:
-        from .wordnet import base_forms
-    except ImportError:
-        return None
-    return base_forms
-
-
 @dataclass(frozen=True)
 class UnitName:
     """A unit's name: its hypernym and supersense with the share of known top words each covers."""
@@ -136,41 +127,35 @@ class UnitName:
                 "supersense": self.supersense, "supersense_share": self.supersense_share, "known": self.known}
 
 
-def _lookup(word: str, known: Callable[[str], bool], base_forms) -> str | None:
-    """The form of ``word`` the tables list: itself lower-cased, else its first listed base form."""
+def _lookup(word: str, known: Callable[[str], bool], wn: WordNet) -> str | None:
+    """The form of ``word`` the hypernym table lists: itself lower-cased, else its first base form there."""
     w = word.lower()
     if known(w):
         return w
-    for base in (base_forms(w) if base_forms is not None else ()):
-        if known(base):
-            return base
-    return None
+    return next((base for base in wn.base_forms(w) if known(base)), None)
 
 
-def name_units(top_words: list[list[str]], hypernyms: Hypernyms | None = None, supersenses: dict | None = None,
-               base_forms: Callable[[str], list[str]] | None | bool = True) -> list[UnitName]:
-    """A :class:`UnitName` for each unit from its top words (a list per unit). The shipped tables
-    unless others are given; ``base_forms`` a function word -> base forms, True for WordNet's
-    (:mod:`sparsecode.wordnet`, where present), None for none."""
+def name_units(top_words: list[list[str]], hypernyms: Hypernyms | None = None, wn: WordNet | None = None) -> list[UnitName]:
+    """A :class:`UnitName` for each unit from its top words (a list per unit): the shipped hypernym
+    table and WordNet (supersenses and morphology) unless others are given."""
     hypernyms = load_hypernyms() if hypernyms is None else hypernyms
-    supersenses = load_supersenses() if supersenses is None else supersenses
-    base_forms = _default_base_forms() if base_forms is True else base_forms
-    return [_name(words, hypernyms, supersenses, base_forms) for words in top_words]
+    wn = wordnet() if wn is None else wn
+    return [_name(words, hypernyms, wn) for words in top_words]
 
 
 #: The noun and verb supersenses, where hypernyms are.
 _NOUN_VERB = np.array([n.startswith(("noun.", "verb.")) for n in LEXNAMES])
 
 
-def _name(words: list[str], hyp: Hypernyms, sup: dict, base_forms) -> UnitName:
-    # The words each table knows, by the same rule: as they are, else a base form it lists.
-    sup_words = [w for w in (_lookup(x, sup.__contains__, base_forms) for x in words) if w is not None]
-    held = sense_matrix(sup_words, sup).sum(0)
+def _name(words: list[str], hyp: Hypernyms, wn: WordNet) -> UnitName:
+    senses = wn.sense_matrix(words)  # through the morphology: "injuries" holds noun.state
+    n_known = int(senses.any(1).sum())
+    held = senses.sum(0)
     supersense = sup_share = None
-    if sup_words:
+    if n_known:
         top = int(np.argmax(held))
-        supersense, sup_share = LEXNAMES[top], float(held[top] / len(sup_words))
-    hyp_words = [w for w in (_lookup(x, hyp.senses.__contains__, base_forms) for x in words) if w is not None]
+        supersense, sup_share = LEXNAMES[top], float(held[top] / n_known)
+    hyp_words = [w for w in (_lookup(x, hyp.senses.__contains__, wn) for x in words) if w is not None]
     hypernym = share = None
     if len(hyp_words) >= MIN_KNOWN and (held * _NOUN_VERB).max() > 0:
         lexfile = int(np.argmax(held * _NOUN_VERB))  # the noun or verb supersense most top words hold

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sparsecode.cli import app
-from sparsecode.interpret import LEXNAMES
 from sparsecode.naming import NO_LABEL, load_hypernyms, name_units, parse_hypernyms
+from sparsecode.wordnet import LEXNAMES, POS, WordNet
 
 from .conftest import ROOT
 
@@ -33,8 +33,12 @@ SENSES = {"apple": (FOOD,), "pear": (FOOD,), "plum": (FOOD, PLANT), "cake": (FOO
           "gravel": (LEXNAMES.index("noun.object"),), "run": (MOTION,), "walk": (MOTION,), "ride": (MOTION,)}
 
 
-def names(*units, base_forms=None):
-    return name_units([list(u) for u in units], TABLE, SENSES, base_forms=base_forms)
+IRREGULAR = {pos: {} for pos in POS} | {"v": {"ran": ("run",), "rode": ("ride",)}}
+WN = WordNet(SENSES, IRREGULAR)
+
+
+def names(*units):
+    return name_units([list(u) for u in units], TABLE, WN)
 
 
 def test_the_deepest_hypernym_of_the_dominant_supersense_that_covers_half():
@@ -64,10 +68,11 @@ def test_no_label_below_half_with_few_known_words_or_only_the_most_general_nouns
 
 
 def test_words_wordnet_lacks_are_looked_up_by_their_base_forms():
-    plural = ["apples", "pears", "Plums", "cakes"]
-    assert names(plural)[0].known == 0
-    named = names(plural, base_forms=lambda w: [w[:-1]] if w.endswith("s") else [])[0]
-    assert named.label == "edible fruit 75% · noun.food"
+    named = names(["apples", "pears", "Plums", "cakes"])[0]  # detachment: -s
+    assert (named.label, named.known) == ("edible fruit 75% · noun.food", 4)
+    named = names(["ran", "walked", "rode", "walking"])[0]  # the exception list, then -ed and -ing
+    assert (named.label, named.known) == ("travel 100% · verb.motion", 4)
+    assert names(["apples", "pearz", "zzz"])[0].known == 1
 
 
 def _load_builder():
@@ -105,12 +110,14 @@ def test_the_builder_on_hand_made_wordnet_files(tmp_path):
 def test_the_shipped_table_names_real_units():
     table = load_hypernyms()
     assert len(table.senses) > 60_000 and len(table.names) > 60_000
-    currency, countries, weekdays = name_units([["dollar", "euro", "yen", "peso", "franc", "rupee"],
+    currency, countries, weekdays, plurals = name_units([["dollar", "euro", "yen", "peso", "franc", "rupee"],
                                                 ["france", "germany", "italy", "spain", "belgium"],
-                                                ["monday", "tuesday", "friday", "thursday", "weekend"]], base_forms=None)
+                                                ["monday", "tuesday", "friday", "thursday", "weekend"],
+                                                ["insurgencies", "uprisings", "wars", "rebellions"]])
     assert currency.label == "monetary unit 100% · noun.quantity"
     assert countries.label == "European country 100% · noun.location"
     assert weekdays.label == "weekday 80% · noun.time"
+    assert plurals.known == 4 and plurals.hypernym is not None  # through WordNet's morphology
     with gzip.open(ROOT / "sparsecode" / "resources" / "wordnet_hypernyms.tsv.gz", "rt") as fh:
         assert fh.readline() == "s\tentity\t3\t0\t\n"
 
