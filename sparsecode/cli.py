@@ -746,6 +746,45 @@ def tradeoff(
     out.print(f"purity by chance: {_fmt(ref['purity_chance'])}" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
 
 
+@app.command()
+def compare(
+    run_a: Path = typer.Argument(..., help="A run directory (its codes.h5 gives the top words) or a codes file."),
+    run_b: Path = typer.Argument(..., help="Another, trained on the same embeddings (the same D; any number of units)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random pairs shown."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Match two runs' units one to one by the cosine of their decoder rows: how many come back.
+
+    Example: sparsecode compare runs/seed0 runs/seed1
+    """
+    from .compare import THRESHOLDS, compare_runs
+
+    with user_errors():
+        result = compare_runs(run_a, run_b, seed=seed)
+    if as_json:
+        return _echo_json(result)
+    out.print(safe(f"{result['run_a']} ({result['units_a']:,} units) against {result['run_b']} "
+                   f"({result['units_b']:,} units): {result['matched']:,} pairs, optimal one-to-one matching by cosine"),
+              soft_wrap=True)
+    table = Table(show_header=False)
+    for t in THRESHOLDS:
+        table.add_row(f"share of pairs above cosine {t}", f"{result[f'above_{t}']:.1%}")
+    table.add_row("median cosine", f"{result['median']:.3f}")
+    table.add_row("mean cosine", f"{result['mean']:.3f}")
+    out.print(table)
+    for kind in ("best", "worst", "random"):
+        pairs = Table(title=f"{kind} pairs")
+        for col in ("cosine", "unit A", "top words of A", "unit B", "top words of B"):
+            pairs.add_column(col, justify="right" if col in ("cosine", "unit A", "unit B") else "left")
+        for p in result["pairs"][kind]:
+            pairs.add_row(f"{p['cosine']:.3f}", str(p["unit_a"]), word_list(p["words_a"] or []), str(p["unit_b"]),
+                          word_list(p["words_b"] or []))
+        out.print(pairs)
+    for run in result["without_words"]:
+        err.print(safe(f"warning: {run}/codes.h5 is not there, so its units are shown without words; "
+                       f"'sparsecode encode {run} EMB' writes it"), soft_wrap=True)
+
+
 def main() -> None:
     """The console script. After a failed write HDF5 may be unable to close the file and crash
     at interpreter exit; in that case the process ends at once, with the exit code already set."""

@@ -145,7 +145,7 @@ class Codes:
         return csr_tensor(self.indptr, self.indices, self.data, self.shape, device)
 
     def to_scipy(self):
-        """The (N, H) codes as a ``scipy.sparse.csr_matrix`` (scipy is not a dependency of sparsecode)."""
+        """The (N, H) codes as a ``scipy.sparse.csr_matrix``."""
         try:
             import scipy.sparse
         except ImportError:
