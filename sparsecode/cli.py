@@ -32,6 +32,7 @@ from .errors import SettingError, SparsecodeError, TrainingInterrupted
 from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR, UNIT_ORDERS
 from .export import EXPORT_FORMATS
 from .interpret import MIN_COVERAGE, collapse_warning
+from .intrusion import DEFAULT_UNITS as INTRUSION_UNITS, MIN_WORDS as INTRUSION_MIN_WORDS
 from .pursuit import METHODS
 from .search import DEFAULT_TOP
 from .runtime import keep_freed_memory
@@ -783,6 +784,67 @@ def compare(
     for run in result["without_words"]:
         err.print(safe(f"warning: {run}/codes.h5 is not there, so its units are shown without words; "
                        f"'sparsecode encode {run} EMB' writes it"), soft_wrap=True)
+
+
+@app.command()
+def intrusion(
+    source: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode' (with --score: the answers, "
+                                            "a CSV with the key's columns task,word)."),
+    units: int = typer.Option(INTRUSION_UNITS, "--units", help="Tasks to draw, one unit each."),
+    min_words: int = typer.Option(INTRUSION_MIN_WORDS, "--min-words", help="Draw among the units at least this many "
+                                                                             "words use."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the units, the intruders and the order of the words."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Tasks to write (CSV: task,word1..word5)."),
+    key: Optional[Path] = typer.Option(None, "--key", help="The answer key to write with --out (CSV: task,word,unit)."),
+    score: Optional[Path] = typer.Option(None, "--score", help="Score the answers SOURCE against this key."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Answer the tasks automatically, by the word farthest "
+                                        "from the other four by cosine in EMB (any format 'convert' reads), or in the "
+                                        "dense vectors of the codes' run with 'dense'; k-means clusters of the same "
+                                        "words beside them."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Word-intrusion tasks: write them with their key, score answers, or let an automatic judge take them.
+
+    Example: sparsecode intrusion codes.h5 --units 100 --out tasks.csv --key key.csv
+    """
+    from .intrusion import check_intrusion_options, intrusion_tasks, judge_file, score_answers
+
+    with user_errors():
+        check_intrusion_options(out_file, key, score, judge)
+        if score is not None:
+            result = score_answers(score, source)
+        elif judge is not None:
+            result = judge_file(source, judge, units=units, seed=seed, min_words=min_words)
+        else:
+            result = intrusion_tasks(source, out_file, key, units=units, seed=seed, min_words=min_words, force=force)
+    if as_json:
+        return _echo_json(result)
+    if score is not None:
+        out.print(f"{_share(result)} of the intruders found (chance {result['chance']:.0%})"
+                  + (f"; {result['unanswered']} task(s) unanswered" if result["unanswered"] else ""), soft_wrap=True)
+    elif judge is not None:
+        table = Table(title=safe(f"automatic judge ({result['judge']}): the word farthest from the other four"))
+        for col in ("tasks of", "tasks", "judged", "intruders found", "95% interval", "chance"):
+            table.add_column(col, justify="left" if col == "tasks of" else "right")
+        for name in ("codes", "kmeans"):
+            r = result.get(name)
+            if r is not None:
+                table.add_row(name if name == "codes" else f"k-means, {result['clusters']:,} clusters", str(r["drawn"]),
+                              str(r["tasks"]), _fmt(r["accuracy"]), f"{r['low']:.3f}-{r['high']:.3f}",
+                              f"{r['chance']:.2f}")
+        out.print(table)
+    else:
+        out.print(safe(f"wrote {result['tasks']} tasks to {out_file} and their key to {key}; people answer in a copy "
+                       f"of the key's columns (task,word), scored with: sparsecode intrusion ANSWERS.csv --score {key}"),
+                  soft_wrap=True)
+
+
+def _share(r: dict) -> str:
+    """``34 of 50 (68.0%, 95% interval 54.2-79.2%)``."""
+    if not r["tasks"]:
+        return "no tasks answered, so none"
+    return f"{r['found']} of {r['tasks']} ({r['accuracy']:.1%}, 95% interval {r['low']:.1%}-{r['high']:.1%})"
 
 
 def main() -> None:
