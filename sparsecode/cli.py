@@ -841,7 +841,7 @@ def intrusion(
 
 
 def _share(r: dict) -> str:
-    """``34 of 50 (68.0%, 95% interval 54.2-79.2%)``."""
+    """``34 of 50 (68.0%, 95% interval 54.2%-79.2%)``."""
     if not r["tasks"]:
         return "no tasks answered, so none"
     return f"{r['found']} of {r['tasks']} ({r['accuracy']:.1%}, 95% interval {r['low']:.1%}-{r['high']:.1%})"

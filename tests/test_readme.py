@@ -43,7 +43,8 @@ MADE = {"README.md": ("runs/glove5k/codes.h5", "runs/glove50k/report.html", "run
                       "runs/glove5k/tasks.csv", "runs/glove5k/key.csv"),
         "formats.md": ("glove-lower.h5", "runs/glove5k/codes.txt", "runs/glove5k/codes-dense.h5"),
         "pursuit.md": ("runs/glove5k/codes-omp.h5",),
-        "python.md": ("runs/api/report.html", "runs/api/codes.npz", "runs/api/glove.h5", "runs/nb/model.pt")}
+        "python.md": ("runs/api/report.html", "runs/api/codes.npz", "runs/api/glove.h5", "runs/nb/model.pt",
+                      "runs/api/tasks.csv", "runs/api/key.csv")}
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
