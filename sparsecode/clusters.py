@@ -10,12 +10,14 @@ non-words, :func:`sparsecode.evaluate.unit_table`) reads clusters as it reads un
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
 from .codes import Codes, CodesBuffer
 from .errors import need
-from .interpret import FREQUENT_WORDS, ranked_rows_of_codes
+from .interpret import FREQUENT_WORDS, Lexicon, UnitMeasures, lexicon, ranked_rows_of_codes
 from .model import spherical_kmeans
 from .report import UnitSummary
 
@@ -62,3 +64,16 @@ def kmeans_codes(words: list[str], vectors: np.ndarray, n_clusters: int, seed: i
     units = UnitSummary(top_rows, top_values, np.bincount(assign, minlength=n_clusters).astype(np.int64))
     return buffer.finish(list(words[:n]), units, {"kmeans_clusters": n_clusters, "kmeans_seed": seed,
                                                   "kmeans_iters": iters})
+
+
+def cluster_measures(words: list[str], vectors: np.ndarray, n_clusters: int, seed: int = 0,
+                     lex: Lexicon | None = None) -> dict:
+    """What a reader sees of :func:`kmeans_codes` of ``words``: :meth:`~sparsecode.interpret.UnitMeasures.summary`
+    of the clusters, with ``clusters`` and ``seconds`` (clustering and measuring). ``lex``: the
+    :func:`~sparsecode.interpret.lexicon` of ``words``, when at hand."""
+    start = time.perf_counter()
+    codes = kmeans_codes(words, vectors, n_clusters, seed)
+    lex = lexicon(words) if lex is None else lex
+    ranked = ranked_rows_of_codes(codes.indptr, codes.indices, codes.data, n_clusters, len(lex.senses))
+    summary = UnitMeasures.of_rankings(ranked, lex, codes.frequency).summary()
+    return {**summary, "clusters": n_clusters, "seconds": time.perf_counter() - start}

@@ -22,9 +22,9 @@ Purity looks words up as they are written, as the literature's supersense purity
 
 What a reader sees, counting every top word: a unit's **strict purity** is the largest number of
 its first STRICT_TOP (10) words by activation (among the first 50,000), all of them, that share
-one supersense, / 10; a word WordNet does not know, or a missing one, is a miss. Words are looked
-up through WordNet's morphology (:func:`sparsecode.wordnet.base_forms`: ``cancers`` is a
-``cancer``), so inflections are not misses. A unit is **readable** when its strict purity is at
+one supersense, / 10 (/ its size for a unit, or cluster, of fewer words in all); a word WordNet
+does not know, or a missing one, is a miss. Words are looked up through WordNet's morphology
+(:func:`sparsecode.wordnet.base_forms`: ``cancers`` is a ``cancer``), so inflections are not misses. A unit is **readable** when its strict purity is at
 least 0.5. The **non-word share** is the share of those top-word slots holding a token that is
 not a word (:func:`is_word`: anything but letters, hyphens and apostrophes). Strict chance: random
 10-word sets of all the (first 50,000) words.
@@ -155,18 +155,26 @@ def chance_purity(senses: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) ->
     known = np.flatnonzero(senses.any(1))
     if len(known) < TOP_KNOWN:
         return float("nan")
+    return float(np.nanmean(purity_of_rankings(_random_sets(known, TOP_KNOWN, sets, seed), senses)))
+
+
+def _random_sets(pool: np.ndarray, size: int, sets: int, seed: int) -> np.ndarray:
+    """(sets, size) rows of ``pool``, each set drawn without repeats (seeded)."""
     rng = np.random.default_rng(seed)
-    picks = np.stack([rng.choice(known, TOP_KNOWN, replace=False) for _ in range(sets)])
-    return float(np.nanmean(purity_of_rankings(picks, senses)))
+    return np.stack([rng.choice(pool, size, replace=False) for _ in range(sets)])
 
 
-def strict_purity_of_rankings(ranked: np.ndarray, senses: np.ndarray) -> np.ndarray:
+def strict_purity_of_rankings(ranked: np.ndarray, senses: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
     """Strict purity of each unit from ``ranked`` (H, m) rows strongest first, -1 padding, and
     ``senses`` (N, S) bool: the largest number of its first STRICT_TOP words sharing one supersense,
-    / STRICT_TOP. A word without a supersense, or a missing word (a unit with fewer), is a miss."""
+    / STRICT_TOP, or / its size where ``sizes`` (H,) (the words using each unit, in the whole
+    vocabulary) says it has fewer words at all: a reader then sees all of them. A word without a
+    supersense is a miss, and so is a missing word of a unit that has more (rarer) words; a unit
+    without words scores 0."""
     top = ranked[:, :STRICT_TOP]
     held = senses[np.where(top >= 0, top, 0)] & (top >= 0)[..., None]  # (H, STRICT_TOP, S)
-    return held.sum(1).max(1, initial=0) / STRICT_TOP
+    shown = STRICT_TOP if sizes is None else np.clip(sizes, 1, STRICT_TOP)
+    return held.sum(1).max(1, initial=0) / shown
 
 
 def is_word(token: str) -> bool:
@@ -230,9 +238,10 @@ class UnitMeasures:
     """(H,) words there (STRICT_TOP, fewer for a unit with fewer words)."""
 
     @classmethod
-    def of_rankings(cls, ranked: np.ndarray, lex: Lexicon) -> "UnitMeasures":
-        """The measures of units given as ``ranked`` (H, >= TOP_SEARCH) rows strongest first, -1 padding."""
-        return cls(purity_of_rankings(ranked, lex.senses), strict_purity_of_rankings(ranked, lex.strict),
+    def of_rankings(cls, ranked: np.ndarray, lex: Lexicon, sizes: np.ndarray | None = None) -> "UnitMeasures":
+        """The measures of units given as ``ranked`` (H, >= TOP_SEARCH) rows strongest first, -1
+        padding, and ``sizes`` (H,) the words using each (see :func:`strict_purity_of_rankings`)."""
+        return cls(purity_of_rankings(ranked, lex.senses), strict_purity_of_rankings(ranked, lex.strict, sizes),
                    *non_words_of_rankings(ranked, lex.words))
 
     def summary(self) -> dict:
@@ -251,23 +260,11 @@ class UnitMeasures:
         }
 
 
-def chance_purity(senses: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) -> float:
-    """Mean purity of ``sets`` random TOP_KNOWN-word sets drawn (seeded) from the known words."""
-    known = np.flatnonzero(senses.any(1))
-    if len(known) < TOP_KNOWN:
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    picks = np.stack([rng.choice(known, TOP_KNOWN, replace=False) for _ in range(sets)])
-    return float(np.nanmean(purity_of_rankings(picks, senses)))
-
-
 def chance_strict_purity(strict: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) -> float:
     """Mean strict purity of ``sets`` random STRICT_TOP-word sets drawn (seeded) from all the words."""
     if len(strict) < STRICT_TOP:
         return float("nan")
-    rng = np.random.default_rng(seed)
-    picks = np.stack([rng.choice(len(strict), STRICT_TOP, replace=False) for _ in range(sets)])
-    return float(strict_purity_of_rankings(picks, strict).mean())
+    return float(strict_purity_of_rankings(_random_sets(np.arange(len(strict)), STRICT_TOP, sets, seed), strict).mean())
 
 
 @dataclass
@@ -312,7 +309,8 @@ def coherence(words: list[str], indptr: np.ndarray, indices: np.ndarray, data: n
         return None
     ranked = ranked_rows_of_codes(indptr, indices, data, n_units, len(lex.senses))
     dense = UnitMeasures.of_rankings(ranked_rows_of_dense(vectors, len(lex.senses)), lex) if vectors is not None else None
-    return Coherence(UnitMeasures.of_rankings(ranked, lex), chance_purity(lex.senses, seed), lex.coverage,
+    sizes = np.bincount(np.asarray(indices), minlength=n_units)  # words using each unit, in the whole vocabulary
+    return Coherence(UnitMeasures.of_rankings(ranked, lex, sizes), chance_purity(lex.senses, seed), lex.coverage,
                      chance_strict_purity(lex.strict, seed), dense)
 
 

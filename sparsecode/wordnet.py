@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -100,43 +101,55 @@ class WordNet:
 
     def __init__(self, table: dict[str, tuple[int, ...]], exceptions: dict[str, dict[str, tuple[str, ...]]]):
         self.table, self.exceptions = table, exceptions
+        # pos -> lemma -> lexicographer file (the table has one file per part of speech of a lemma).
+        self._files: dict[str, dict[str, int]] = {pos: {} for pos in POS}
+        for lemma, files in table.items():
+            for f in files:
+                self._files[POS_OF_LEXFILE[f]][lemma] = f
         self._senses: dict[str, tuple[int, ...]] = {}  # word -> supersenses already found
 
     def lexfile(self, lemma: str, pos: str) -> int | None:
         """The supersense (lexicographer file number) of ``lemma``'s first sense as ``pos``; None
         when WordNet has no such lemma in that part of speech."""
-        for f in self.table.get(lemma, ()):  # one file per part of speech of the lemma
-            if POS_OF_LEXFILE[f] == pos:
-                return f
-        return None
+        return self._files[pos].get(lemma)
 
     def base_forms(self, word: str, pos: str | None = None) -> list[str]:
         """WordNet's base forms of ``word`` as ``pos`` ("n", "v", "a", "r"), or in every part of
         speech in that order without repeats for None (see the module's text); [] when none."""
         if pos is None:
             return list(dict.fromkeys(b for p in POS for b in self.base_forms(word, p)))
-        word = word.lower()
-        forms = [word]
-        if word in self.exceptions[pos]:
-            forms += self.exceptions[pos][word]
-        elif pos == "n" and word.endswith("ful"):
-            forms += [f + "ful" for f in self._detached(word[:-3], pos)]
-        else:
-            forms += self._detached(word, pos)
-        return [f for f in dict.fromkeys(forms) if self.lexfile(f, pos) is not None]
+        files = self._files[pos]
+        return [f for f in dict.fromkeys(self._candidates(word.lower(), pos)) if f in files]
 
-    def _detached(self, word: str, pos: str) -> list[str]:
+    def _candidates(self, word: str, pos: str) -> Iterator[str]:
+        """The word itself, then its forms from the exception list or, without one there, the rules."""
+        yield word
+        if word in self.exceptions[pos]:
+            yield from self.exceptions[pos][word]
+        elif pos == "n" and word.endswith("ful"):
+            yield from (f + "ful" for f in self._detached(word[:-3], pos))
+        else:
+            yield from self._detached(word, pos)
+
+    def _detached(self, word: str, pos: str) -> Iterator[str]:
         if pos == "n" and (word.endswith("ss") or len(word) <= 2):
-            return []
-        return [word[: len(word) - len(old)] + new for old, new in DETACHMENT_RULES[pos] if word.endswith(old)]
+            return
+        for old, new in DETACHMENT_RULES[pos]:
+            if word.endswith(old):
+                yield word[: len(word) - len(old)] + new
 
     def supersenses(self, word: str) -> tuple[int, ...]:
         """One supersense per part of speech ``word`` has a base form in: that of its first base form
         there (see :meth:`base_forms`), in POS order; () when WordNet does not know the word."""
         found = self._senses.get(word)
         if found is None:
-            found = tuple(self.lexfile(forms[0], pos) for pos in POS if (forms := self.base_forms(word, pos)))
-            self._senses[word] = found
+            lower, senses = word.lower(), []
+            for pos in POS:
+                files = self._files[pos]
+                first = next((files[f] for f in self._candidates(lower, pos) if f in files), None)
+                if first is not None:
+                    senses.append(first)
+            found = self._senses[word] = tuple(senses)
         return found
 
     def sense_matrix(self, words: list[str]) -> np.ndarray:

@@ -72,14 +72,15 @@ def test_lines_after_training_say_what_the_fvu_means(tmp_path):
     lines = train_lines(tmp_path, "--epochs", "2", "--init", "random")  # epoch 1 ends at FVU 1.68, epoch 2 at 0.51
     fvus = [float(m.group(1)) for line in lines for m in [re.match(r"│\s+\d │ \S+ │ (\d\.\d{4}) │", line)] if m]
     assert fvus[0] > 1 > fvus[1]
-    assert lines[-3] == NORMAL
+    assert lines[-4] == NORMAL
     assert re.fullmatch(r"FVU 0\.\d{4}: the reconstructions leave \d+\.\d% of the vectors' variance unexplained "
-                        r"\(0: exact; 1: no better than the mean vector\)\.", lines[-1]), lines[-1]
+                        r"\(0: exact; 1: no better than the mean vector\)\.", lines[-2]), lines[-2]
+    assert lines[-1].startswith("units as a reader sees them (top 10 words among the first 5,000): purity ")
 
     lines = train_lines(tmp_path, "--epochs", "1", "--lr", "1e-6", "--init", "random")  # still above 1 at the end: not the normal start
     assert NORMAL not in lines
     assert re.fullmatch(r"FVU \d\.\d{4}: the reconstructions are no closer to the vectors than their mean vector is "
-                        r"\(FVU 1\); train for more epochs or with a larger --lr\.", lines[-1]), lines[-1]
+                        r"\(FVU 1\); train for more epochs or with a larger --lr\.", lines[-2]), lines[-2]
     assert _fvu_meaning(0.04213) == ("FVU 0.0421: the reconstructions leave 4.2% of the vectors' variance unexplained "
                                      "(0: exact; 1: no better than the mean vector).")
 

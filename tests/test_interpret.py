@@ -132,16 +132,21 @@ def test_strict_purity_readable_units_and_non_words_by_hand():
     np.testing.assert_array_equal(lex.words, [True] * 11 + [False, True])
     assert lex.coverage == pytest.approx(8 / 13)  # cats, walked, walks are no lemmas; qzx and the number unknown
     assert lex.strict.any(1).sum() == 11  # cats, walked and walks through the morphology
-    strict = strict_purity_of_rankings(ranked, lex.strict)
-    np.testing.assert_allclose(strict, [0.3, 0.4, 0.3, 0.0, 0.5])
+    # Out of 10 when the units have more (rarer) words than those ranked: a missing word is a miss.
+    np.testing.assert_allclose(strict_purity_of_rankings(ranked, lex.strict), [0.3, 0.4, 0.3, 0.0, 0.5])
+    np.testing.assert_allclose(strict_purity_of_rankings(ranked, lex.strict, np.array([60, 50, 11, 0, 50])),
+                               [0.3, 0.4, 0.3, 0.0, 0.5])
+    # Out of their size when they have fewer than 10 words at all (a reader sees every one): 3/6, 4/5, 5/5.
+    np.testing.assert_allclose(strict_purity_of_rankings(ranked, lex.strict, np.array([6, 5, 11, 0, 5])),
+                               [0.5, 0.8, 0.3, 0.0, 1.0])
     assert strict_purity_of_rankings(ranked, lex.senses)[0] == pytest.approx(0.2)  # as written: cats a miss
     non_words, slots = non_words_of_rankings(ranked, lex.words)
     np.testing.assert_array_equal(non_words, [0, 0, 1, 0, 0])
     np.testing.assert_array_equal(slots, [6, 5, 10, 0, 5])
 
-    summary = coherence(words, indptr, indices, data, 5, table=TABLE).summary()
-    assert summary["strict_purity"] == pytest.approx(1.5 / 5)
-    assert summary["readable_units"] == pytest.approx(1 / 5)  # unit 4 only: 5 of its 10 slots share animal
+    summary = coherence(words, indptr, indices, data, 5, table=TABLE).summary()  # the codes' own sizes
+    assert summary["strict_purity"] == pytest.approx(2.6 / 5)
+    assert summary["readable_units"] == pytest.approx(3 / 5)  # units 0, 1 and 4
     assert summary["non_words"] == pytest.approx(1 / 26)
     assert summary["baselines"] == {}  # no vectors, no dense dimensions
 
@@ -245,6 +250,45 @@ def test_evaluate_and_inspect_show_balance_and_purity(codes_path, codes):
     assert res.exit_code == 0 and "purity" in res.stdout
 
 
+def test_evaluate_shows_strict_purity_beside_the_dense_dimensions_and_kmeans_clusters(codes_path, codes, sample):
+    from sparsecode.clusters import cluster_measures
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(codes_path), "--json", "--baselines", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    coh = json.loads(res.stdout)["coherence"]
+    want = coherence_of_codes(codes, sample.vectors, seed=3).summary()
+    assert {k: v for k, v in coh.items() if k != "baselines"} == pytest.approx({k: v for k, v in want.items() if k != "baselines"})
+    assert coh["baselines"]["dense"] == pytest.approx(want["baselines"]["dense"])
+    kmeans = coh["baselines"]["kmeans"]
+    again = cluster_measures(sample.words, sample.vectors, codes.n_units, seed=3)
+    assert kmeans.pop("seconds") >= 0 and again.pop("seconds") >= 0
+    assert kmeans == pytest.approx(again) and kmeans["clusters"] == codes.n_units
+    assert "kmeans" not in json.loads(runner.invoke(app, ["evaluate", str(codes_path), "--json"]).stdout)["coherence"]["baselines"]
+
+    text = runner.invoke(app, ["evaluate", str(codes_path), "--baselines", "--seed", "3"], env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    assert f"k-means ({codes.n_units:,} clusters)" in text
+    strict_row = next(line for line in text.splitlines() if "strict purity (all top 10 words; chance" in line)
+    cells = [c.strip() for c in strict_row.split("│")[2:5]]
+    assert cells == [f"{want['strict_purity']:.3f}", f"{want['baselines']['dense']['strict_purity']:.3f}",
+                     f"{again['strict_purity']:.3f}"]
+    readable = next(line for line in text.splitlines() if "readable units" in line)
+    assert f"{100 * want['readable_units']:.1f}%" in readable and "non-words among the top 10 words" in text
+
+
+def test_inspect_sorts_by_strict_purity(codes_path, codes):
+    rows = json.loads(CliRunner().invoke(app, ["inspect", str(codes_path), "--sort", "strict", "--json"]).stdout)["units"]
+    coh = coherence_of_codes(codes)
+    strict = [r["strict_purity"] for r in rows]
+    assert strict == sorted(coh.units.strict.tolist(), reverse=True)
+    assert [r["non_words"] for r in rows] == coh.units.non_words[[r["unit"] for r in rows]].tolist()
+    ties = [r["unit"] for r in rows if r["strict_purity"] == strict[0]]
+    assert ties == sorted(ties)  # ties by id
+    text = CliRunner().invoke(app, ["inspect", str(codes_path), "--sort", "strict", "--limit", "2"],
+                              env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    assert "strict" in text and f"{strict[0]:.1f}" in text
+
+
 def test_train_reports_balance_per_epoch_and_in_the_summary(run_dir, codes):
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for line in lines:
@@ -254,6 +298,26 @@ def test_train_reports_balance_per_epoch_and_in_the_summary(run_dir, codes):
     assert summary["effective_units"] == pytest.approx(bal["effective_units"], rel=1e-9)
     assert summary["starved_fraction"] == bal["starved_fraction"]
     assert summary["busiest_rate"] == bal["busiest_rate"]
+
+
+def test_train_prints_what_a_reader_sees_of_its_units(tmp_path, sample):
+    from sparsecode.rundir import load_run
+    from sparsecode.tradeoff import reader_figures
+
+    path = ROOT / "sample_data" / "glove.6B.50d.5k.h5"
+    args = ["train", str(path), "--hidden", "100", "--k", "8", "--epochs", "1", "--device", "cpu", "-q"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--json"])
+    assert res.exit_code == 0, res.output
+    units = json.loads(res.stdout)["units"]
+    model, _ = load_run(tmp_path / "a")
+    assert units == pytest.approx(reader_figures(model, path, 8))
+    codes = sc.encode(tmp_path / "a", path, device="cpu")  # what encode, then evaluate, measure
+    summary = coherence_of_codes(codes).summary()
+    assert units == pytest.approx({"words": 5000, **{key: summary[key] for key in
+                                                     ("purity", "strict_purity", "readable_units", "non_words")}})
+    text = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b")], env={"COLUMNS": "300", "NO_COLOR": "1"}).stdout
+    assert (f"units as a reader sees them (top 10 words among the first 5,000): purity {units['purity']:.3f}, strict "
+            f"purity {units['strict_purity']:.3f}, readable units {100 * units['readable_units']:.1f}%") in text
 
 
 def test_tradeoff_command_measures_each_k_as_the_library_does(tmp_path, sample):
@@ -268,10 +332,21 @@ def test_tradeoff_command_measures_each_k_as_the_library_does(tmp_path, sample):
     assert [r["k"] for r in result["rows"]] == [4, 8] and result["words"] == 2000
     want = measure_config(sample_of(sample, 2000), sc.TrainConfig(hidden=100, epochs=1, k=8, device="cpu"))
     got = result["rows"][1]
-    for key in ("fvu", "word_similarity", "effective_units", "starved_fraction", "busiest_rate", "purity"):
+    for key in ("fvu", "word_similarity", "effective_units", "starved_fraction", "busiest_rate", "purity",
+                "strict_purity", "readable_units", "non_words"):
         assert got[key] == pytest.approx(want[key], rel=1e-6), key  # same seed, same model on the CPU
+    from sparsecode.clusters import cluster_measures
+    from sparsecode.interpret import dense_coherence
+
+    ref, first = result["reference"], sample_of(sample, 2000)
+    dense = dense_coherence(first.words, first.vectors)["dense_measures"]
+    assert [ref[f"{key}_dense"] for key in ("strict_purity", "readable_units", "non_words")] == pytest.approx(
+        [dense["strict_purity"], dense["readable_units"], dense["non_words"]])
+    kmeans = cluster_measures(first.words, first.vectors, 100, seed=0)
+    assert ref["kmeans"]["clusters"] == 100 and ref["kmeans"]["strict_purity"] == pytest.approx(kmeans["strict_purity"])
     page = out.read_text()
-    assert page.count("<svg") == 4 and "purity against k" in page
+    assert page.count("<svg") == 5 and "purity against k" in page and "strict purity against k" in page
+    assert f"100 k-means clusters of the same words: purity {kmeans['purity']:.3f}" in page
     bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "sample_data" / "glove.6B.50d.5k.h5"), "--k", "4,x"])
     assert bad.exit_code == 1 and "--k must be comma-separated whole numbers" in bad.stderr
     bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "sample_data" / "glove.6B.50d.5k.h5"), "--words", "-1"])
