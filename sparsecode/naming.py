@@ -30,7 +30,7 @@ import gzip
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -61,6 +61,8 @@ class Hypernyms:
 
     def __post_init__(self) -> None:
         self._ancestors: dict[int, frozenset[int]] = {}
+        self._covering: dict[str, frozenset[int]] = {}
+        self._forms: dict[object, dict[str, str | None]] = {}  # WordNet -> word -> the form listed (_lookup)
 
     def ancestors(self, synset: int) -> frozenset[int]:
         """The synset and every synset on its hypernym paths (computed once each)."""
@@ -71,11 +73,13 @@ class Hypernyms:
         return found
 
     def covering(self, word: str) -> frozenset[int]:
-        """Every synset that covers ``word`` (its senses and their hypernyms); empty when unknown."""
-        out: frozenset[int] = frozenset()
-        for s in self.senses.get(word, ()):
-            out |= self.ancestors(s)
-        return out
+        """Every synset that covers ``word`` (its senses and their hypernyms); empty when unknown.
+        Computed once a word: top words recur across units and runs."""
+        found = self._covering.get(word)
+        if found is None:
+            found = frozenset().union(*(self.ancestors(s) for s in self.senses.get(word, ())))
+            self._covering[word] = found
+        return found
 
     def nameable(self, synset: int) -> bool:
         return not LEXNAMES[self.lexfile[synset]].startswith("noun.") or self.depth[synset] >= MIN_NOUN_DEPTH
@@ -127,12 +131,14 @@ class UnitName:
                 "supersense": self.supersense, "supersense_share": self.supersense_share, "known": self.known}
 
 
-def _lookup(word: str, known: Callable[[str], bool], wn: WordNet) -> str | None:
-    """The form of ``word`` the hypernym table lists: itself lower-cased, else its first base form there."""
-    w = word.lower()
-    if known(w):
-        return w
-    return next((base for base in wn.base_forms(w) if known(base)), None)
+def _lookup(word: str, hyp: Hypernyms, wn: WordNet) -> str | None:
+    """The form of ``word`` the hypernym table lists: itself lower-cased, else its first base form
+    there (found once a word)."""
+    forms = hyp._forms.setdefault(wn, {})
+    if word not in forms:
+        w = word.lower()
+        forms[word] = w if w in hyp.senses else next((b for b in wn.base_forms(w) if b in hyp.senses), None)
+    return forms[word]
 
 
 def name_units(top_words: list[list[str]], hypernyms: Hypernyms | None = None, wn: WordNet | None = None) -> list[UnitName]:
@@ -155,7 +161,7 @@ def _name(words: list[str], hyp: Hypernyms, wn: WordNet) -> UnitName:
     if n_known:
         top = int(np.argmax(held))
         supersense, sup_share = LEXNAMES[top], float(held[top] / n_known)
-    hyp_words = [w for w in (_lookup(x, hyp.senses.__contains__, wn) for x in words) if w is not None]
+    hyp_words = [w for w in (_lookup(x, hyp, wn) for x in words) if w is not None]
     hypernym = share = None
     if len(hyp_words) >= MIN_KNOWN and (held * _NOUN_VERB).max() > 0:
         lexfile = int(np.argmax(held * _NOUN_VERB))  # the noun or verb supersense most top words hold
