@@ -32,6 +32,7 @@ from .errors import SettingError, SparsecodeError, TrainingInterrupted
 from .evaluate import DEFAULT_SEED, DEFAULT_WORDSIM_DIR, UNIT_ORDERS
 from .export import EXPORT_FORMATS
 from .interpret import MIN_COVERAGE, collapse_warning
+from .intrusion import DEFAULT_UNITS as INTRUSION_UNITS, MIN_WORDS as INTRUSION_MIN_WORDS
 from .pursuit import METHODS
 from .search import DEFAULT_TOP
 from .runtime import keep_freed_memory
@@ -481,6 +482,7 @@ def _render_unit(data: dict) -> None:
     """``inspect --dim``: the unit's words and activations."""
     every = "words" in data
     words = data["words"] if every else data["top_words"]
+    out.print(safe(f"unit {data['unit']}: {data['name']['label']}"), soft_wrap=True)  # its name, a line of its own
     title = f"unit {data['unit']}: used by {data['frequency']:,} words"
     table = Table(title=title, min_width=len(title) + 2)  # the title on one line, however short the words
     table.add_column("word")
@@ -497,9 +499,11 @@ def _render_word(data: dict) -> None:
     table = Table(title=safe(f"'{data['word']}': {len(data['active_units'])} active units"))
     table.add_column("unit", justify="right")
     table.add_column("activation", justify="right")
+    table.add_column("name")
     table.add_column("unit's top words")
     for entry in data["active_units"]:
-        table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", word_list(entry["top_words"]))
+        table.add_row(str(entry["unit"]), f"{entry['value']:.3f}", safe(entry["name"]["label"]),
+                      word_list(entry["top_words"]))
     out.print(table)
 
 
@@ -518,10 +522,12 @@ def _render_units(codes_file: Path, codes, rows: list[dict]) -> None:
     table.add_column("words", justify="right")
     table.add_column("purity", justify="right")
     table.add_column("strict", justify="right")
+    table.add_column("name")
     table.add_column("top words")
     for r in rows:
         mark = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
         table.add_row(str(r["unit"]), f"{r['frequency']:,}{mark}", _fmt(r["purity"], 2), _fmt(r["strict_purity"], 1),
+                      safe(r["name"]["label"]),
                       word_list(r["top_words"]))
     out.print(table)
     more = codes.n_units - len(rows)
@@ -852,6 +858,106 @@ def _tradeoff_progress(bar: LiveBar, k_values: list[int], epochs: int, i: int, e
         n = len(k_values)
         bar.update(i + event.step / event.total_steps, n, description=f"k={k_values[i]} ({i + 1}/{n})", count=f"{i}/{n}",
                    status=f"epoch {event.epoch}/{epochs}")
+
+
+@app.command(cls=Command)
+def compare(
+    run_a: Path = typer.Argument(..., help="A run directory (its codes.h5 gives the top words) or a codes file."),
+    run_b: Path = typer.Argument(..., help="Another, trained on the same embeddings (the same D; any number of units)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random pairs shown."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Match two runs' units one to one by the cosine of their decoder rows: how many come back.
+
+    Example: sparsecode compare runs/seed0 runs/seed1
+    """
+    from .compare import THRESHOLDS, compare_runs
+
+    with user_errors():
+        result = compare_runs(run_a, run_b, seed=seed)
+    if as_json:
+        return _echo_json(result)
+    out.print(safe(f"{result['run_a']} ({result['units_a']:,} units) against {result['run_b']} "
+                   f"({result['units_b']:,} units): {result['matched']:,} pairs, optimal one-to-one matching by cosine"),
+              soft_wrap=True)
+    table = Table(show_header=False)
+    for t in THRESHOLDS:
+        table.add_row(f"share of pairs above cosine {t}", f"{result[f'above_{t}']:.1%}")
+    table.add_row("median cosine", f"{result['median']:.3f}")
+    table.add_row("mean cosine", f"{result['mean']:.3f}")
+    out.print(table)
+    for kind in ("best", "worst", "random"):
+        pairs = Table(title=f"{kind} pairs")
+        for col in ("cosine", "unit A", "top words of A", "unit B", "top words of B"):
+            pairs.add_column(col, justify="right" if col in ("cosine", "unit A", "unit B") else "left")
+        for p in result["pairs"][kind]:
+            pairs.add_row(f"{p['cosine']:.3f}", str(p["unit_a"]), word_list(p["words_a"] or []), str(p["unit_b"]),
+                          word_list(p["words_b"] or []))
+        out.print(pairs)
+    for run in result["without_words"]:
+        err.print(safe(f"warning: {run}/codes.h5 is not there, so its units are shown without words; "
+                       f"'sparsecode encode {run} EMB' writes it"), soft_wrap=True)
+
+
+@app.command(cls=Command)
+def intrusion(
+    source: Path = typer.Argument(..., help="Codes file written by 'sparsecode encode' (with --score: the answers, "
+                                            "a CSV with the key's columns task,word)."),
+    units: int = typer.Option(INTRUSION_UNITS, "--units", help="Tasks to draw, one unit each."),
+    min_words: int = typer.Option(INTRUSION_MIN_WORDS, "--min-words", help="Draw among the units at least this many "
+                                                                             "words use."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the units, the intruders and the order of the words."),
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="Tasks to write (CSV: task,word1..word5)."),
+    key: Optional[Path] = typer.Option(None, "--key", help="The answer key to write with --out (CSV: task,word,unit)."),
+    score: Optional[Path] = typer.Option(None, "--score", help="Score the answers SOURCE against this key."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Answer the tasks automatically, by the word farthest "
+                                        "from the other four by cosine in EMB (any format 'convert' reads), or in the "
+                                        "dense vectors of the codes' run with 'dense'; k-means clusters of the same "
+                                        "words beside them."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Word-intrusion tasks: write them with their key, score answers, or let an automatic judge take them.
+
+    Example: sparsecode intrusion codes.h5 --units 100 --out tasks.csv --key key.csv
+    """
+    from .intrusion import check_intrusion_options, intrusion_tasks, judge_file, score_answers
+
+    with user_errors():
+        check_intrusion_options(out_file, key, score, judge)
+        if score is not None:
+            result = score_answers(score, source)
+        elif judge is not None:
+            result = judge_file(source, judge, units=units, seed=seed, min_words=min_words)
+        else:
+            result = intrusion_tasks(source, out_file, key, units=units, seed=seed, min_words=min_words, force=force)
+    if as_json:
+        return _echo_json(result)
+    if score is not None:
+        out.print(f"{_share(result)} of the intruders found (chance {result['chance']:.0%})"
+                  + (f"; {result['unanswered']} task(s) unanswered" if result["unanswered"] else ""), soft_wrap=True)
+    elif judge is not None:
+        table = Table(title=safe(f"automatic judge ({result['judge']}): the word farthest from the other four"))
+        for col in ("tasks of", "tasks", "judged", "intruders found", "95% interval", "chance"):
+            table.add_column(col, justify="left" if col == "tasks of" else "right")
+        for name in ("codes", "kmeans"):
+            r = result.get(name)
+            if r is not None:
+                table.add_row(name if name == "codes" else f"k-means, {result['clusters']:,} clusters", str(r["drawn"]),
+                              str(r["tasks"]), _fmt(r["accuracy"]), f"{r['low']:.3f}-{r['high']:.3f}",
+                              f"{r['chance']:.2f}")
+        out.print(table)
+    else:
+        out.print(safe(f"wrote {result['tasks']} tasks to {out_file} and their key to {key}; people answer in a copy "
+                       f"of the key's columns (task,word), scored with: sparsecode intrusion ANSWERS.csv --score {key}"),
+                  soft_wrap=True)
+
+
+def _share(r: dict) -> str:
+    """``34 of 50 (68.0%, 95% interval 54.2%-79.2%)``."""
+    if not r["tasks"]:
+        return "no tasks answered, so none"
+    return f"{r['found']} of {r['tasks']} ({r['accuracy']:.1%}, 95% interval {r['low']:.1%}-{r['high']:.1%})"
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ Layout (HDF5)::
     dimensions/top_words     (H, M) strings   each unit's M strongest words ("" pads)
     dimensions/top_values    (H, M) float32   their activations (0 pads)
     dimensions/frequency     (H,) int64       how many words use the unit
+    dimensions/names         (H,) strings     each unit's name from WordNet (:mod:`sparsecode.naming`)
     attrs                    the training config (one attribute per setting, and ``config_json``)
                              and the encode settings (``encode_k``, ``encode_method``, ``encode_nonneg``),
                              ``run_dir`` (absolute) and ``model_fingerprint`` (of the weights that
@@ -42,6 +43,7 @@ import numpy as np
 from .atomic import atomic_output
 from .embeddings import _open_h5, decode_words
 from .errors import SparsecodeError, first_line
+from .naming import name_units
 
 
 class UnknownWordError(SparsecodeError, KeyError):
@@ -143,7 +145,7 @@ class Codes:
         return csr_tensor(self.indptr, self.indices, self.data, self.shape, device)
 
     def to_scipy(self):
-        """The (N, H) codes as a ``scipy.sparse.csr_matrix`` (scipy is not a dependency of sparsecode)."""
+        """The (N, H) codes as a ``scipy.sparse.csr_matrix``."""
         try:
             import scipy.sparse
         except ImportError:
@@ -295,10 +297,13 @@ class CodesWriter(_Rows):
 
     def finish(self, words: list[str], units, attrs: dict) -> None:
         """Write the words, the unit report ``units`` (a :class:`~sparsecode.report.UnitSummary`)
-        and the root attributes."""
+        with each unit's name, and the root attributes."""
         dims = self.file.create_group("dimensions")
         str_dt = h5py.string_dtype("utf-8")
-        dims.create_dataset("top_words", data=_top_word_table(units.top_rows, words), dtype=str_dt)
+        table = _top_word_table(units.top_rows, words)
+        dims.create_dataset("top_words", data=table, dtype=str_dt)
+        labels = [n.label for n in name_units(_unpadded(table))]
+        dims.create_dataset("names", data=np.array(labels, dtype=object), shape=(len(labels),), dtype=str_dt)
         dims.create_dataset("top_values", data=units.top_values)
         dims.create_dataset("frequency", data=units.frequency)
         self.file.create_dataset("words", data=np.array(words, dtype=object), dtype=str_dt)

@@ -36,6 +36,7 @@ from .errors import SparsecodeError, need
 from .clusters import cluster_measures
 from .interpret import Coherence, coherence, lexicon, unit_balance, unit_use
 from .model import SparseAutoencoder
+from .naming import name_units
 from .pursuit import make_coder
 from .rundir import default_encode_k, load_run
 
@@ -176,10 +177,10 @@ UNIT_ORDERS = ("id", "frequency", "coherence", "strict")
 def unit_table(codes: Codes, sort: str = "id", coh: Coherence | None = None) -> list[dict]:
     """One dict per unit: ``unit``, ``frequency`` (words using it), ``purity`` (None where not
     measurable), ``strict_purity`` and ``non_words`` (of its top 10 among the first 50,000 words;
-    None where WordNet knows too few of the words), ``use`` ("starved", "busy" or "") and
-    ``top_words``; ordered by id, by frequency (most used first), by coherence (purest first,
-    unmeasurable last) or by strict purity (highest first), ties by id. ``coh``: the codes'
-    :func:`coherence_of_codes`, when at hand."""
+    None where WordNet knows too few of the words), ``use`` ("starved", "busy" or ""), ``name`` (its
+    WordNet name: :meth:`sparsecode.naming.UnitName.as_dict`) and ``top_words``; ordered by id, by
+    frequency (most used first), by coherence (purest first, unmeasurable last) or by strict purity
+    (highest first), ties by id. ``coh``: the codes' :func:`coherence_of_codes`, when at hand."""
     need(sort in UNIT_ORDERS, "sort", "{sort} must be one of {names} (got {got!r})", names=", ".join(UNIT_ORDERS), got=sort)
     coh = coherence_of_codes(codes) if coh is None else coh
     nan = np.full(codes.n_units, np.nan)
@@ -189,9 +190,11 @@ def unit_table(codes: Codes, sort: str = "id", coh: Coherence | None = None) -> 
     key = {"id": ids, "frequency": -codes.frequency, "coherence": np.where(np.isnan(purity), np.inf, -purity),
            "strict": np.where(np.isnan(strict), np.inf, -strict)}[sort]
     order = np.lexsort((ids, key))
+    names = name_units(codes.top_words_table)
     return [{"unit": int(u), "frequency": int(codes.frequency[u]), "purity": _number(purity[u]),
              "strict_purity": _number(strict[u]), "non_words": None if np.isnan(non_words[u]) else int(non_words[u]),
-             "use": unit_use(codes.frequency[u], even), "top_words": [w for w, _ in codes.top_words(int(u))]}
+             "use": unit_use(codes.frequency[u], even), "name": names[u].as_dict(),
+             "top_words": [w for w, _ in codes.top_words(int(u))]}
             for u in order]
 
 
@@ -200,19 +203,23 @@ def _number(value: float) -> float | None:
 
 
 def unit_entry(codes: Codes, unit: int, every: bool = False) -> dict:
-    """One unit as ``inspect --dim`` shows it: ``unit``, ``frequency`` and its stored
+    """One unit as ``inspect --dim`` shows it: ``unit``, ``frequency``, ``name`` and its stored
     ``top_words`` or, with ``every``, all its ``words`` (from the codes), each ``{word, value}``."""
     codes.check_unit(unit)
     words = codes.unit_words(unit) if every else codes.top_words(unit)
     return {"unit": unit, "frequency": int(codes.frequency[unit]),
+            "name": name_units([codes.top_words_table[unit]])[0].as_dict(),
             "words" if every else "top_words": [{"word": w, "value": v} for w, v in words]}
 
 
 def word_entry(codes: Codes, word: str) -> dict:
     """A word as ``inspect --word`` shows it: its ``active_units``, strongest first, each with
-    its value and the unit's top words."""
-    return {"word": word, "active_units": [{"unit": u, "value": v, "top_words": [w for w, _ in codes.top_words(u)]}
-                                           for u, v in codes.active_units(word)]}
+    its value, the unit's name and its top words."""
+    active = codes.active_units(word)
+    names = name_units([codes.top_words_table[u] for u, _ in active])
+    return {"word": word, "active_units": [{"unit": u, "value": v, "name": name.as_dict(),
+                                            "top_words": [w for w, _ in codes.top_words(u)]}
+                                           for (u, v), name in zip(active, names)]}
 
 
 def dead_entry(codes: Codes) -> dict:

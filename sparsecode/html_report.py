@@ -443,9 +443,10 @@ def _units_section(codes: Codes, coh) -> str:
         row_class = f' class="{use}"' if use else ""
         rows.append(f'<tr id="unit-{unit}" data-unit="{unit}"{row_class}>'
                     f'<td class="num">{unit}</td><td class="num">{freq:,}{flag}</td><td class="num">{100 * freq / n:.2f} %</td>'
-                    f'<td class="num">{purity}</td><td class="num">{strict}</td><td>{words}</td></tr>')
+                    f'<td class="num">{purity}</td><td class="num">{strict}</td><td>{escape(entry["name"]["label"])}</td>'
+                    f'<td>{words}</td></tr>')
     table = ('<table id="unit-table">\n<thead><tr><th class="num">unit</th><th class="num">words</th>'
-             '<th class="num">share</th><th class="num">purity</th><th class="num">strict</th>'
+             '<th class="num">share</th><th class="num">purity</th><th class="num">strict</th><th>name (WordNet)</th>'
              '<th>top words (activation)</th></tr></thead>\n<tbody>\n'
              + "\n".join(rows) + "\n</tbody>\n</table>")
     search = ('<p><input id="unit-search" type="search" placeholder="a word, or #unit" '
@@ -454,7 +455,9 @@ def _units_section(codes: Codes, coh) -> str:
     data = json.dumps(word_units_data(codes), ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     return _section("units", "Units", '<p class="note">Every unit with the number of words that use it (flagged '
                     "<b>starved</b> below a tenth of the even share, <b>busy</b> above ten times it), its WordNet "
-                    "supersense purity and strict purity (see the README's Evaluation) and its strongest words. Type a word (any case) "
+                    "supersense purity and strict purity, its name from WordNet (the most specific hypernym shared "
+                    "by at least half of its known top words, with that share, and their dominant supersense; see "
+                    "docs/evaluation.md) and its strongest words. Type a word (any case) "
                     "to see the units its code uses, strongest first; several words: the units any of them uses; "
                     "<code>#42</code>: unit 42.</p>", search, table,
                     f'<script type="application/json" id="word-units">{data}</script>')

@@ -42,8 +42,9 @@ def test_inspect_dim_title_on_one_line_and_limit_zero_refused(codes_path, codes)
     # The unit with the shortest top words: its table is narrower than its title, which wrapped.
     unit = min(range(codes.n_units), key=lambda u: max(len(w) for w, _ in codes.top_words(u)))
     assert max(len(w) for w, _ in codes.top_words(unit)) <= 8
-    title = run("inspect", codes_path, "--dim", unit).stdout.splitlines()[0].strip()
-    assert title == f"unit {unit}: used by {codes.frequency[unit]:,} words"
+    lines = run("inspect", codes_path, "--dim", unit).stdout.splitlines()
+    assert lines[0].startswith(f"unit {unit}: ")  # its name, a line of its own
+    assert lines[1].strip() == f"unit {unit}: used by {codes.frequency[unit]:,} words"
     one_line_error(run("inspect", codes_path, "--limit", 0, ok=False), "--limit must be at least 1 (got 0)")
 
 

@@ -35,14 +35,16 @@ SMALL_API = ("sc.TrainConfig(hidden=1000, k=32, epochs=10)", "sc.TrainConfig(hid
 SMALL_ESTIMATOR = ("sc.SparseCoder(hidden=1000, k=32, epochs=10)", "sc.SparseCoder(hidden=100, k=8, epochs=1, device='cpu')")
 NOT_RUN = {"curl", "unzip", "source", "python3", ".venv/bin/python"}
 #: (sparsecode commands, python blocks) each file runs: a block the test missed changes these.
-RUNS = {"README.md": (13, 1), "cli.md": (0, 0), "distributed.md": (0, 0), "evaluation.md": (0, 0),
+RUNS = {"README.md": (16, 1), "cli.md": (0, 0), "distributed.md": (0, 0), "evaluation.md": (0, 0),
         "formats.md": (3, 2), "layout.md": (0, 0), "objectives.md": (0, 0), "pursuit.md": (1, 0),
         "python.md": (0, 2), "speed.md": (0, 0), "training.md": (0, 0)}
 #: Files each one's examples write, relative to the folder it runs in.
-MADE = {"README.md": ("runs/glove5k/codes.h5", "runs/glove50k/report.html", "runs/glove50k/codes.npz"),
+MADE = {"README.md": ("runs/glove5k/codes.h5", "runs/glove50k/report.html", "runs/glove50k/codes.npz",
+                      "runs/glove5k/tasks.csv", "runs/glove5k/key.csv"),
         "formats.md": ("glove-lower.h5", "runs/glove5k/codes.txt", "runs/glove5k/codes-dense.h5"),
         "pursuit.md": ("runs/glove5k/codes-omp.h5",),
-        "python.md": ("runs/api/report.html", "runs/api/codes.npz", "runs/api/glove.h5", "runs/nb/model.pt")}
+        "python.md": ("runs/api/report.html", "runs/api/codes.npz", "runs/api/glove.h5", "runs/nb/model.pt",
+                      "runs/api/tasks.csv", "runs/api/key.csv")}
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
