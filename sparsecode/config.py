@@ -24,6 +24,8 @@ RESUMABLE_CHANGES = ("checkpoint_every", "device")
 
 #: How the decoder starts (see ``TrainConfig.init``).
 INITS = ("kmeans", "random")
+#: How word vectors are measured before coding (see ``TrainConfig.geometry``; defaults by objective below).
+GEOMETRIES = ("cosine", "euclidean")
 #: The sparsity objectives (see :mod:`sparsecode.objectives`); the first is the default.
 SPARSITIES = ("topk", "batchtopk", "kl", "l1", "spine")
 #: Where a model runs: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; the first is the default.
@@ -42,6 +44,8 @@ OBJECTIVE_DEFAULTS = {
     "l1_coef": {"l1": 0.1},
     # SPINE is a denoising autoencoder: the paper's noise level.
     "noise": {"topk": 0.0, "batchtopk": 0.0, "kl": 0.0, "l1": 0.0, "spine": 0.2},
+    "geometry": {"topk": "euclidean", "batchtopk": "euclidean", "kl": "euclidean", "l1": "euclidean", "spine": "euclidean"},
+    "rank_power": {"topk": 0.0, "batchtopk": 0.0, "kl": 0.0, "l1": 0.0, "spine": 0.0},
 }
 
 
@@ -76,7 +80,22 @@ class TrainConfig:
     """Active units per word after training (topk), or on average over a batch (batchtopk);
     default 32. Only for these two (cap other objectives' codes with ``encode_k``)."""
     epochs: int = setting(10, help="Passes over the vocabulary.")
-    """Passes over the vocabulary."""
+    """Passes over the vocabulary (each as many words as the vocabulary has; see ``rank_power``)."""
+    geometry: str | None = setting(help="cosine: every word's offset from the mean word scaled to one length before "
+                                         "coding, so a unit's top words are its most typical, not its longest "
+                                         "vectors; euclidean: the vectors as they are.", choices=GEOMETRIES)
+    """``cosine``: every word vector's offset from the mean word is scaled to one
+    length before it is coded (and reconstructed at that length; see :mod:`sparsecode.model`), so
+    that activations compare directions; in GloVe a vector's length mostly follows its frequency,
+    and without this a unit's strongest words are its longest vectors, often rare tokens.
+    ``euclidean`` (the default): the vectors as they are."""
+    rank_power: float | None = setting(help="Draw each epoch's words with probability proportional to rank^-this (a "
+                                            "file lists its most frequent words first); 0: every word once.")
+    """Frequency-aware training (default 0: off): each epoch draws
+    as many words as the vocabulary has, with replacement, word r (1-based position in the file,
+    which embedding files order by frequency) with probability proportional to ``r ** -rank_power``;
+    0 takes every word once. The balance of the units then serves the words people use, not the
+    long tail of rare tokens (see :mod:`sparsecode.data`)."""
     batch_size: int = setting(256, help="Words per step.")
     """Words per optimisation step."""
     lr: float = setting(5e-3, help="Peak Adam learning rate (warm-up, then cosine decay).")
@@ -172,7 +191,7 @@ class TrainConfig:
                  got=self.sparsity)
         topk = self.uses_k
         need(self.rho is None or 0 < self.rho < 1, "rho", "{rho} must be between 0 and 1, exclusive (got {got})", got=self.rho)
-        for name in ("beta", "l1_coef", "noise", "balance", "homeostasis"):
+        for name in ("beta", "l1_coef", "noise", "balance", "homeostasis", "rank_power"):
             value = getattr(self, name)
             need(value is None or value >= 0, name, "{" + name + "} must be 0 or more (got {got})", got=value)
         need(all(isinstance(w, int) and w >= 1 for w in self.encoder_layers), "encoder_layers",
@@ -184,6 +203,8 @@ class TrainConfig:
              got=self.sparsity)
         need(topk or self.k_anneal_from is None, "k_anneal_from",
              "{k_anneal_from} applies to {sparsity} topk or batchtopk, not {got}", got=self.sparsity)
+        need(self.geometry is None or self.geometry in GEOMETRIES, "geometry",
+             "{geometry} must be one of {names} (got {got!r})", names=", ".join(GEOMETRIES), got=self.geometry)
         need(self.init is None or self.init in INITS, "init", "{init} must be one of {names} (got {got!r})",
              names=", ".join(INITS), got=self.init)
         need(self.init != "kmeans" or not self.encoder_layers, "init",
@@ -257,8 +278,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        """The settings of a ``config.json`` or checkpoint; those it predates take :data:`EARLIER_VALUES`."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{**EARLIER_VALUES, **{k: v for k, v in data.items() if k in names}})
+
+
+#: What a run recorded before a setting existed did, as that setting's value (a checkpoint of such a
+#: run resumes only with these, and its config.json reads as it trained).
+EARLIER_VALUES = {"geometry": "euclidean", "rank_power": 0.0}
 
 
 #: What ``device`` accepts: auto, cpu, cuda (the current GPU) or cuda:N (GPU N).

@@ -7,6 +7,9 @@ The order of an epoch is defined on *global* batches, whatever the number of pro
    buffer, its rows those of its chunks in file order (when there are at most ``BUFFER_CHUNKS``
    chunks, no permutation is drawn and one buffer holds every row);
 3. each buffer's rows are shuffled by a seeded permutation, drawn when the buffer is reached;
+   with frequency-aware training (``rank_power`` p > 0, see :func:`rank_draws`) a buffer instead
+   holds its share of N draws, row r (0-based) drawn with probability proportional to (r + 1)^-p:
+   the buffer's count is fixed by its rows' total weight, its draws are made when it is reached;
 4. the shuffled buffers, one after the other, are cut into batches of ``batch_size`` rows (the last
    one may be shorter), so an epoch has ceil(N / batch_size) steps.
 
@@ -228,11 +231,29 @@ def open_training_data(source: "Embeddings | TrainingData | str | os.PathLike") 
         raise
 
 
-class EpochOrder:
-    """The row order of one epoch (see the module docstring), drawn from ``generator``."""
+def rank_weights(rows: np.ndarray, power: float) -> np.ndarray:
+    """float64 weights (r + 1)^-power of the 0-based rows ``rows``."""
+    return (np.asarray(rows, dtype=np.float64) + 1) ** -power
 
-    def __init__(self, n: int, generator: torch.Generator):
-        self.n, self.generator = n, generator
+
+def rank_draws(sizes: list[int], power: float) -> np.ndarray:
+    """How many of N = sum(``sizes``) draws fall in each block of consecutive rows (sizes in row
+    order), in proportion to the blocks' total :func:`rank_weights` (largest remainders: the counts
+    add up to N)."""
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    mass = np.array([rank_weights(np.arange(a, b), power).sum() for a, b in zip(edges[:-1], edges[1:])])
+    share = mass / mass.sum() * edges[-1]
+    counts = np.floor(share).astype(np.int64)
+    counts[np.argsort(counts - share, kind="stable")[: int(edges[-1] - counts.sum())]] += 1
+    return counts
+
+
+class EpochOrder:
+    """The row order of one epoch (see the module docstring), drawn from ``generator``; with
+    ``rank_power`` > 0 the epoch's N rows are drawn by frequency rank instead (module docstring)."""
+
+    def __init__(self, n: int, generator: torch.Generator, rank_power: float = 0.0):
+        self.n, self.generator, self.rank_power = n, generator, rank_power
         n_chunks = math.ceil(n / CHUNK_ROWS)
         if n_chunks <= BUFFER_CHUNKS:
             self.groups = [np.arange(n_chunks)]
@@ -240,6 +261,9 @@ class EpochOrder:
             order = torch.randperm(n_chunks, generator=generator).numpy()
             self.groups = [np.sort(order[i : i + BUFFER_CHUNKS]) for i in range(0, n_chunks, BUFFER_CHUNKS)]
         sizes = [sum(min(CHUNK_ROWS, n - c * CHUNK_ROWS) for c in g) for g in self.groups]
+        if rank_power > 0:  # each chunk's share of the draws, summed over its buffer
+            chunk_draws = rank_draws([min(CHUNK_ROWS, n - c * CHUNK_ROWS) for c in range(n_chunks)], rank_power)
+            sizes = [int(chunk_draws[g].sum()) for g in self.groups]
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         """Stream position where each buffer begins (and N at the end)."""
         self._perms: list[torch.Tensor] = []
@@ -252,10 +276,17 @@ class EpochOrder:
         return np.concatenate([np.arange(c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, self.n)) for c in self.groups[j]])
 
     def perm(self, j: int) -> torch.Tensor:
-        """Buffer ``j``'s shuffle (int64, CPU); draws those of buffers up to ``j`` first."""
+        """Buffer ``j``'s shuffle, or its draws by rank: for each of its positions the index of a row
+        within :meth:`rows` (int64, CPU); draws those of buffers up to ``j`` first."""
         while len(self._perms) <= j:
-            size = int(self.starts[len(self._perms) + 1] - self.starts[len(self._perms)])
-            self._perms.append(torch.randperm(size, generator=self.generator))
+            i = len(self._perms)
+            size = int(self.starts[i + 1] - self.starts[i])
+            if self.rank_power > 0:
+                weights = torch.from_numpy(rank_weights(self.rows(i), self.rank_power))
+                self._perms.append(torch.multinomial(weights, size, replacement=True, generator=self.generator)
+                                   if size else torch.zeros(0, dtype=torch.int64))
+            else:
+                self._perms.append(torch.randperm(size, generator=self.generator))
         return self._perms[j]
 
     def finish(self) -> None:
@@ -347,15 +378,18 @@ class BatchSource:
     """This process's rows of each global batch, on the device, prepared (normalised).
 
     ``prepare`` turns (K, D) float32 rows on the host into what the model takes (on the device);
-    ``feed`` (a :class:`DeviceFeed`, default the CPU's) carries the index maps there. With
+    ``feed`` (a :class:`DeviceFeed`, default the CPU's) carries the index maps there;
+    ``rank_power`` > 0 draws each epoch's rows by frequency rank (see :class:`EpochOrder`). With
     ``prefetch`` the next buffer is loaded one step after the current one is first used (on CUDA
     on the feed's side stream, while the device works on the steps queued so far).
     :meth:`keep_resident` reads every row once and keeps them prepared on the device.
     """
 
     def __init__(self, rows: Rows, batch_size: int, prepare: Callable[[np.ndarray], torch.Tensor],
-                 rank: int = 0, world: int = 1, feed: DeviceFeed | None = None, prefetch: bool = False):
+                 rank: int = 0, world: int = 1, feed: DeviceFeed | None = None, prefetch: bool = False,
+                 rank_power: float = 0.0):
         self.rows, self.batch_size, self.prepare = rows, batch_size, prepare
+        self.rank_power = rank_power
         self.rank, self.world = rank, world
         self.feed = feed if feed is not None else DeviceFeed("cpu")
         self.prefetch = prefetch
@@ -384,7 +418,7 @@ class BatchSource:
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """Draw the order of a new epoch from ``generator`` (in its state at the epoch's start)."""
-        self.order = EpochOrder(self.rows.n, generator)
+        self.order = EpochOrder(self.rows.n, generator, self.rank_power)
         self._loaded, self._ahead = {}, None
 
     def finish_epoch(self) -> None:
@@ -445,11 +479,11 @@ class BatchSource:
         if self.resident is not None:  # every row is there: the buffer is its rows' index
             return self.resident, self.feed.tensor(rows_j[perm.numpy()])
         needed = self._needed(j)
-        if len(needed) == len(rows_j):  # every row: the read rows are the buffer's, sorted
+        if len(needed) == len(perm):  # every position: the read rows are the buffer's, sorted
             unique, inverse = rows_j, perm
         else:
             unique, inv = np.unique(rows_j[perm.numpy()[needed]], return_inverse=True)
-            inverse = torch.full((len(rows_j),), -1, dtype=torch.int64)
+            inverse = torch.full((len(perm),), -1, dtype=torch.int64)
             inverse[torch.from_numpy(needed)] = torch.from_numpy(inv.reshape(-1).astype(np.int64))
         if self._kept is not None and np.array_equal(self._kept[0], unique):
             data = self._kept[1]

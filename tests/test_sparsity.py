@@ -164,6 +164,8 @@ def test_settings_that_do_not_apply_are_refused():
         (dict(sparsity="nope"), "sparsity", "sparsity must be one of topk, batchtopk, kl, l1, spine"),
         (dict(encoder_layers=[80, 0]), "encoder_layers", "encoder_layers must be positive widths"),
         (dict(encoder_layers=[80], aux_coef=0.03), "aux_coef", "needs the single-layer model"),
+        (dict(geometry="spherical"), "geometry", "geometry must be one of cosine, euclidean"),
+        (dict(rank_power=-0.5), "rank_power", "rank_power must be 0 or more"),
     ):
         with pytest.raises(sc.SparsecodeError, match=needle.replace("(", r"\(").replace(")", r"\)")) as exc:
             sc.TrainConfig(**settings).validate()
