@@ -378,7 +378,8 @@ def inspect(
     show_all: bool = typer.Option(False, "--all", help="Every unit in the table; with --dim, every word of the unit "
                                                        "(from the codes, not only the stored top words)."),
     sort: str = choice("id", UNIT_ORDERS, "Order of the units table: by id, by how many words use them (most "
-                                          "first), or by purity (most coherent first).", "--sort"),
+                                          "first), by purity (most coherent first) or by strict purity (all top "
+                                          "10 words counted; highest first).", "--sort"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the words of each hidden unit.  Example: sparsecode inspect codes.h5 --word king"""
@@ -455,10 +456,12 @@ def _render_units(codes_file: Path, codes, rows: list[dict]) -> None:
     table.add_column("unit", justify="right")
     table.add_column("words", justify="right")
     table.add_column("purity", justify="right")
+    table.add_column("strict", justify="right")
     table.add_column("top words")
     for r in rows:
         mark = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
-        table.add_row(str(r["unit"]), f"{r['frequency']:,}{mark}", _fmt(r["purity"], 2), word_list(r["top_words"]))
+        table.add_row(str(r["unit"]), f"{r['frequency']:,}{mark}", _fmt(r["purity"], 2), _fmt(r["strict_purity"], 1),
+                      word_list(r["top_words"]))
     out.print(table)
     more = codes.n_units - len(rows)
     if more:
@@ -505,6 +508,8 @@ def evaluate(
     worst: int = typer.Option(0, "--worst", help="List the N words the codes reconstruct worst (their own FVU and cosine)."),
     compare_methods: bool = typer.Option(False, "--compare-methods",
                                          help="Also encode with the encoder, OMP and non-negative OMP and compare them."),
+    baselines: bool = typer.Option(False, "--baselines", help="Also measure H spherical k-means clusters of the same "
+                                                              "words (seeded by --seed), beside the units."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Reconstruction, sparsity health, word similarity and DistRatio of codes, beside the dense vectors.
@@ -513,7 +518,7 @@ def evaluate(
 
     with user_errors():
         result, dense_dim = evaluate_file(codes_file, model_dir, embeddings, vocab, wordsim, seed=seed, worst=worst,
-                                          compare=compare_methods)
+                                          compare=compare_methods, baselines=baselines)
     if as_json:
         return _echo_json(result)
     _render_evaluation(result, dense_dim)
@@ -538,12 +543,36 @@ def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _coherence_rows(table: Table, coh: dict, kmeans: dict | None) -> None:
+    """Purity, strict purity, readable units and non-words of the codes, beside the dense dimensions
+    and the k-means clusters when measured."""
+    dense = coh["baselines"].get("dense") or {}
+    base = [dense, kmeans] if kmeans is not None else [dense]
+
+    def row(label: str, key: str, show) -> None:
+        table.add_row(label, show(coh[key]), *(show(b.get(key)) for b in base))
+
+    row(f"purity (WordNet supersenses; chance {coh['chance']:.3f})", "purity", _fmt)
+    table.add_row("units with a measurable purity", f"{coh['units_measured']} of {coh['units_measured'] + coh['units_skipped']}", "")
+    row(f"strict purity (all top 10 words; chance {coh['strict_chance']:.3f})", "strict_purity", _fmt)
+    row("readable units (strict purity >= 0.5)", "readable_units", _percent)
+    row("non-words among the top 10 words", "non_words", _percent)
+
+
+def _percent(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
 def _render_evaluation(result: dict, dense_dim: int | None) -> None:
     sp = result["sparsity"]
     table = Table(title=safe(f"{result['codes']}: {sp['words']:,} words, {sp['units']} units"))
     table.add_column("measure")
     table.add_column("codes", justify="right")
     table.add_column("dense", justify="right")
+    coh = result.get("coherence")
+    kmeans = (coh or {}).get("baselines", {}).get("kmeans")
+    if kmeans is not None:
+        table.add_column(f"k-means ({kmeans['clusters']:,} clusters)", justify="right")
     if "reconstruction" in result:
         rec = result["reconstruction"]
         table.add_row("FVU", _fmt(rec["fvu"], 4), "")
@@ -558,10 +587,8 @@ def _render_evaluation(result: dict, dense_dim: int | None) -> None:
     table.add_row(f"starved units (< {bal['even_share'] / 10:.1f} words)", f"{bal['starved_units']} ({100 * bal['starved_fraction']:.1f}%)", "")
     table.add_row(f"busy units (> {bal['even_share'] * 10:.0f} words)", str(bal["busy_units"]), "")
     table.add_row("busiest unit's share of the words", f"{100 * bal['busiest_rate']:.1f}%", "")
-    coh = result.get("coherence")
     if coh is not None:
-        table.add_row(f"purity (WordNet supersenses; chance {coh['chance']:.3f})", _fmt(coh["purity"]), _fmt(coh["dense"]))
-        table.add_row("units with a measurable purity", f"{coh['units_measured']} of {coh['units_measured'] + coh['units_skipped']}", "")
+        _coherence_rows(table, coh, kmeans)
     if "dist_ratio" in result:
         dr = result["dist_ratio"]
         table.add_row("DistRatio (higher: more coherent)", _fmt(dr["codes"]["dist_ratio"]), _fmt(dr["dense"]["dist_ratio"]))
@@ -730,13 +757,20 @@ def tradeoff(
     ref = result["reference"]
     table = Table(title=f"{embeddings}: first {result['words']:,} words x {result['dim']} -> {base.hidden} units, "
                         f"{base.epochs} epochs")
-    for col in ("k", "FVU", "word similarity", "purity", "effective units", "starved %", "busiest %", "train s"):
+    for col in ("k", "FVU", "word similarity", "purity", "strict", "readable", "non-words", "effective units",
+                "starved %", "busiest %", "train s"):
         table.add_column(col, justify="right")
     for r in result["rows"]:
         table.add_row(str(r["k"]), f"{r['fvu']:.4f}", _fmt(r["word_similarity"]), _fmt(r["purity"]),
+                      _fmt(r["strict_purity"]), _percent(r["readable_units"]), _percent(r["non_words"]),
                       f"{r['effective_units']:.0f}", f"{100 * r['starved_fraction']:.1f}", f"{100 * r['busiest_rate']:.1f}",
                       f"{r['seconds']:.1f}")
-    table.add_row("dense", "", _fmt(ref["word_similarity"]), _fmt(ref["purity_dense"]), "", "", "", "", style="bold")
+    table.add_row("dense", "", _fmt(ref["word_similarity"]), _fmt(ref["purity_dense"]), _fmt(ref["strict_purity_dense"]),
+                  _percent(ref["readable_units_dense"]), _percent(ref["non_words_dense"]), "", "", "", "", style="bold")
+    km = ref.get("kmeans")
+    if km is not None:
+        table.add_row(f"k-means ({km['clusters']:,})", "", "", _fmt(km["purity"]), _fmt(km["strict_purity"]),
+                      _percent(km["readable_units"]), _percent(km["non_words"]), "", "", "", "", style="bold")
     out.print(table)
     out.print(f"purity by chance: {_fmt(ref['purity_chance'])}" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
 

@@ -32,7 +32,8 @@ from torch import Tensor
 from .codes import Codes, check_same_model, load_codes
 from .convert import CACHE_NAME, cache_matches, load_embeddings, readable_embeddings
 from .errors import SparsecodeError, need
-from .interpret import coherence, unit_balance, unit_use
+from .clusters import cluster_measures
+from .interpret import Coherence, coherence, lexicon, unit_balance, unit_use
 from .model import SparseAutoencoder
 from .pursuit import make_coder
 from .rundir import default_encode_k, load_run
@@ -172,30 +173,40 @@ def balance_of_codes(codes: Codes) -> dict:
     return unit_balance(codes.frequency, len(codes.words), mass)
 
 
-def coherence_of_codes(codes: Codes, vectors: np.ndarray | None = None, seed: int = 0):
-    """:func:`sparsecode.interpret.coherence` of stored codes (None for a vocabulary WordNet hardly knows)."""
-    return coherence(codes.words, codes.indptr, codes.indices, codes.data, codes.n_units, vectors, seed)
+def coherence_of_codes(codes: Codes, vectors: np.ndarray | None = None, seed: int = 0, lex=None):
+    """:func:`sparsecode.interpret.coherence` of stored codes (None for a vocabulary WordNet hardly
+    knows); ``lex``: the :func:`~sparsecode.interpret.lexicon` of their words, when at hand."""
+    return coherence(codes.words, codes.indptr, codes.indices, codes.data, codes.n_units, vectors, seed, lex=lex)
 
 
 #: How :func:`unit_table` orders units.
-UNIT_ORDERS = ("id", "frequency", "coherence")
+UNIT_ORDERS = ("id", "frequency", "coherence", "strict")
 
 
-def unit_table(codes: Codes, sort: str = "id") -> list[dict]:
+def unit_table(codes: Codes, sort: str = "id", coh: Coherence | None = None) -> list[dict]:
     """One dict per unit: ``unit``, ``frequency`` (words using it), ``purity`` (None where not
-    measurable), ``use`` ("starved", "busy" or "") and ``top_words``; ordered by id, by frequency
-    (most used first) or by coherence (purest first, unmeasurable last), ties by id."""
+    measurable), ``strict_purity`` and ``non_words`` (of its top 10 among the first 50,000 words;
+    None where WordNet knows too few of the words), ``use`` ("starved", "busy" or "") and
+    ``top_words``; ordered by id, by frequency (most used first), by coherence (purest first,
+    unmeasurable last) or by strict purity (highest first), ties by id. ``coh``: the codes'
+    :func:`coherence_of_codes`, when at hand."""
     need(sort in UNIT_ORDERS, "sort", "{sort} must be one of {names} (got {got!r})", names=", ".join(UNIT_ORDERS), got=sort)
-    coh = coherence_of_codes(codes)
-    purity = coh.per_unit if coh is not None else np.full(codes.n_units, np.nan)
+    coh = coherence_of_codes(codes) if coh is None else coh
+    nan = np.full(codes.n_units, np.nan)
+    purity, strict, non_words = (nan, nan, nan) if coh is None else (coh.per_unit, coh.units.strict, coh.units.non_words)
     even = codes.frequency.sum() / max(codes.n_units, 1)
     ids = np.arange(codes.n_units)
-    key = {"id": ids, "frequency": -codes.frequency, "coherence": np.where(np.isnan(purity), np.inf, -purity)}[sort]
+    key = {"id": ids, "frequency": -codes.frequency, "coherence": np.where(np.isnan(purity), np.inf, -purity),
+           "strict": np.where(np.isnan(strict), np.inf, -strict)}[sort]
     order = np.lexsort((ids, key))
-    return [{"unit": int(u), "frequency": int(codes.frequency[u]),
-             "purity": None if np.isnan(purity[u]) else float(purity[u]),
+    return [{"unit": int(u), "frequency": int(codes.frequency[u]), "purity": _number(purity[u]),
+             "strict_purity": _number(strict[u]), "non_words": None if np.isnan(non_words[u]) else int(non_words[u]),
              "use": unit_use(codes.frequency[u], even), "top_words": [w for w, _ in codes.top_words(int(u))]}
             for u in order]
+
+
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def unit_entry(codes: Codes, unit: int, every: bool = False) -> dict:
@@ -483,18 +494,24 @@ def evaluate(
     wordsim_dir: str | os.PathLike | None = DEFAULT_WORDSIM_DIR,
     seed: int = DEFAULT_SEED,
     worst: int = 0,
+    baselines: bool = False,
 ) -> dict:
     """Everything ``sparsecode evaluate`` prints, as a dict.
 
     ``vectors`` (N, D) are the original embeddings of ``codes.words`` (aligned); with them come
     the reconstruction (also needs ``model``; with ``worst`` > 0 its ``worst`` list, see
-    :func:`reconstruction_of_codes`), and dense baselines for word similarity and DistRatio.
+    :func:`reconstruction_of_codes`), and dense baselines for word similarity, DistRatio and the
+    coherence measures (``coherence.baselines.dense``); with ``baselines`` also those of H k-means
+    clusters of the same words (``coherence.baselines.kmeans``, :func:`~sparsecode.clusters.cluster_measures`).
     ``wordsim_dir=None`` skips word similarity.
     """
     need(worst >= 0, "worst", "{worst} must be 0 or more (got {got})", got=worst)
     result: dict = {"codes": codes.path, "sparsity": sparsity_of_codes(codes), "balance": balance_of_codes(codes)}
-    coh = coherence_of_codes(codes, vectors, seed)
+    lex = lexicon(codes.words)
+    coh = coherence_of_codes(codes, vectors, seed, lex)
     result["coherence"] = coh.summary() if coh is not None else None
+    if coh is not None and baselines and vectors is not None:
+        result["coherence"]["baselines"]["kmeans"] = cluster_measures(codes.words, vectors, codes.n_units, seed, lex)
     if model is not None and vectors is not None:
         if model.n_hidden != codes.n_units or model.d_in != vectors.shape[1]:
             raise SparsecodeError(
@@ -527,14 +544,15 @@ class Evaluation(NamedTuple):
 def evaluate_file(codes_file: str | os.PathLike, model: str | os.PathLike | None = None,
                   embeddings: str | os.PathLike | None = None, vocab: str | os.PathLike | None = None,
                   wordsim_dir: str | os.PathLike | None = DEFAULT_WORDSIM_DIR, seed: int = DEFAULT_SEED, worst: int = 0,
-                  compare: bool = False) -> Evaluation:
+                  compare: bool = False, baselines: bool = False) -> Evaluation:
     """What ``sparsecode evaluate`` reports of a codes file: :func:`evaluate` with the model (the
     run directory ``model``) and the embeddings given or recorded (:func:`find_sources`), and with
-    ``compare`` the encoding methods compared at the codes' k (:func:`compare_methods`)."""
+    ``compare`` the encoding methods compared at the codes' k (:func:`compare_methods`); with
+    ``baselines`` the measures of k-means clusters of the same words."""
 
     codes = load_codes(codes_file)
     src = find_sources(codes, model, embeddings, vocab)
-    result = evaluate(codes, src.model, src.vectors, wordsim_dir, seed=seed, worst=worst)
+    result = evaluate(codes, src.model, src.vectors, wordsim_dir, seed=seed, worst=worst, baselines=baselines)
     if compare:
         need(src.model is not None and src.vectors is not None, "compare_methods",
              "{path}: {compare_methods} needs the model and the embeddings; pass {model} RUN_DIR and {embeddings} EMB.h5",

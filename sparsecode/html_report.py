@@ -29,7 +29,7 @@ import numpy as np
 from .atomic import atomic_output, check_output
 from .codes import Codes, check_same_model, load_codes
 from .errors import SparsecodeError
-from .evaluate import balance_of_codes, unit_table
+from .evaluate import balance_of_codes, coherence_of_codes, unit_table
 from .interpret import EVEN_FACTOR
 from .svg import histogram, line_chart
 from .rundir import RunLogs, load_run, read_json, read_logs
@@ -128,15 +128,16 @@ def render_report(logs: RunLogs, codes: Codes, evaluation: dict | None, title: s
     n, h = codes.shape
     head = (f"{n:,} words" + (f" × {cfg['d_in']} dimensions" if "d_in" in cfg else "")
             + f" → {h:,} units, k = {codes.attrs.get('encode_k', cfg.get('k', '?') if cfg.get('sparsity', 'topk') == 'topk' else 'none (' + cfg['sparsity'] + ')')} at encode time")
+    coh = coherence_of_codes(codes)
     body = [
         f"<h1>sparsecode report: {escape(title)}</h1>",
         f'<p class="sub">{escape(head)}. Codes: {escape(codes.path or "(in memory)")}. sparsecode {__version__}.</p>',
-        _final_section(logs.summary, codes),
+        _final_section(logs.summary, codes, coh),
         _evaluation_section(evaluation),
         _training_section(logs.metrics),
         _frequency_section(codes),
         _l0_section(codes),
-        _units_section(codes),
+        _units_section(codes, coh),
         _config_section(cfg),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -172,7 +173,7 @@ def _value(key: str, value) -> str:
     return f"{value:.4g}"
 
 
-def _final_section(summary: dict, codes: Codes) -> str:
+def _final_section(summary: dict, codes: Codes, coh) -> str:
     keys = [k for k in SUMMARY_FIGURES if k in summary] + [k for k in summary if k not in SUMMARY_FIGURES]
     rows = [[escape(k), _value(k, summary[k]), escape(SUMMARY_FIGURES.get(k, ""))] for k in keys]
     l0 = codes.l0()
@@ -185,6 +186,16 @@ def _final_section(summary: dict, codes: Codes) -> str:
         ["dead units", f"{dead:,}", "units no word of the codes uses"],
         ["all-zero codes", f"{int((l0 == 0).sum()):,}", "words with no active unit"],
     ]
+    if coh is not None:
+        c = coh.summary()
+        show = lambda value, fmt: "—" if value is None else fmt.format(value)  # noqa: E731
+        counts += [
+            ["purity", show(c["purity"], "{:.3f}"), f"WordNet supersense purity (chance {c['chance']:.3f})"],
+            ["strict purity", show(c["strict_purity"], "{:.3f}"),
+             f"all top 10 words counted, unknown ones as misses (chance {c['strict_chance']:.3f})"],
+            ["readable units", show(c["readable_units"], "{:.1%}"), "units with a strict purity of at least 0.5"],
+            ["non-words", show(c["non_words"], "{:.1%}"), "top-10 words that are not words (digits, URLs, ...)"],
+        ]
     return _section("final", "Final model",
                     '<p class="note">From <code>summary.json</code>: the final model over the whole training '
                     "vocabulary at the encode k.</p>",
@@ -271,29 +282,31 @@ def _l0_section(codes: Codes) -> str:
                     f'<div class="charts">{chart}</div>')
 
 
-def _units_section(codes: Codes) -> str:
+def _units_section(codes: Codes, coh) -> str:
     n = len(codes.words)
     rows = []
-    for entry in unit_table(codes):
+    for entry in unit_table(codes, coh=coh):
         unit, freq = entry["unit"], entry["frequency"]
         top = codes.top_words(unit)
         words = ", ".join(f'<span class="w">{escape(w)} <span class="v">{v:.3f}</span></span>' for w, v in top)
         use = "dead" if freq == 0 else entry["use"]
         flag = f' <span class="flag {use}">{use}</span>' if use else ""
         purity = "—" if entry["purity"] is None else f"{entry['purity']:.2f}"
+        strict = "—" if entry["strict_purity"] is None else f"{entry['strict_purity']:.1f}"
         data_words = escape(json.dumps([w.lower() for w, _ in top], ensure_ascii=False))
         row_class = f' class="{use}"' if use else ""
         rows.append(f'<tr id="unit-{unit}" data-unit="{unit}" data-words="{data_words}"{row_class}>'
                     f'<td class="num">{unit}</td><td class="num">{freq:,}{flag}</td><td class="num">{100 * freq / n:.2f} %</td>'
-                    f'<td class="num">{purity}</td><td>{words}</td></tr>')
+                    f'<td class="num">{purity}</td><td class="num">{strict}</td><td>{words}</td></tr>')
     table = ('<table id="unit-table">\n<thead><tr><th class="num">unit</th><th class="num">words</th>'
-             '<th class="num">share</th><th class="num">purity</th><th>top words (activation)</th></tr></thead>\n<tbody>\n'
+             '<th class="num">share</th><th class="num">purity</th><th class="num">strict</th>'
+             '<th>top words (activation)</th></tr></thead>\n<tbody>\n'
              + "\n".join(rows) + "\n</tbody>\n</table>")
     search = ('<p><input id="unit-search" type="search" placeholder="filter: words or #unit" '
               f'aria-label="filter units"> <span id="unit-count">{codes.n_units} of {codes.n_units} units</span></p>')
     return _section("units", "Units", '<p class="note">Every unit with the number of words that use it (flagged '
                     "<b>starved</b> below a tenth of the even share, <b>busy</b> above ten times it), its WordNet "
-                    "supersense purity (see the README's Evaluation) and its strongest words. Type words to keep the "
+                    "supersense purity and strict purity (see the README's Evaluation) and its strongest words. Type words to keep the "
                     "units that have any of them among their top words (whole words, any case), or <code>#42</code> "
                     "for unit 42.</p>", search, table)
 

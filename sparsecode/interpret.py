@@ -18,33 +18,30 @@ their top 30 are skipped and counted. In vocabularies of more than 50,000 words 
 taken among the first 50,000 (embedding files list words by frequency). The mean over units is
 reported beside **chance** (random 10-word sets of the vocabulary's known words, seeded) and the
 **dense** dimensions' own purity (each coordinate a unit, its largest values its top words).
+Purity looks words up as they are written, as the literature's supersense purity does.
+
+What a reader sees, counting every top word: a unit's **strict purity** is the largest number of
+its first STRICT_TOP (10) words by activation (among the first 50,000), all of them, that share
+one supersense, / 10; a word WordNet does not know, or a missing one, is a miss. Words are looked
+up through WordNet's morphology (:func:`sparsecode.wordnet.base_forms`: ``cancers`` is a
+``cancer``), so inflections are not misses. A unit is **readable** when its strict purity is at
+least 0.5. The **non-word share** is the share of those top-word slots holding a token that is
+not a word (:func:`is_word`: anything but letters, hyphens and apostrophes). Strict chance: random
+10-word sets of all the (first 50,000) words.
 
 The table ships in ``sparsecode/resources`` (built by ``sample_data/build_supersenses.py``; WordNet's
-licence and provenance beside it). Everything here is numpy; nothing is read from disk but the table.
+licence and provenance beside it; read through :mod:`sparsecode.wordnet`). Everything here is numpy.
 """
 
 from __future__ import annotations
 
-import gzip
 import math
+import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-#: WordNet 3.0's lexicographer files, by number (the "supersenses").
-LEXNAMES = (
-    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
-    "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling",
-    "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object", "noun.person",
-    "noun.phenomenon", "noun.plant", "noun.possession", "noun.process", "noun.quantity", "noun.relation",
-    "noun.shape", "noun.state", "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition",
-    "verb.communication", "verb.competition", "verb.consumption", "verb.contact", "verb.creation",
-    "verb.emotion", "verb.motion", "verb.perception", "verb.possession", "verb.social", "verb.stative",
-    "verb.weather", "adj.ppl",
-)
-SUPERSENSE_TABLE = Path(__file__).resolve().parent / "resources" / "wordnet_supersenses.tsv.gz"
+from .wordnet import LEXNAMES, SUPERSENSE_TABLE, WordNet, load_exceptions, load_supersenses, sense_matrix, wordnet  # noqa: F401
 
 #: Purity protocol: a unit's top TOP_KNOWN words that WordNet knows, looked for among its top TOP_SEARCH.
 TOP_KNOWN = 10
@@ -56,6 +53,12 @@ FREQUENT_WORDS = 50_000
 CHANCE_SETS = 2000
 #: Below this share of the (first FREQUENT_WORDS) words known to WordNet, coherence is not measured.
 MIN_COVERAGE = 0.2
+#: Strict purity and the non-word share read each unit's first STRICT_TOP words, all of them.
+STRICT_TOP = 10
+#: A unit is readable when at least this share of its STRICT_TOP words share one supersense.
+READABLE_PURITY = 0.5
+#: What a word may hold besides letters (and their combining marks): hyphens and apostrophes.
+WORD_MARKS = frozenset("-'’")
 #: Starved below EVEN_FACTOR^-1 of the even share, busy above EVEN_FACTOR times it.
 EVEN_FACTOR = 10.0
 #: A code has collapsed when fewer than this share of its units are effectively used.
@@ -100,24 +103,6 @@ def collapse_warning(balance: dict) -> str | None:
     return (f"the code has collapsed onto about {eff:.0f} of {h} units ({balance['starved_fraction']:.0%} starved, "
             f"the busiest on {balance['busiest_rate']:.0%} of the words): its units will be hard to read; "
             "keep --balance on (the default for topk), or try a smaller --k or fewer --hidden units")
-
-
-# -- the supersense table --------------------------------------------------------------------------
-@lru_cache(maxsize=4)
-def load_supersenses(path: str | Path = SUPERSENSE_TABLE) -> dict[str, tuple[int, ...]]:
-    """lemma -> lexicographer file numbers (one per part of speech it has)."""
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return {w: tuple(int(c) for c in s.split(",")) for w, s in (line.rstrip("\n").split("\t") for line in fh)}
-
-
-def sense_matrix(words: list[str], table: dict[str, tuple[int, ...]]) -> np.ndarray:
-    """(N, 45) bool: row i marks the supersenses of ``words[i]`` (lower-cased); all False when unknown."""
-    out = np.zeros((len(words), len(LEXNAMES)), dtype=bool)
-    for i, w in enumerate(words):
-        senses = table.get(w.lower())
-        if senses:
-            out[i, list(senses)] = True
-    return out
 
 
 # -- purity ----------------------------------------------------------------------------------------
@@ -175,58 +160,169 @@ def chance_purity(senses: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) ->
     return float(np.nanmean(purity_of_rankings(picks, senses)))
 
 
-@dataclass
-class Coherence:
-    """Purity of a code's units (and of the dense dimensions) against chance."""
+def strict_purity_of_rankings(ranked: np.ndarray, senses: np.ndarray) -> np.ndarray:
+    """Strict purity of each unit from ``ranked`` (H, m) rows strongest first, -1 padding, and
+    ``senses`` (N, S) bool: the largest number of its first STRICT_TOP words sharing one supersense,
+    / STRICT_TOP. A word without a supersense, or a missing word (a unit with fewer), is a miss."""
+    top = ranked[:, :STRICT_TOP]
+    held = senses[np.where(top >= 0, top, 0)] & (top >= 0)[..., None]  # (H, STRICT_TOP, S)
+    return held.sum(1).max(1, initial=0) / STRICT_TOP
 
-    per_unit: np.ndarray
+
+def is_word(token: str) -> bool:
+    """A word: letters of any script (with their combining marks: ``é``, Devanagari's vowel signs),
+    hyphens and apostrophes only, and at least one letter. ``202-383-7824``, ``http://a.com``,
+    ``1990s``, ``a_b``, ``--`` are not words; ``o'neill``, ``well-known``, ``pā``, ``'s`` are."""
+    letters = False
+    for ch in token:
+        cat = unicodedata.category(ch)
+        if cat[0] == "L":
+            letters = True
+        elif cat[0] != "M" and ch not in WORD_MARKS:
+            return False
+    return letters
+
+
+def non_words_of_rankings(ranked: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H,) the non-words among each unit's first STRICT_TOP words, and (H,) how many words it has
+    there, from ``ranked`` (H, m) and ``words`` (N,) bool, True for a word (:func:`is_word`)."""
+    top = ranked[:, :STRICT_TOP]
+    filled = top >= 0
+    return (filled & ~words[np.where(filled, top, 0)]).sum(1), filled.sum(1)
+
+
+@dataclass
+class Lexicon:
+    """What the measures read of a vocabulary's first FREQUENT_WORDS words."""
+
+    senses: np.ndarray
+    """(N, S) bool supersenses looked up as written (purity)."""
+    strict: np.ndarray
+    """(N, S) bool supersenses through WordNet's morphology (strict purity)."""
+    words: np.ndarray
+    """(N,) bool: the token is a word (:func:`is_word`)."""
+
+    @property
+    def coverage(self) -> float:
+        """The share of the words WordNet knows as written (purity's floor, MIN_COVERAGE)."""
+        return float(self.senses.any(1).mean()) if len(self.senses) else 0.0
+
+
+def lexicon(words: list[str], table: dict | None = None) -> Lexicon:
+    """:class:`Lexicon` of the first FREQUENT_WORDS ``words``, by the shipped WordNet or by ``table``
+    (lemma -> lexicographer files, with the shipped exception lists)."""
+    wn = wordnet() if table is None else WordNet(table, load_exceptions())
+    first = words[:FREQUENT_WORDS]
+    return Lexicon(sense_matrix(first, wn.table), wn.sense_matrix(first), np.array([is_word(w) for w in first], dtype=bool))
+
+
+@dataclass
+class UnitMeasures:
+    """What a reader sees of H units (code units, dense dimensions or clusters)."""
+
+    purity: np.ndarray
     """(H,) purity of each unit, NaN where it is not measurable."""
-    chance: float
-    coverage: float
-    """Share of the (first FREQUENT_WORDS) words that WordNet knows."""
-    dense: float | None = None
+    strict: np.ndarray
+    """(H,) strict purity of each unit."""
+    non_words: np.ndarray
+    """(H,) non-words among each unit's first STRICT_TOP words."""
+    slots: np.ndarray
+    """(H,) words there (STRICT_TOP, fewer for a unit with fewer words)."""
+
+    @classmethod
+    def of_rankings(cls, ranked: np.ndarray, lex: Lexicon) -> "UnitMeasures":
+        """The measures of units given as ``ranked`` (H, >= TOP_SEARCH) rows strongest first, -1 padding."""
+        return cls(purity_of_rankings(ranked, lex.senses), strict_purity_of_rankings(ranked, lex.strict),
+                   *non_words_of_rankings(ranked, lex.words))
 
     def summary(self) -> dict:
-        measured = ~np.isnan(self.per_unit)
+        """``purity`` (mean over measurable units), ``units_measured``, ``units_skipped``,
+        ``strict_purity`` (mean over all units), ``readable_units`` (the share with a strict purity of
+        at least READABLE_PURITY) and ``non_words`` (the non-words' share of all top-word slots)."""
+        measured = ~np.isnan(self.purity)
+        h, slots = len(self.strict), int(self.slots.sum())
         return {
-            "purity": float(self.per_unit[measured].mean()) if measured.any() else None,
+            "purity": float(self.purity[measured].mean()) if measured.any() else None,
             "units_measured": int(measured.sum()),
             "units_skipped": int((~measured).sum()),
-            "chance": self.chance,
-            "dense": self.dense,
-            "coverage": self.coverage,
+            "strict_purity": float(self.strict.mean()) if h else None,
+            "readable_units": float((self.strict >= READABLE_PURITY).mean()) if h else None,
+            "non_words": float(self.non_words.sum() / slots) if slots else None,
         }
 
 
-def vocabulary_senses(words: list[str], table: dict | None = None) -> tuple[np.ndarray, float]:
-    """Sense matrix of the first FREQUENT_WORDS words and the share of them WordNet knows."""
-    table = load_supersenses() if table is None else table
-    senses = sense_matrix(words[:FREQUENT_WORDS], table)
-    coverage = float(senses.any(1).mean()) if len(senses) else 0.0
-    return senses, coverage
+def chance_purity(senses: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) -> float:
+    """Mean purity of ``sets`` random TOP_KNOWN-word sets drawn (seeded) from the known words."""
+    known = np.flatnonzero(senses.any(1))
+    if len(known) < TOP_KNOWN:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    picks = np.stack([rng.choice(known, TOP_KNOWN, replace=False) for _ in range(sets)])
+    return float(np.nanmean(purity_of_rankings(picks, senses)))
+
+
+def chance_strict_purity(strict: np.ndarray, seed: int = 0, sets: int = CHANCE_SETS) -> float:
+    """Mean strict purity of ``sets`` random STRICT_TOP-word sets drawn (seeded) from all the words."""
+    if len(strict) < STRICT_TOP:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    picks = np.stack([rng.choice(len(strict), STRICT_TOP, replace=False) for _ in range(sets)])
+    return float(strict_purity_of_rankings(picks, strict).mean())
+
+
+@dataclass
+class Coherence:
+    """Purity, strict purity and non-words of a code's units (and of the dense dimensions) against chance."""
+
+    units: UnitMeasures
+    chance: float
+    coverage: float
+    """Share of the (first FREQUENT_WORDS) words that WordNet knows."""
+    strict_chance: float
+    dense_units: UnitMeasures | None = None
+    """The dense dimensions' (each coordinate a unit, its largest values its top words)."""
+
+    @property
+    def per_unit(self) -> np.ndarray:
+        """(H,) purity of each unit, NaN where it is not measurable."""
+        return self.units.purity
+
+    @property
+    def dense(self) -> float | None:
+        """The dense dimensions' purity (None without them, or when none is measurable)."""
+        return self.dense_units.summary()["purity"] if self.dense_units is not None else None
+
+    def summary(self) -> dict:
+        """:meth:`UnitMeasures.summary` of the units with ``chance``, ``strict_chance``, ``coverage``,
+        ``dense`` (the dense dimensions' purity) and ``baselines``: ``{"dense": their summary}``."""
+        dense = self.dense_units.summary() if self.dense_units is not None else None
+        return {**self.units.summary(), "chance": self.chance, "strict_chance": self.strict_chance,
+                "dense": dense["purity"] if dense else None, "coverage": self.coverage,
+                "baselines": {"dense": dense} if dense else {}}
 
 
 def coherence(words: list[str], indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_units: int,
-              vectors: np.ndarray | None = None, seed: int = 0, table: dict | None = None) -> Coherence | None:
-    """Purity of the units of CSR codes over ``words``; with ``vectors`` (N, D) also the dense
-    dimensions'. None when fewer than MIN_COVERAGE of the words are known (not English)."""
-    senses, coverage = vocabulary_senses(words, table)
-    if coverage < MIN_COVERAGE:
+              vectors: np.ndarray | None = None, seed: int = 0, table: dict | None = None,
+              lex: Lexicon | None = None) -> Coherence | None:
+    """The measures of the units of CSR codes over ``words``; with ``vectors`` (N, D) also the dense
+    dimensions'. None when fewer than MIN_COVERAGE of the words are known (not English). ``lex``:
+    :func:`lexicon` of the words, when already at hand."""
+    lex = lexicon(words, table) if lex is None else lex
+    if lex.coverage < MIN_COVERAGE:
         return None
-    ranked = ranked_rows_of_codes(indptr, indices, data, n_units, len(senses))
-    dense = _dense_purity(vectors, senses) if vectors is not None else None
-    return Coherence(purity_of_rankings(ranked, senses), chance_purity(senses, seed), coverage, dense)
+    ranked = ranked_rows_of_codes(indptr, indices, data, n_units, len(lex.senses))
+    dense = UnitMeasures.of_rankings(ranked_rows_of_dense(vectors, len(lex.senses)), lex) if vectors is not None else None
+    return Coherence(UnitMeasures.of_rankings(ranked, lex), chance_purity(lex.senses, seed), lex.coverage,
+                     chance_strict_purity(lex.strict, seed), dense)
 
 
 def dense_coherence(words: list[str], vectors: np.ndarray, seed: int = 0, table: dict | None = None) -> dict | None:
-    """What codes' purity is compared with: the dense dimensions' purity, chance and the coverage
-    (None where WordNet knows too few of the words)."""
-    senses, coverage = vocabulary_senses(words, table)
-    if coverage < MIN_COVERAGE:
+    """What codes' measures are compared with: the dense dimensions' purity (``dense``) and all their
+    measures (``dense_measures``, :meth:`UnitMeasures.summary`), chance, strict chance and the
+    coverage (None where WordNet knows too few of the words)."""
+    lex = lexicon(words, table)
+    if lex.coverage < MIN_COVERAGE:
         return None
-    return {"dense": _dense_purity(vectors, senses), "chance": chance_purity(senses, seed), "coverage": coverage}
-
-
-def _dense_purity(vectors: np.ndarray, senses: np.ndarray) -> float | None:
-    purity = purity_of_rankings(ranked_rows_of_dense(vectors, len(senses)), senses)
-    return float(np.nanmean(purity)) if (~np.isnan(purity)).any() else None
+    dense = UnitMeasures.of_rankings(ranked_rows_of_dense(vectors, len(lex.senses)), lex).summary()
+    return {"dense": dense["purity"], "dense_measures": dense, "chance": chance_purity(lex.senses, seed),
+            "strict_chance": chance_strict_purity(lex.strict, seed), "coverage": lex.coverage}

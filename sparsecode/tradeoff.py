@@ -3,8 +3,9 @@
 For every setting the model is trained in memory on the sample, every word of the sample is
 encoded with the model's encoder (as ``sparsecode encode`` does), and one row is measured:
 FVU, word similarity (the average of WS-353, SimLex-999, MEN and RW), balance (effective units,
-starved fraction, the busiest unit's rate) and WordNet supersense purity. ``sparsecode tradeoff``
-prints the rows and can draw them as an HTML page; ``benchmarks/interpretability.py`` makes the
+starved fraction, the busiest unit's rate), WordNet supersense purity, strict purity, readable
+units and non-words. The reference row holds the dense vectors' figures and those of H k-means
+clusters of the same words. ``sparsecode tradeoff`` prints the rows and can draw them as an HTML page; ``benchmarks/interpretability.py`` makes the
 tables of ``benchmarks/INTERPRETABILITY.md`` with :func:`measure_config`.
 """
 
@@ -24,6 +25,7 @@ from .embeddings import Embeddings
 from .encoding import encode
 from .evaluate import (DEFAULT_WORDSIM_DIR, balance_of_codes, coherence_of_codes, headline_average,
                        reconstruction_of_codes, word_similarity)
+from .clusters import cluster_measures
 from .interpret import dense_coherence
 from .model import SparseAutoencoder
 from .svg import line_chart
@@ -33,8 +35,9 @@ from .training import train
 @torch.no_grad()
 def measure_model(model: SparseAutoencoder, emb: Embeddings, k: int | None, wordsim_dir=DEFAULT_WORDSIM_DIR,
                   seed: int = 0) -> dict:
-    """FVU, word similarity, balance and purity of the model's codes of every word of ``emb``
-    (encoded in memory as ``sparsecode encode`` would, then measured as ``evaluate`` does)."""
+    """FVU, word similarity, balance, purity, strict purity, readable units and non-words of the
+    model's codes of every word of ``emb`` (encoded in memory as ``sparsecode encode`` would, then
+    measured as ``evaluate`` does)."""
     codes = encode(model.eval(), emb, k=k, device=str(model.W_dec.device))
     fvu = reconstruction_of_codes(codes, model, emb.vectors)["fvu"]
     bal = balance_of_codes(codes)
@@ -44,7 +47,11 @@ def measure_model(model: SparseAutoencoder, emb: Embeddings, k: int | None, word
     return {"fvu": fvu, "word_similarity": ws, "effective_units": bal["effective_units"],
             "starved_fraction": bal["starved_fraction"], "busiest_rate": bal["busiest_rate"],
             "dead_fraction": float((codes.frequency == 0).mean()), "purity": summary.get("purity"),
-            "purity_units": summary.get("units_measured")}
+            "purity_units": summary.get("units_measured"), **{key: summary.get(key) for key in READER_FIGURES}}
+
+
+#: What a reader sees, as the rows and the reference carry it (see :mod:`sparsecode.interpret`).
+READER_FIGURES = ("strict_purity", "readable_units", "non_words")
 
 
 def measure_config(emb: Embeddings, cfg: TrainConfig, wordsim_dir=DEFAULT_WORDSIM_DIR) -> dict:
@@ -56,12 +63,19 @@ def measure_config(emb: Embeddings, cfg: TrainConfig, wordsim_dir=DEFAULT_WORDSI
     return {**measure_model(result.model, emb, cfg.resolved("encode_k"), wordsim_dir, cfg.seed), "seconds": seconds}
 
 
-def reference(emb: Embeddings, wordsim_dir=DEFAULT_WORDSIM_DIR, seed: int = 0) -> dict:
-    """What the rows are compared with: the dense vectors' word similarity and purity, and chance."""
+def reference(emb: Embeddings, wordsim_dir=DEFAULT_WORDSIM_DIR, seed: int = 0, clusters: int | None = None) -> dict:
+    """What the rows are compared with: the dense vectors' word similarity, purity and the
+    :data:`READER_FIGURES` (``..._dense``), chance, and with ``clusters`` the purity and reader
+    figures of that many k-means clusters of the same words (``kmeans``: their full measures)."""
     coh = dense_coherence(emb.words, emb.vectors, seed) or {}
     ws = headline_average(word_similarity(emb.words, lambda rows: emb.vectors[rows], wordsim_dir))
-    return {"word_similarity": ws, "purity_dense": coh.get("dense"), "purity_chance": coh.get("chance"),
-            "coverage": coh.get("coverage")}
+    dense = coh.get("dense_measures") or {}
+    out = {"word_similarity": ws, "purity_dense": coh.get("dense"), "purity_chance": coh.get("chance"),
+           "coverage": coh.get("coverage"), **{f"{key}_dense": dense.get(key) for key in READER_FIGURES},
+           "strict_purity_chance": coh.get("strict_chance")}
+    if clusters is not None and coh:
+        out["kmeans"] = cluster_measures(emb.words, emb.vectors, min(clusters, len(emb.words)), seed)
+    return out
 
 
 def sample_of(emb: Embeddings, words: int) -> Embeddings:
@@ -88,7 +102,7 @@ def tradeoff(emb: Embeddings, ks: list[int], base: TrainConfig, wordsim_dir=DEFA
             progress(i, len(ks))
         rows.append({"k": cfg.k, **measure_config(emb, cfg, wordsim_dir)})
     return {"words": len(emb.words), "dim": int(emb.vectors.shape[1]), "hidden": base.hidden,
-            "reference": reference(emb, wordsim_dir, base.seed), "rows": rows}
+            "reference": reference(emb, wordsim_dir, base.seed, clusters=base.hidden), "rows": rows}
 
 
 def write_tradeoff_html(result: dict, out: str | os.PathLike, title: str, force: bool = False) -> None:
@@ -101,24 +115,34 @@ def write_tradeoff_html(result: dict, out: str | os.PathLike, title: str, force:
         return line_chart(ks, values, f"{label} against k", "k", label)
 
     charts = [chart("fvu", "FVU"), chart("word_similarity", "word similarity"), chart("purity", "purity"),
-              chart("effective_units", "effective units")]
-    head = ("<tr><th>k</th><th>FVU</th><th>word similarity</th><th>purity</th><th>effective units</th>"
-            "<th>starved %</th><th>busiest %</th><th>train s</th></tr>")
+              chart("strict_purity", "strict purity"), chart("effective_units", "effective units")]
+    head = ("<tr><th>k</th><th>FVU</th><th>word similarity</th><th>purity</th><th>strict purity</th><th>readable %</th>"
+            "<th>non-words %</th><th>effective units</th><th>starved %</th><th>busiest %</th><th>train s</th></tr>")
     body = "".join(
         f"<tr><td>{r['k']}</td><td>{r['fvu']:.4f}</td><td>{_num(r['word_similarity'])}</td><td>{_num(r['purity'])}</td>"
+        f"<td>{_num(r['strict_purity'])}</td><td>{_pct(r['readable_units'])}</td><td>{_pct(r['non_words'])}</td>"
         f"<td>{r['effective_units']:.0f}</td><td>{100 * r['starved_fraction']:.1f}</td>"
         f"<td>{100 * r['busiest_rate']:.1f}</td><td>{r['seconds']:.1f}</td></tr>" for r in rows)
+    km = ref.get("kmeans")
+    kmeans = (f" {km['clusters']:,} k-means clusters of the same words: purity {_num(km['purity'])}, strict purity "
+              f"{_num(km['strict_purity'])}, readable {_pct(km['readable_units'])} %, non-words {_pct(km['non_words'])} %."
+              if km else "")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>"
             "body{font:15px/1.45 system-ui,sans-serif;max-width:1000px;margin:auto;padding:0 1em}"
             ".chart{width:460px;max-width:100%}.chart .line{fill:none;stroke:#1f6fb2;stroke-width:2}"
             ".chart .point{fill:#1f6fb2}.chart text{font-size:11px}.chart .axis,.chart .tick{stroke:#444}"
             ".chart .grid{stroke:#e3e7eb}td,th{padding:.2em .7em;text-align:right}</style></head><body>"
             f"<h1>{escape(title)}</h1><p>{result['words']:,} words × {result['dim']} dimensions → {result['hidden']:,} "
-            f"units. Dense vectors: word similarity {_num(ref['word_similarity'])}, purity {_num(ref['purity_dense'])}; "
-            f"purity by chance {_num(ref['purity_chance'])}.</p>{''.join(charts)}<table>{head}{body}</table></body></html>")
+            f"units. Dense vectors: word similarity {_num(ref['word_similarity'])}, purity {_num(ref['purity_dense'])}, "
+            f"strict purity {_num(ref['strict_purity_dense'])}; purity by chance {_num(ref['purity_chance'])}.{escape(kmeans)}"
+            f"</p>{''.join(charts)}<table>{head}{body}</table></body></html>")
     with atomic_output(out, force=force) as tmp:
         tmp.write_text(page, encoding="utf-8")
 
 
 def _num(value) -> str:
     return "—" if value is None else f"{value:.3f}"
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 import sparsecode as sc
+from sparsecode.evaluate import coherence_of_codes, unit_table
 from sparsecode.html_report import write_report
 from sparsecode.svg import log_ticks, nice_ticks
 
@@ -97,6 +98,13 @@ def test_report_has_every_section_and_every_unit(tmp_path, run_dir, codes_path, 
     run_summary = json.loads((run_dir / "summary.json").read_text())
     assert f"{run_summary['fvu']:.4g}" in final and f"{100 * run_summary['dead_fraction']:.2f} %" in final
     assert "No evaluation.json" in page.section_text["evaluation"]
+    coh = coherence_of_codes(codes)
+    c = coh.summary()
+    assert (f"strict purity{c['strict_purity']:.3f}" in final and f"readable units{c['readable_units']:.1%}" in final
+            and f"non-words{c['non_words']:.1%}" in final)
+    for entry in unit_table(codes, coh=coh):
+        purity = "—" if entry["purity"] is None else f"{entry['purity']:.2f}"
+        assert f"{100 * entry['frequency'] / len(codes.words):.2f} %{purity}{entry['strict_purity']:.1f}" in page.unit_rows[entry["unit"]]
 
     # Self-contained: no external resource of any kind, one inline script.
     assert not [a for _, attrs in page.tags for a in ("src", "href") if a in attrs]

@@ -19,13 +19,18 @@ from sparsecode.interpret import (
     LEXNAMES,
     SUPERSENSE_TABLE,
     chance_purity,
+    chance_strict_purity,
     coherence,
     collapse_warning,
+    is_word,
+    lexicon,
+    non_words_of_rankings,
     load_supersenses,
     purity_of_rankings,
     ranked_rows_of_codes,
     ranked_rows_of_dense,
     sense_matrix,
+    strict_purity_of_rankings,
     unit_balance,
 )
 
@@ -107,6 +112,55 @@ def test_purity_by_hand():
     assert summary["coverage"] == pytest.approx(10 / 12)
 
 
+def test_strict_purity_readable_units_and_non_words_by_hand():
+    words = ["cats", "dog", "cow", "car", "bus", "qzx", "run", "walked", "bread", "milk", "tea", "202-383-7824", "walks"]
+    # Unit 0: cats (a cat, through the morphology), qzx, dog, cow, car, bus: animal 3 of 10.
+    # Unit 1: run, walked, dog, bus, cats: motion 4 of 10 (walked -> walk).
+    # Unit 2: bread, milk, tea, 202-383-7824, cow, cats, dog, car, bus, qzx, run (11 words: the first
+    # 10 count): food 3, animal 3 -> 0.3, one non-word. Unit 3: unused: 0, no words.
+    # Unit 4: run, walked, dog, bus, walks: motion 5 of 10, readable.
+    units = {
+        0: [(0, 5.0), (5, 4.5), (1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)],
+        1: [(6, 2.0), (7, 1.5), (1, 1.0), (4, 0.5), (0, 0.1)],
+        2: [(8, 9.0), (9, 8.0), (10, 7.0), (11, 6.0), (2, 5.0), (0, 4.0), (1, 3.0), (3, 2.0), (4, 1.5), (5, 1.2),
+            (6, 1.0)],
+        4: [(6, 1.0), (7, 1.0), (1, 1.0), (4, 1.0), (12, 1.0)],
+    }
+    indptr, indices, data = _csr(units, len(words))
+    ranked = ranked_rows_of_codes(indptr, indices, data, 5, limit=len(words))
+    lex = lexicon(words, TABLE)
+    np.testing.assert_array_equal(lex.words, [True] * 11 + [False, True])
+    assert lex.coverage == pytest.approx(8 / 13)  # cats, walked, walks are no lemmas; qzx and the number unknown
+    assert lex.strict.any(1).sum() == 11  # cats, walked and walks through the morphology
+    strict = strict_purity_of_rankings(ranked, lex.strict)
+    np.testing.assert_allclose(strict, [0.3, 0.4, 0.3, 0.0, 0.5])
+    assert strict_purity_of_rankings(ranked, lex.senses)[0] == pytest.approx(0.2)  # as written: cats a miss
+    non_words, slots = non_words_of_rankings(ranked, lex.words)
+    np.testing.assert_array_equal(non_words, [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(slots, [6, 5, 10, 0, 5])
+
+    summary = coherence(words, indptr, indices, data, 5, table=TABLE).summary()
+    assert summary["strict_purity"] == pytest.approx(1.5 / 5)
+    assert summary["readable_units"] == pytest.approx(1 / 5)  # unit 4 only: 5 of its 10 slots share animal
+    assert summary["non_words"] == pytest.approx(1 / 26)
+    assert summary["baselines"] == {}  # no vectors, no dense dimensions
+
+
+def test_strict_chance_exact_cases():
+    words = [f"w{i}" for i in range(10)]
+    assert chance_strict_purity(sense_matrix(words, {w: (ANIMAL,) for w in words}), seed=1) == 1.0
+    assert chance_strict_purity(sense_matrix(words, {w: (i,) for i, w in enumerate(words)}), seed=1) == pytest.approx(0.1)
+    assert chance_strict_purity(sense_matrix(words, {"w0": (ANIMAL,)}), seed=1) == pytest.approx(0.1)  # unknown: misses
+    assert np.isnan(chance_strict_purity(sense_matrix(words[:9], {}), seed=1))
+
+
+def test_what_is_a_word():
+    for token in ("dog", "o'neill", "well-known", "'s", "pā", "naïve", "Müller", "हिन्दी", "東京", "rock’n’roll"):
+        assert is_word(token), token
+    for token in ("202-383-7824", "http://www.nasdaq.com", "1990s", "a_b", "--", "'", "", "u.s.", "a/b", "x2"):
+        assert not is_word(token), token
+
+
 def test_only_the_first_words_count_and_the_top_ten_known():
     # Twelve known animal-or-food words used by one unit; only the first 10 known count.
     words = [f"a{i}" for i in range(6)] + [f"f{i}" for i in range(6)]
@@ -155,14 +209,6 @@ def test_shipped_supersense_table():
     assert "WordNet 3.0 Copyright 2006 by Princeton University" in notice.read_text()
 
 
-@pytest.mark.skipif(not Path("/usr/share/wordnet/index.noun").is_file(), reason="WordNet 3.0 (wordnet-base) not installed")
-def test_the_table_is_rebuilt_byte_for_byte(tmp_path):
-    out = tmp_path / "t.tsv.gz"
-    subprocess.run([sys.executable, str(ROOT / "sample_data" / "build_supersenses.py"), "/usr/share/wordnet",
-                    "--out", str(out)], check=True, capture_output=True)
-    assert out.read_bytes() == SUPERSENSE_TABLE.read_bytes()
-
-
 def test_balance_and_unit_table_of_real_codes(codes):
     bal = balance_of_codes(codes)
     assert bal == unit_balance(codes.frequency, len(codes.words),
@@ -199,6 +245,45 @@ def test_evaluate_and_inspect_show_balance_and_purity(codes_path, codes):
     assert res.exit_code == 0 and "purity" in res.stdout
 
 
+def test_evaluate_shows_strict_purity_beside_the_dense_dimensions_and_kmeans_clusters(codes_path, codes, sample):
+    from sparsecode.clusters import cluster_measures
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(codes_path), "--json", "--baselines", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    coh = json.loads(res.stdout)["coherence"]
+    want = coherence_of_codes(codes, sample.vectors, seed=3).summary()
+    assert {k: v for k, v in coh.items() if k != "baselines"} == pytest.approx({k: v for k, v in want.items() if k != "baselines"})
+    assert coh["baselines"]["dense"] == pytest.approx(want["baselines"]["dense"])
+    kmeans = coh["baselines"]["kmeans"]
+    again = cluster_measures(sample.words, sample.vectors, codes.n_units, seed=3)
+    assert kmeans.pop("seconds") >= 0 and again.pop("seconds") >= 0
+    assert kmeans == pytest.approx(again) and kmeans["clusters"] == codes.n_units
+    assert "kmeans" not in json.loads(runner.invoke(app, ["evaluate", str(codes_path), "--json"]).stdout)["coherence"]["baselines"]
+
+    text = runner.invoke(app, ["evaluate", str(codes_path), "--baselines", "--seed", "3"], env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    assert f"k-means ({codes.n_units:,} clusters)" in text
+    strict_row = next(line for line in text.splitlines() if "strict purity (all top 10 words; chance" in line)
+    cells = [c.strip() for c in strict_row.split("│")[2:5]]
+    assert cells == [f"{want['strict_purity']:.3f}", f"{want['baselines']['dense']['strict_purity']:.3f}",
+                     f"{again['strict_purity']:.3f}"]
+    readable = next(line for line in text.splitlines() if "readable units" in line)
+    assert f"{100 * want['readable_units']:.1f}%" in readable and "non-words among the top 10 words" in text
+
+
+def test_inspect_sorts_by_strict_purity(codes_path, codes):
+    rows = json.loads(CliRunner().invoke(app, ["inspect", str(codes_path), "--sort", "strict", "--json"]).stdout)["units"]
+    coh = coherence_of_codes(codes)
+    strict = [r["strict_purity"] for r in rows]
+    assert strict == sorted(coh.units.strict.tolist(), reverse=True)
+    assert [r["non_words"] for r in rows] == coh.units.non_words[[r["unit"] for r in rows]].tolist()
+    ties = [r["unit"] for r in rows if r["strict_purity"] == strict[0]]
+    assert ties == sorted(ties)  # ties by id
+    text = CliRunner().invoke(app, ["inspect", str(codes_path), "--sort", "strict", "--limit", "2"],
+                              env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    assert "strict" in text and f"{strict[0]:.1f}" in text
+
+
 def test_train_reports_balance_per_epoch_and_in_the_summary(run_dir, codes):
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for line in lines:
@@ -222,10 +307,21 @@ def test_tradeoff_command_measures_each_k_as_the_library_does(tmp_path, sample):
     assert [r["k"] for r in result["rows"]] == [4, 8] and result["words"] == 2000
     want = measure_config(sample_of(sample, 2000), sc.TrainConfig(hidden=100, epochs=1, k=8, device="cpu"))
     got = result["rows"][1]
-    for key in ("fvu", "word_similarity", "effective_units", "starved_fraction", "busiest_rate", "purity"):
+    for key in ("fvu", "word_similarity", "effective_units", "starved_fraction", "busiest_rate", "purity",
+                "strict_purity", "readable_units", "non_words"):
         assert got[key] == pytest.approx(want[key], rel=1e-6), key  # same seed, same model on the CPU
+    from sparsecode.clusters import cluster_measures
+    from sparsecode.interpret import dense_coherence
+
+    ref, first = result["reference"], sample_of(sample, 2000)
+    dense = dense_coherence(first.words, first.vectors)["dense_measures"]
+    assert [ref[f"{key}_dense"] for key in ("strict_purity", "readable_units", "non_words")] == pytest.approx(
+        [dense["strict_purity"], dense["readable_units"], dense["non_words"]])
+    kmeans = cluster_measures(first.words, first.vectors, 100, seed=0)
+    assert ref["kmeans"]["clusters"] == 100 and ref["kmeans"]["strict_purity"] == pytest.approx(kmeans["strict_purity"])
     page = out.read_text()
-    assert page.count("<svg") == 4 and "purity against k" in page
+    assert page.count("<svg") == 5 and "purity against k" in page and "strict purity against k" in page
+    assert f"100 k-means clusters of the same words: purity {kmeans['purity']:.3f}" in page
     bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "sample_data" / "glove.6B.50d.5k.h5"), "--k", "4,x"])
     assert bad.exit_code == 1 and "--k must be comma-separated whole numbers" in bad.stderr
     bad = CliRunner().invoke(app, ["tradeoff", str(ROOT / "sample_data" / "glove.6B.50d.5k.h5"), "--words", "-1"])
@@ -252,5 +348,9 @@ def test_dense_reference_equals_the_codes_comparison(codes, sample):
 
     ref = dense_coherence(sample.words, sample.vectors)
     coh = coherence_of_codes(codes, sample.vectors)
-    assert ref == {"dense": coh.dense, "chance": coh.chance, "coverage": coh.coverage}
+    summary = coh.summary()
+    assert ref == {"dense": coh.dense, "dense_measures": summary["baselines"]["dense"], "chance": coh.chance,
+                   "strict_chance": coh.strict_chance, "coverage": coh.coverage}
+    assert set(ref["dense_measures"]) == {"purity", "units_measured", "units_skipped", "strict_purity",
+                                          "readable_units", "non_words"}
     assert dense_coherence(["chien", "voiture"], sample.vectors[:2]) is None  # no word WordNet knows
