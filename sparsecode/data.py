@@ -8,8 +8,9 @@ The order of an epoch is defined on *global* batches, whatever the number of pro
    chunks, no permutation is drawn and one buffer holds every row);
 3. each buffer's rows are shuffled by a seeded permutation, drawn when the buffer is reached;
    with frequency-aware training (``rank_power`` p > 0, see :func:`rank_draws`) a buffer instead
-   holds its share of N draws, row r (0-based) drawn with probability proportional to (r + 1)^-p:
-   the buffer's count is fixed by its rows' total weight, its draws are made when it is reached;
+   holds its share of N draws, each row drawn with probability proportional to its
+   :func:`rank_weights` (1 for the first :data:`RANK_FLAT` rows, then (RANK_FLAT / rank)^p): the
+   buffer's count is fixed by its rows' total weight, its draws are made when it is reached;
 4. the shuffled buffers, one after the other, are cut into batches of ``batch_size`` rows (the last
    one may be shorter), so an epoch has ceil(N / batch_size) steps.
 
@@ -52,6 +53,10 @@ from .errors import SettingError
 CHUNK_ROWS = 8192
 #: Chunks shuffled together (a buffer): 65,536 rows, ~80 MB of float32 at D=300.
 BUFFER_CHUNKS = 8
+#: Frequency-aware training (``rank_power``) draws the first this many words alike, and a word of rank
+#: r beyond them (RANK_FLAT / r)^rank_power as often: a small vocabulary of common words trains as it
+#: is, and only a long tail is drawn less (benchmarks/INTERPRETABILITY.md).
+RANK_FLAT = 10_000
 #: On a GPU the training data stays on the device when its float32 rows take at most this fraction of
 #: the GPU's free memory when training starts (GloVe 400k x 300, 0.5 GB, on any GPU of 2 GB or more).
 DEVICE_DATA_FRACTION = 0.25
@@ -232,8 +237,9 @@ def open_training_data(source: "Embeddings | TrainingData | str | os.PathLike") 
 
 
 def rank_weights(rows: np.ndarray, power: float) -> np.ndarray:
-    """float64 weights (r + 1)^-power of the 0-based rows ``rows``."""
-    return (np.asarray(rows, dtype=np.float64) + 1) ** -power
+    """float64 weights of the 0-based rows ``rows``: 1 for the first :data:`RANK_FLAT`, then
+    (RANK_FLAT / r)^power at 1-based rank r."""
+    return np.minimum(1.0, ((np.asarray(rows, dtype=np.float64) + 1) / RANK_FLAT) ** -power)
 
 
 def rank_draws(sizes: list[int], power: float) -> np.ndarray:

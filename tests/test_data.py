@@ -205,18 +205,23 @@ def test_the_cpu_streams_and_its_feed_does_not_copy():
     assert entry[1] is None and feed.ready(entry)[0] is t
 
 
-def test_rank_draws_share_an_epoch_by_the_blocks_rank_weights():
-    """Rows 0-3 weigh 1, 1/2, 1/3, 1/4 at power 1: blocks [0, 1] and [2, 3] hold 1.5 and 7/12 of the
-    mass, so of 4 draws 2.88 and 1.12, rounded by largest remainder to 3 and 1."""
+def test_rank_draws_share_an_epoch_by_the_blocks_rank_weights(monkeypatch):
+    """With the first word alone flat, rows 0-3 weigh 1, 1/2, 1/3, 1/4 at power 1: blocks [0, 1] and
+    [2, 3] hold 1.5 and 7/12 of the mass, so of 4 draws 2.88 and 1.12, rounded by largest remainder
+    to 3 and 1. Within the flat ranks every word weighs 1."""
+    assert data.rank_draws([2, 2], 1.0).tolist() == [2, 2]  # 4 words: all within RANK_FLAT
+    monkeypatch.setattr(data, "RANK_FLAT", 1)
     assert data.rank_draws([2, 2], 1.0).tolist() == [3, 1]
     assert data.rank_draws([2, 2], 0.0).tolist() == [2, 2]
-    np.testing.assert_allclose(data.rank_weights(np.array([0, 3]), 0.5), [1.0, 0.5])
+    monkeypatch.setattr(data, "RANK_FLAT", 2)
+    np.testing.assert_allclose(data.rank_weights(np.array([0, 1, 3, 7]), 0.5), [1.0, 1.0, 0.5 ** 0.5, 0.5])
     assert data.rank_draws([100, 100, 34], 0.5).sum() == 234
 
 
-def test_an_epoch_by_rank_draws_n_rows_favouring_the_first_ones(small_chunks):
+def test_an_epoch_by_rank_draws_n_rows_favouring_the_first_ones(small_chunks, monkeypatch):
     """With rank_power an epoch has as many rows as the data, drawn with replacement, each buffer's
     share fixed by its rows' weight; the same seed draws the same epoch, over any number of processes."""
+    monkeypatch.setattr(data, "RANK_FLAT", 1)
     rows = CountingRows(1234)
     source = BatchSource(rows, 64, torch.from_numpy, rank_power=1.0)
     source.start_epoch(torch.Generator().manual_seed(0))
