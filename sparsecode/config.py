@@ -44,8 +44,10 @@ OBJECTIVE_DEFAULTS = {
     "l1_coef": {"l1": 0.1},
     # SPINE is a denoising autoencoder: the paper's noise level.
     "noise": {"topk": 0.0, "batchtopk": 0.0, "kl": 0.0, "l1": 0.0, "spine": 0.2},
-    "geometry": {"topk": "euclidean", "batchtopk": "euclidean", "kl": "euclidean", "l1": "euclidean", "spine": "euclidean"},
-    "rank_power": {"topk": 0.0, "batchtopk": 0.0, "kl": 0.0, "l1": 0.0, "spine": 0.0},
+    # topk's: chosen on GloVe 50d (50k and 400k words) and spaCy 300d (benchmarks/INTERPRETABILITY.md);
+    # the other objectives keep what they were tuned with.
+    "geometry": {"topk": "cosine", "batchtopk": "euclidean", "kl": "euclidean", "l1": "euclidean", "spine": "euclidean"},
+    "rank_power": {"topk": 1.0, "batchtopk": 0.0, "kl": 0.0, "l1": 0.0, "spine": 0.0},
 }
 
 
@@ -80,22 +82,12 @@ class TrainConfig:
     """Active units per word after training (topk), or on average over a batch (batchtopk);
     default 32. Only for these two (cap other objectives' codes with ``encode_k``)."""
     epochs: int = setting(10, help="Passes over the vocabulary.")
-    """Passes over the vocabulary (each as many words as the vocabulary has; see ``rank_power``)."""
-    geometry: str | None = setting(help="cosine: every word's offset from the mean word scaled to one length before "
-                                         "coding, so a unit's top words are its most typical, not its longest "
-                                         "vectors; euclidean: the vectors as they are.", choices=GEOMETRIES)
-    """``cosine``: every word vector's offset from the mean word is scaled to one
-    length before it is coded (and reconstructed at that length; see :mod:`sparsecode.model`), so
-    that activations compare directions; in GloVe a vector's length mostly follows its frequency,
-    and without this a unit's strongest words are its longest vectors, often rare tokens.
-    ``euclidean`` (the default): the vectors as they are."""
-    rank_power: float | None = setting(help="Draw each epoch's words with probability proportional to rank^-this (a "
-                                            "file lists its most frequent words first); 0: every word once.")
-    """Frequency-aware training (default 0: off): each epoch draws
-    as many words as the vocabulary has, with replacement, word r (1-based position in the file,
-    which embedding files order by frequency) with probability proportional to ``r ** -rank_power``;
-    0 takes every word once. The balance of the units then serves the words people use, not the
-    long tail of rare tokens (see :mod:`sparsecode.data`)."""
+    """Passes over the vocabulary."""
+    geometry: str | None = setting(help="cosine: each word's offset from the mean word at one length before coding, so "
+                                         "a unit's top words are its most typical, not its longest.", choices=GEOMETRIES)
+    """``cosine`` (topk's default; see :mod:`sparsecode.model`) or ``euclidean`` (the other objectives')."""
+    rank_power: float | None = setting(help="Words beyond rank 10,000 drawn (10000/rank)^this as often; 0: each once.")
+    """Frequency-aware training (topk's default 1, else 0): each epoch's words by rank (:mod:`sparsecode.data`)."""
     batch_size: int = setting(256, help="Words per step.")
     """Words per optimisation step."""
     lr: float = setting(5e-3, help="Peak Adam learning rate (warm-up, then cosine decay).")
@@ -203,10 +195,9 @@ class TrainConfig:
              got=self.sparsity)
         need(topk or self.k_anneal_from is None, "k_anneal_from",
              "{k_anneal_from} applies to {sparsity} topk or batchtopk, not {got}", got=self.sparsity)
-        need(self.geometry is None or self.geometry in GEOMETRIES, "geometry",
-             "{geometry} must be one of {names} (got {got!r})", names=", ".join(GEOMETRIES), got=self.geometry)
-        need(self.init is None or self.init in INITS, "init", "{init} must be one of {names} (got {got!r})",
-             names=", ".join(INITS), got=self.init)
+        for name, names in (("geometry", GEOMETRIES), ("init", INITS)):
+            need(getattr(self, name) in (None, *names), name, "{" + name + "} must be one of {names} (got {got!r})",
+                 names=", ".join(names), got=getattr(self, name))
         need(self.init != "kmeans" or not self.encoder_layers, "init",
              "{init} kmeans needs the single-layer model: the centroids live in the input space; drop {encoder_layers} "
              "or use {init} random")
@@ -278,13 +269,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        """The settings of a ``config.json`` or checkpoint; those it predates take :data:`EARLIER_VALUES`."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{**EARLIER_VALUES, **{k: v for k, v in data.items() if k in names}})
 
 
-#: What a run recorded before a setting existed did, as that setting's value (a checkpoint of such a
-#: run resumes only with these, and its config.json reads as it trained).
+#: What a run recorded before a setting existed did, as that setting's value (``TrainConfig.from_dict``:
+#: a checkpoint of such a run resumes only with these, and its config.json reads as it trained).
 EARLIER_VALUES = {"geometry": "euclidean", "rank_power": 0.0}
 
 

@@ -8,9 +8,10 @@ The order of an epoch is defined on *global* batches, whatever the number of pro
    chunks, no permutation is drawn and one buffer holds every row);
 3. each buffer's rows are shuffled by a seeded permutation, drawn when the buffer is reached;
    with frequency-aware training (``rank_power`` p > 0, see :func:`rank_draws`) a buffer instead
-   holds its share of N draws, each row drawn with probability proportional to its
-   :func:`rank_weights` (1 for the first :data:`RANK_FLAT` rows, then (RANK_FLAT / rank)^p): the
-   buffer's count is fixed by its rows' total weight, its draws are made when it is reached;
+   holds its share of N draws, each row drawn in proportion to its :func:`rank_weights` (1 for
+   the first :data:`RANK_FLAT` rows, then (RANK_FLAT / rank)^p): the buffer's count is fixed by
+   its rows' total weight; when it is reached each row gets its whole number of expected draws and
+   the fractions are drawn, then shuffled (equal weights: a plain permutation);
 4. the shuffled buffers, one after the other, are cut into batches of ``batch_size`` rows (the last
    one may be shorter), so an epoch has ceil(N / batch_size) steps.
 
@@ -288,12 +289,22 @@ class EpochOrder:
             i = len(self._perms)
             size = int(self.starts[i + 1] - self.starts[i])
             if self.rank_power > 0:
-                weights = torch.from_numpy(rank_weights(self.rows(i), self.rank_power))
-                self._perms.append(torch.multinomial(weights, size, replacement=True, generator=self.generator)
-                                   if size else torch.zeros(0, dtype=torch.int64))
+                self._perms.append(self._draws(torch.from_numpy(rank_weights(self.rows(i), self.rank_power)), size))
             else:
                 self._perms.append(torch.randperm(size, generator=self.generator))
         return self._perms[j]
+
+    def _draws(self, weights: torch.Tensor, size: int) -> torch.Tensor:
+        """``size`` draws of rows in proportion to ``weights``, shuffled: each row its whole number of
+        expected draws, and the fractions left over drawn without replacement (so a row weighing the
+        average is drawn exactly once, as in a plain epoch)."""
+        expected = weights * (size / weights.sum())
+        counts = expected.floor()
+        rest = size - int(counts.sum())
+        if rest > 0:
+            counts[torch.multinomial(expected - counts, rest, generator=self.generator)] += 1
+        rows = torch.repeat_interleave(torch.arange(len(weights)), counts.long())
+        return rows[torch.randperm(size, generator=self.generator)]
 
     def finish(self) -> None:
         """Draw what is left, so the generator ends every epoch in the same state."""

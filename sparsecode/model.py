@@ -72,6 +72,22 @@ def estimate_normalisation(x: Tensor) -> Normalisation:
     return Normalisation(mean.to(x.dtype), scale.to(x.dtype))
 
 
+def normalise_rows(x: Tensor, mean: Tensor, scale: Tensor, geometry: str) -> Tensor:
+    """(B, D) original scale -> (B, D) normalised: centred and divided by ``scale`` (euclidean), or
+    each centred row scaled to squared norm D (cosine)."""
+    h = x - mean
+    if geometry == "cosine":
+        return h * (h.shape[1] ** 0.5 / h.norm(dim=1, keepdim=True).clamp_min(1e-12))
+    return h / scale
+
+
+def reconstruction_target(model: "SparseAutoencoder", x: Tensor) -> Tensor:
+    """(B, D) original scale -> the rows ``model`` reconstructs, on the original scale (its method of
+    the same name): ``x`` itself, or with the cosine geometry every row moved along its direction from
+    the mean to the typical length (``denormalise(normalise(x))``)."""
+    return model.denormalise(model.normalise(x)) if model.geometry == "cosine" else x
+
+
 class SparseAutoencoder(nn.Module):
     """A sparse autoencoder over D-dimensional inputs with H hidden units (the code).
 
@@ -87,9 +103,7 @@ class SparseAutoencoder(nn.Module):
             raise ValueError(f"unknown sparsity {sparsity!r}; one of {', '.join(SPARSITIES)}")
         if geometry not in GEOMETRIES:
             raise ValueError(f"unknown geometry {geometry!r}; one of {', '.join(GEOMETRIES)}")
-        self.sparsity = sparsity
-        #: "euclidean" or "cosine": whether rows are scaled to one length before coding (module docstring).
-        self.geometry = geometry
+        self.sparsity, self.geometry = sparsity, geometry  # geometry: see the module docstring
         #: Active units per word when encoding (:meth:`encode`'s default): k for topk; for the other
         #: objectives a cap, or None for their own code (threshold or activation).
         self.encode_k = encode_k
@@ -176,17 +190,10 @@ class SparseAutoencoder(nn.Module):
 
     # -- the maps ---------------------------------------------------------------------------------
     def normalise(self, x: Tensor) -> Tensor:
-        """(B, D) original scale -> (B, D) normalised (with the cosine geometry, every row of squared norm D)."""
-        h = x - self.input_mean
-        if self.geometry == "cosine":
-            return h * (h.shape[1] ** 0.5 / h.norm(dim=1, keepdim=True).clamp_min(1e-12))
-        return h / self.input_scale
+        """(B, D) original scale -> (B, D) normalised (:func:`normalise_rows`)."""
+        return normalise_rows(x, self.input_mean, self.input_scale, self.geometry)
 
-    def reconstruction_target(self, x: Tensor) -> Tensor:
-        """(B, D) original scale -> the rows the model reconstructs, on the original scale: ``x`` itself,
-        or with the cosine geometry every row moved along its direction from the mean to the typical
-        length (``denormalise(normalise(x))``)."""
-        return self.denormalise(self.normalise(x)) if self.geometry == "cosine" else x
+    reconstruction_target = reconstruction_target
 
     def denormalise(self, x_norm: Tensor) -> Tensor:
         """(B, D) normalised -> (B, D) original scale."""

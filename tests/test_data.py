@@ -242,3 +242,12 @@ def test_an_epoch_by_rank_draws_n_rows_favouring_the_first_ones(small_chunks, mo
             s.start_epoch(torch.Generator().manual_seed(0))
             parts.append([s.batch(b)[:, 0].long() for b in range(s.steps_per_epoch)])
         assert torch.equal(torch.cat([torch.cat([p[b] for p in parts]) for b in range(20)]), order)
+
+
+def test_an_epoch_by_rank_within_the_flat_ranks_is_a_plain_shuffle(small_chunks):
+    """Every row weighs 1 below RANK_FLAT: each is drawn exactly once, as without rank_power."""
+    rows = CountingRows(1234)
+    source = BatchSource(rows, 64, torch.from_numpy, rank_power=0.5)
+    source.start_epoch(torch.Generator().manual_seed(0))
+    order = torch.cat([source.batch(b)[:, 0].long() for b in range(source.steps_per_epoch)])
+    assert sorted(order.tolist()) == list(range(1234)) and not torch.equal(order, order.sort().values)

@@ -45,7 +45,7 @@ def test_weights_file_contract(run_dir, sample, codes):
     state = torch.load(run_dir / "model.pt", weights_only=True)
     assert set(state) == set(STATE_SHAPES) | set(META) | {"select_bias"}  # topk trains with a selection bias by default
     assert bytes(state.pop("meta.sparsity").tolist()) == b"topk" and state.pop("meta.encode_k").item() == 8
-    assert bytes(state.pop("meta.geometry").tolist()) == b"euclidean"
+    assert bytes(state.pop("meta.geometry").tolist()) == b"cosine"  # topk's default
     D, H = 50, 200
     assert state["select_bias"].shape == (H,)
     assert state["W_enc"].shape == (D, H) and state["b_enc"].shape == (H,)
