@@ -198,9 +198,9 @@ class TrainView:
 
 #: train --help's panels of settings, in this order after its own options.
 TRAIN_PANELS = {
-    "Model": ("hidden", "sparsity", "k", "encode_k", "encoder_layers", "init"),
+    "Model": ("hidden", "sparsity", "k", "encode_k", "encoder_layers", "init", "geometry"),
     "Other objectives, noise": ("rho", "beta", "l1_coef", "noise"),
-    "Optimisation": ("epochs", "batch_size", "lr", "k_anneal_from", "k_anneal_frac", "holdout", "seed"),
+    "Optimisation": ("epochs", "batch_size", "lr", "k_anneal_from", "k_anneal_frac", "holdout", "rank_power", "seed"),
     "Unit health": ("balance", "homeostasis", "aux_coef", "aux_k"),
     "Hardware": ("device", "checkpoint_every"),
 }

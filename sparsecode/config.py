@@ -24,6 +24,8 @@ RESUMABLE_CHANGES = ("checkpoint_every", "device")
 
 #: How the decoder starts (see ``TrainConfig.init``).
 INITS = ("kmeans", "random")
+#: How word vectors are measured before coding (see ``TrainConfig.geometry``; defaults by objective below).
+GEOMETRIES = ("cosine", "euclidean")
 #: The sparsity objectives (see :mod:`sparsecode.objectives`); the first is the default.
 SPARSITIES = ("topk", "batchtopk", "kl", "l1", "spine")
 #: Where a model runs: ``auto`` (CUDA when available), ``cpu`` or ``cuda``; the first is the default.
@@ -42,6 +44,10 @@ OBJECTIVE_DEFAULTS = {
     "l1_coef": {"l1": 0.1},
     # SPINE is a denoising autoencoder: the paper's noise level.
     "noise": {"topk": 0.0, "batchtopk": 0.0, "kl": 0.0, "l1": 0.0, "spine": 0.2},
+    # topk's: chosen on GloVe 50d (50k and 400k words) and spaCy 300d (benchmarks/INTERPRETABILITY.md);
+    # the other objectives keep what they were tuned with.
+    "geometry": {"topk": "cosine", "batchtopk": "euclidean", "kl": "euclidean", "l1": "euclidean", "spine": "euclidean"},
+    "rank_power": {"topk": 1.0, "batchtopk": 0.0, "kl": 0.0, "l1": 0.0, "spine": 0.0},
 }
 
 
@@ -88,6 +94,11 @@ class TrainConfig:
     default 32. Only for these two (cap other objectives' codes with ``encode_k``)."""
     epochs: int = setting(10, help="Passes over the vocabulary.")
     """Passes over the vocabulary."""
+    geometry: str | None = setting(help="cosine: code each word's direction from the mean word, not its length.",
+                                   choices=GEOMETRIES)
+    """``cosine`` (topk's default; see :mod:`sparsecode.model`) or ``euclidean`` (the other objectives')."""
+    rank_power: float | None = setting(help="Words beyond rank 10,000 drawn (10000/rank)^this as often; 0: each once.")
+    """Frequency-aware training (topk's default 1, else 0): each epoch's words by rank (:mod:`sparsecode.data`)."""
     batch_size: int = setting(256, help="Words per step.")
     """Words per optimisation step."""
     lr: float = setting(5e-3, help="Peak Adam learning rate (warm-up, then cosine decay).")
@@ -180,7 +191,7 @@ class TrainConfig:
                  got=self.sparsity)
         topk = self.uses_k
         need(self.rho is None or 0 < self.rho < 1, "rho", "{rho} must be between 0 and 1, exclusive (got {got})", got=self.rho)
-        for name in ("beta", "l1_coef", "noise", "balance", "homeostasis"):
+        for name in ("beta", "l1_coef", "noise", "balance", "homeostasis", "rank_power"):
             value = getattr(self, name)
             need(value is None or value >= 0, name, "{" + name + "} must be 0 or more (got {got})", got=value)
         need(all(isinstance(w, int) and w >= 1 for w in self.encoder_layers), "encoder_layers",
@@ -192,8 +203,9 @@ class TrainConfig:
              got=self.sparsity)
         need(topk or self.k_anneal_from is None, "k_anneal_from",
              "{k_anneal_from} applies to {sparsity} topk or batchtopk, not {got}", got=self.sparsity)
-        need(self.init is None or self.init in INITS, "init", "{init} must be one of {names} (got {got!r})",
-             names=", ".join(INITS), got=self.init)
+        for name, names in (("geometry", GEOMETRIES), ("init", INITS)):
+            need(getattr(self, name) in (None, *names), name, "{" + name + "} must be one of {names} (got {got!r})",
+                 names=", ".join(names), got=getattr(self, name))
         need(self.init != "kmeans" or not self.encoder_layers, "init",
              "{init} kmeans needs the single-layer model: the centroids live in the input space; drop {encoder_layers} "
              "or use {init} random")
@@ -266,7 +278,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{**EARLIER_VALUES, **{k: v for k, v in data.items() if k in names}})
+
+
+#: What a run recorded before a setting existed did, as that setting's value (``TrainConfig.from_dict``:
+#: a checkpoint of such a run resumes only with these, and its config.json reads as it trained).
+EARLIER_VALUES = {"geometry": "euclidean", "rank_power": 0.0}
 
 
 #: What ``device`` accepts: auto, cpu, cuda (the current GPU) or cuda:N (GPU N).

@@ -7,6 +7,11 @@ The order of an epoch is defined on *global* batches, whatever the number of pro
    buffer, its rows those of its chunks in file order (when there are at most ``BUFFER_CHUNKS``
    chunks, no permutation is drawn and one buffer holds every row);
 3. each buffer's rows are shuffled by a seeded permutation, drawn when the buffer is reached;
+   with frequency-aware training (``rank_power`` p > 0, see :func:`rank_draws`) a buffer instead
+   holds its share of N draws, each row drawn in proportion to its :func:`rank_weights` (1 for
+   the first :data:`RANK_FLAT` rows, then (RANK_FLAT / rank)^p): the buffer's count is fixed by
+   its rows' total weight; when it is reached each row gets its whole number of expected draws and
+   the fractions are drawn, then shuffled (equal weights: a plain permutation);
 4. the shuffled buffers, one after the other, are cut into batches of ``batch_size`` rows (the last
    one may be shorter), so an epoch has ceil(N / batch_size) steps.
 
@@ -52,6 +57,10 @@ CHUNK_ROWS = 8192
 BUFFER_CHUNKS = 8
 #: Rows whose spread about their mean is below this fraction of their size do not vary: nothing to learn.
 LEAST_SPREAD = 1e-5
+#: Frequency-aware training (``rank_power``) draws the first this many words alike, and a word of rank
+#: r beyond them (RANK_FLAT / r)^rank_power as often: a small vocabulary of common words trains as it
+#: is, and only a long tail is drawn less (benchmarks/INTERPRETABILITY.md).
+RANK_FLAT = 10_000
 
 
 class Rows(Protocol):
@@ -240,11 +249,30 @@ def open_training_data(source: "Embeddings | TrainingData | str | os.PathLike") 
         raise
 
 
-class EpochOrder:
-    """The row order of one epoch (see the module docstring), drawn from ``generator``."""
+def rank_weights(rows: np.ndarray, power: float) -> np.ndarray:
+    """float64 weights of the 0-based rows ``rows``: 1 for the first :data:`RANK_FLAT`, then
+    (RANK_FLAT / r)^power at 1-based rank r."""
+    return np.minimum(1.0, ((np.asarray(rows, dtype=np.float64) + 1) / RANK_FLAT) ** -power)
 
-    def __init__(self, n: int, generator: torch.Generator):
-        self.n, self.generator = n, generator
+
+def rank_draws(sizes: list[int], power: float) -> np.ndarray:
+    """How many of N = sum(``sizes``) draws fall in each block of consecutive rows (sizes in row
+    order), in proportion to the blocks' total :func:`rank_weights` (largest remainders: the counts
+    add up to N)."""
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    mass = np.array([rank_weights(np.arange(a, b), power).sum() for a, b in zip(edges[:-1], edges[1:])])
+    share = mass / mass.sum() * edges[-1]
+    counts = np.floor(share).astype(np.int64)
+    counts[np.argsort(counts - share, kind="stable")[: int(edges[-1] - counts.sum())]] += 1
+    return counts
+
+
+class EpochOrder:
+    """The row order of one epoch (see the module docstring), drawn from ``generator``; with
+    ``rank_power`` > 0 the epoch's N rows are drawn by frequency rank instead (module docstring)."""
+
+    def __init__(self, n: int, generator: torch.Generator, rank_power: float = 0.0):
+        self.n, self.generator, self.rank_power = n, generator, rank_power
         n_chunks = math.ceil(n / CHUNK_ROWS)
         if n_chunks <= BUFFER_CHUNKS:
             self.groups = [np.arange(n_chunks)]
@@ -252,6 +280,9 @@ class EpochOrder:
             order = torch.randperm(n_chunks, generator=generator).numpy()
             self.groups = [np.sort(order[i : i + BUFFER_CHUNKS]) for i in range(0, n_chunks, BUFFER_CHUNKS)]
         sizes = [sum(min(CHUNK_ROWS, n - c * CHUNK_ROWS) for c in g) for g in self.groups]
+        if rank_power > 0:  # each chunk's share of the draws, summed over its buffer
+            chunk_draws = rank_draws([min(CHUNK_ROWS, n - c * CHUNK_ROWS) for c in range(n_chunks)], rank_power)
+            sizes = [int(chunk_draws[g].sum()) for g in self.groups]
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         """Stream position where each buffer begins (and N at the end)."""
         self._perms: list[torch.Tensor] = []
@@ -264,11 +295,28 @@ class EpochOrder:
         return np.concatenate([np.arange(c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, self.n)) for c in self.groups[j]])
 
     def perm(self, j: int) -> torch.Tensor:
-        """Buffer ``j``'s shuffle (int64, CPU); draws those of buffers up to ``j`` first."""
+        """Buffer ``j``'s shuffle, or its draws by rank: for each of its positions the index of a row
+        within :meth:`rows` (int64, CPU); draws those of buffers up to ``j`` first."""
         while len(self._perms) <= j:
-            size = int(self.starts[len(self._perms) + 1] - self.starts[len(self._perms)])
-            self._perms.append(torch.randperm(size, generator=self.generator))
+            i = len(self._perms)
+            size = int(self.starts[i + 1] - self.starts[i])
+            if self.rank_power > 0:
+                self._perms.append(self._draws(torch.from_numpy(rank_weights(self.rows(i), self.rank_power)), size))
+            else:
+                self._perms.append(torch.randperm(size, generator=self.generator))
         return self._perms[j]
+
+    def _draws(self, weights: torch.Tensor, size: int) -> torch.Tensor:
+        """``size`` draws of rows in proportion to ``weights``, shuffled: each row its whole number of
+        expected draws, and the fractions left over drawn without replacement (so a row weighing the
+        average is drawn exactly once, as in a plain epoch)."""
+        expected = weights * (size / weights.sum())
+        counts = expected.floor()
+        rest = size - int(counts.sum())
+        if rest > 0:
+            counts[torch.multinomial(expected - counts, rest, generator=self.generator)] += 1
+        rows = torch.repeat_interleave(torch.arange(len(weights)), counts.long())
+        return rows[torch.randperm(size, generator=self.generator)]
 
     def finish(self) -> None:
         """Draw what is left, so the generator ends every epoch in the same state."""
@@ -284,15 +332,18 @@ class BatchSource:
     """This process's rows of each global batch, on the device, prepared (normalised).
 
     ``prepare`` turns (K, D) float32 rows on the host into what the model takes (on the device);
-    ``feed`` (a :class:`~sparsecode.devices.Device`, default the CPU) carries the index maps there. With
+    ``feed`` (a :class:`~sparsecode.devices.Device`, default the CPU) carries the index maps there;
+    ``rank_power`` > 0 draws each epoch's rows by frequency rank (see :class:`EpochOrder`). With
     ``prefetch`` the next buffer is loaded one step after the current one is first used (on CUDA
     on the feed's side stream, while the device works on the steps queued so far).
     :meth:`keep_resident` reads every row once and keeps them prepared on the device.
     """
 
     def __init__(self, rows: Rows, batch_size: int, prepare: Callable[[np.ndarray], torch.Tensor],
-                 rank: int = 0, world: int = 1, feed: Device | None = None, prefetch: bool = False):
+                 rank: int = 0, world: int = 1, feed: Device | None = None, prefetch: bool = False,
+                 rank_power: float = 0.0):
         self.rows, self.batch_size, self.prepare = rows, batch_size, prepare
+        self.rank_power = rank_power
         self.rank, self.world = rank, world
         self.feed = feed if feed is not None else for_torch("cpu")
         self.prefetch = prefetch
@@ -321,7 +372,7 @@ class BatchSource:
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """Draw the order of a new epoch from ``generator`` (in its state at the epoch's start)."""
-        self.order = EpochOrder(self.rows.n, generator)
+        self.order = EpochOrder(self.rows.n, generator, self.rank_power)
         self._loaded, self._ahead = {}, None
 
     def finish_epoch(self) -> None:
@@ -382,11 +433,11 @@ class BatchSource:
         if self.resident is not None:  # every row is there: the buffer is its rows' index
             return self.resident, self.feed.tensor(rows_j[perm.numpy()])
         needed = self._needed(j)
-        if len(needed) == len(rows_j):  # every row: the read rows are the buffer's, sorted
+        if len(needed) == len(perm):  # every position: the read rows are the buffer's, sorted
             unique, inverse = rows_j, perm
         else:
             unique, inv = np.unique(rows_j[perm.numpy()[needed]], return_inverse=True)
-            inverse = torch.full((len(rows_j),), -1, dtype=torch.int64)
+            inverse = torch.full((len(perm),), -1, dtype=torch.int64)
             inverse[torch.from_numpy(needed)] = torch.from_numpy(inv.reshape(-1).astype(np.int64))
         if self._kept is not None and np.array_equal(self._kept[0], unique):
             data = self._kept[1]

@@ -58,8 +58,12 @@ def code_statistics(
     active units, by the encoder or by pursuit (``method`` "encoder" or "omp", ``nonneg`` for
     non-negative pursuit) and report: ``fvu``, ``cosine`` (mean cosine of x and x_hat), ``mean_l0``,
     ``dead_fraction`` (units no row uses), ``always_on_fraction`` (units used by more than half
-    the rows) and ``zero_rows_fraction`` (rows whose code is all zeros)."""
-    stats = CodeStatistics(model, k, vectors.double().mean(0).to(vectors.dtype), method, nonneg)
+    the rows) and ``zero_rows_fraction`` (rows whose code is all zeros). FVU and cosine compare
+    the reconstruction with the rows the model reconstructs (:meth:`~sparsecode.model.SparseAutoencoder.reconstruction_target`)."""
+    mean = torch.zeros(vectors.shape[1], dtype=torch.float64, device=vectors.device)
+    for start in range(0, vectors.shape[0], batch_size):
+        mean += model.reconstruction_target(vectors[start : start + batch_size]).double().sum(0)
+    stats = CodeStatistics(model, k, (mean / vectors.shape[0]).to(vectors.dtype), method, nonneg)
     for start in range(0, vectors.shape[0], batch_size):
         stats.update(vectors[start : start + batch_size])
     return stats.result()
@@ -67,7 +71,8 @@ def code_statistics(
 
 class CodeStatistics:
     """:func:`code_statistics` accumulated batch by batch, for data streamed from disk or split over
-    processes: ``mean`` (D,) is the data mean; :attr:`sums` add up across parts."""
+    processes: ``mean`` (D,) is the mean of the rows the model reconstructs (the data mean, for the
+    euclidean geometry); :attr:`sums` add up across parts."""
 
     def __init__(self, model: SparseAutoencoder, k: int, mean: Tensor, method: str = "encoder", nonneg: bool = False):
         self.model, self.k, self.mean = model, k, mean
@@ -80,6 +85,7 @@ class CodeStatistics:
         """Add the rows of ``x`` (B, D), original scale, on the model's device."""
         enc = self.coder.encode(x, self.k)
         x_hat = self.model.decode(enc.acts, enc.indices)
+        x = self.model.reconstruction_target(x)
         active = enc.acts != 0
         row_l0 = active.sum(1)
         s = self.sums
@@ -116,16 +122,22 @@ def reconstruction_of_codes(codes: Codes, model: SparseAutoencoder, vectors: np.
 
     With ``worst`` > 0, also ``worst``: the ``worst`` words reconstructed worst, as dicts of
     ``word``, ``error`` (the word's own FVU, ||x - x_hat||^2 / ||x - mean||^2: 1 means no better
-    than the mean vector), ``squared_error`` and ``cosine``, largest error first."""
+    than the mean vector), ``squared_error`` and ``cosine``, largest error first. The vectors are
+    compared as the model reconstructs them (``model.reconstruction_target``: for the cosine
+    geometry, each at the typical length from the mean)."""
     n = len(codes.words)
-    x_all = torch.from_numpy(vectors)
-    mean = x_all.double().mean(0)
+    device = model.W_dec.device
+
+    def target(start: int, stop: int) -> Tensor:
+        return model.reconstruction_target(torch.from_numpy(vectors[start:stop]).to(device)).cpu().double()
+
+    mean = sum(target(start, start + batch_size).sum(0) for start in range(0, n, batch_size)) / n
     row_sse, row_ssd, row_cos = (np.empty(n) for _ in range(3))
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         z = torch.from_numpy(codes.dense(rows))
-        x_hat = model.denormalise(model.decode_dense_normalised(z.to(model.W_dec.device))).cpu().double()
-        x = x_all[start : start + len(rows)].double()
+        x_hat = model.denormalise(model.decode_dense_normalised(z.to(device))).cpu().double()
+        x = target(start, start + len(rows))
         row_sse[rows] = (x - x_hat).pow(2).sum(1).numpy()
         row_ssd[rows] = (x - mean).pow(2).sum(1).numpy()
         row_cos[rows] = torch.nn.functional.cosine_similarity(x, x_hat, dim=1).numpy()

@@ -2,7 +2,8 @@
 
 The model keeps its own input normalisation, so a user hands it vectors on their original scale:
 
-    x_norm = (x - input_mean) / input_scale
+    x_norm = (x - input_mean) / input_scale                            geometry "euclidean"
+    x_norm = (x - input_mean) / ||x - input_mean|| * sqrt(D)          geometry "cosine"
     pre    = (x_norm - b_dec) @ W_enc + b_enc          (D -> H)
     z      = code(pre)                                 exact zeros: a sparse code
     x_hat  = (z @ W_dec + b_dec) * input_scale + input_mean
@@ -17,6 +18,14 @@ the run's ``config.json``; see :mod:`sparsecode.objectives`):
 - ``spine``: ``clamp(pre, 0, 1)``.
 
 Any of them can be capped at k units per row when encoding (the k largest are kept).
+
+With the ``cosine`` geometry (``geometry``, see :data:`~sparsecode.config.GEOMETRIES`) every word's offset from
+the mean word is scaled to one length, sqrt(D) (the average of the euclidean normalisation), before
+it is coded: an activation is then a similarity of directions that a word's length (in GloVe,
+mostly its frequency) no longer inflates, so a unit's strongest words are its most typical ones.
+The model reconstructs those rows, ``reconstruction_target(x) = denormalise(normalise(x))``: every
+word at the typical length ``input_scale * sqrt(D)`` from the mean, on the original scale; FVU and
+cosine(x, x_hat) are measured against them.
 
 The weights are saved as ``model.pt``, whose layout :mod:`sparsecode.modelfile` documents. A
 model with hidden layers (``encoder_layers`` E1..EL) maps through them before and after the code,
@@ -38,7 +47,7 @@ from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
 from . import modelfile
-from .config import SPARSITIES
+from .config import GEOMETRIES, SPARSITIES
 from .errors import SparsecodeError
 from .topk import Encoded, decode, topk_encode
 
@@ -63,6 +72,22 @@ def estimate_normalisation(x: Tensor) -> Normalisation:
     return Normalisation(mean.to(x.dtype), scale.to(x.dtype))
 
 
+def normalise_rows(x: Tensor, mean: Tensor, scale: Tensor, geometry: str) -> Tensor:
+    """(B, D) original scale -> (B, D) normalised: centred and divided by ``scale`` (euclidean), or
+    each centred row scaled to squared norm D (cosine)."""
+    h = x - mean
+    if geometry == "cosine":
+        return h * (h.shape[1] ** 0.5 / h.norm(dim=1, keepdim=True).clamp_min(1e-12))
+    return h / scale
+
+
+def reconstruction_target(model: "SparseAutoencoder", x: Tensor) -> Tensor:
+    """(B, D) original scale -> the rows ``model`` reconstructs, on the original scale (its method of
+    the same name): ``x`` itself, or with the cosine geometry every row moved along its direction from
+    the mean to the typical length (``denormalise(normalise(x))``)."""
+    return model.denormalise(model.normalise(x)) if model.geometry == "cosine" else x
+
+
 class SparseAutoencoder(nn.Module):
     """A sparse autoencoder over D-dimensional inputs with H hidden units (the code).
 
@@ -72,11 +97,13 @@ class SparseAutoencoder(nn.Module):
     """
 
     def __init__(self, d_in: int, n_hidden: int, device: torch.device | str = "cpu", sparsity: str = "topk",
-                 encoder_layers: Sequence[int] = (), encode_k: int | None = None):
+                 encoder_layers: Sequence[int] = (), encode_k: int | None = None, geometry: str = "euclidean"):
         super().__init__()
         if sparsity not in SPARSITIES:
             raise ValueError(f"unknown sparsity {sparsity!r}; one of {', '.join(SPARSITIES)}")
-        self.sparsity = sparsity
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"unknown geometry {geometry!r}; one of {', '.join(GEOMETRIES)}")
+        self.sparsity, self.geometry = sparsity, geometry  # geometry: see the module docstring
         #: Active units per word when encoding (:meth:`encode`'s default): k for topk; for the other
         #: objectives a cap, or None for their own code (threshold or activation).
         self.encode_k = encode_k
@@ -163,8 +190,10 @@ class SparseAutoencoder(nn.Module):
 
     # -- the maps ---------------------------------------------------------------------------------
     def normalise(self, x: Tensor) -> Tensor:
-        """(B, D) original scale -> (B, D) normalised."""
-        return (x - self.input_mean) / self.input_scale
+        """(B, D) original scale -> (B, D) normalised (:func:`normalise_rows`)."""
+        return normalise_rows(x, self.input_mean, self.input_scale, self.geometry)
+
+    reconstruction_target = reconstruction_target
 
     def denormalise(self, x_norm: Tensor) -> Tensor:
         """(B, D) normalised -> (B, D) original scale."""

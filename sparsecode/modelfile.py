@@ -5,9 +5,11 @@ single-layer model has exactly ``W_enc`` (D, H), ``b_enc`` (H,), ``W_dec`` (H, D
 ``input_mean`` (D,) and ``input_scale`` (), float32 on the CPU; decoder rows have unit norm. Two
 small tensors describe how it codes, so that the file alone encodes as its run does (see
 :data:`META`): ``meta.sparsity`` (uint8, the objective's name in ASCII) and ``meta.encode_k``
-(int64 (), the encode k; 0: none, the objective's own code). Files written before them still load
-(as ``topk`` unless told otherwise, with no encode k; :func:`sparsecode.rundir.load_run` takes both
-from the run's ``config.json``). A ``topk`` model trained with ``balance`` adds ``select_bias`` (H,); a
+(int64 (), the encode k; 0: none, the objective's own code), and ``meta.geometry`` (uint8, the
+geometry's name in ASCII: ``cosine`` or ``euclidean``, see :mod:`sparsecode.model`). Files written
+before them still load (as ``topk`` unless told otherwise, with no encode k; :func:`sparsecode.rundir.load_run`
+takes both from the run's ``config.json``; without ``meta.geometry`` as ``euclidean``, the only
+geometry there was). A ``topk`` model trained with ``balance`` adds ``select_bias`` (H,); a
 ``batchtopk`` model adds ``threshold`` (). A model with hidden layers (``encoder_layers`` E1..EL)
 adds ``enc_layers.{i}.weight`` (E_{i+1}, E_i) and ``enc_layers.{i}.bias`` (E_{i+1},) with E0 = D,
 ``b_mid`` (EL,), and the mirrored ``dec_layers.{i}.weight`` (E_{L-i-1}, E_{L-i}) with
@@ -25,7 +27,7 @@ import re
 import torch
 from torch import Tensor, nn
 
-from .config import SPARSITIES
+from .config import GEOMETRIES, SPARSITIES
 from .errors import SettingError, SparsecodeError, first_line
 
 
@@ -40,7 +42,7 @@ STATE_SHAPES = {
 }
 
 #: The tensors of ``model.pt`` that describe the model rather than weigh it.
-META = ("meta.sparsity", "meta.encode_k")
+META = ("meta.sparsity", "meta.encode_k", "meta.geometry")
 
 
 # -- the state dict's layout ---------------------------------------------------------------------------
@@ -70,6 +72,7 @@ def _meta_to_state(module: nn.Module, state: dict, prefix: str, _metadata) -> No
     """State-dict hook: the :data:`META` tensors, after the weights."""
     state[f"{prefix}meta.sparsity"] = torch.tensor(list(module.sparsity.encode("ascii")), dtype=torch.uint8)
     state[f"{prefix}meta.encode_k"] = torch.tensor(module.encode_k or 0, dtype=torch.int64)
+    state[f"{prefix}meta.geometry"] = torch.tensor(list(module.geometry.encode("ascii")), dtype=torch.uint8)
 
 
 def _meta_from_state(module: nn.Module, state: dict, prefix: str, *_args) -> None:
@@ -81,6 +84,21 @@ def _meta_from_state(module: nn.Module, state: dict, prefix: str, *_args) -> Non
     sparsity, encode_k = read_meta(meta, "model state")
     if sparsity == module.sparsity:
         module.encode_k = encode_k
+    if "meta.geometry" in meta:
+        module.geometry = read_geometry(meta, "model state")
+
+
+def read_geometry(state: dict, source: str) -> str:
+    """The geometry ``meta.geometry`` of ``state`` records (``euclidean`` where it records none)."""
+    if "meta.geometry" not in state:
+        return "euclidean"
+    try:
+        geometry = bytes(state["meta.geometry"].to(torch.uint8).tolist()).decode("ascii")
+    except (RuntimeError, ValueError, UnicodeDecodeError):
+        raise SparsecodeError(f"{source}: unreadable meta.geometry; the file is corrupt") from None
+    if geometry not in GEOMETRIES:
+        raise SparsecodeError(f"{source}: unknown geometry {geometry!r}; the file is from a newer sparsecode")
+    return geometry
 
 
 def read_meta(state: dict, source: str) -> tuple[str | None, int | None]:
@@ -197,7 +215,7 @@ def from_weights(cls: type[nn.Module], state: dict[str, Tensor], device: torch.d
     while f"enc_layers.{len(widths)}.weight" in state and state[f"enc_layers.{len(widths)}.weight"].dim() == 2:
         widths.append(int(state[f"enc_layers.{len(widths)}.weight"].shape[0]))
     model = cls(int(state["input_mean"].shape[0]), int(state["W_enc"].shape[1]), device=device, sparsity=sparsity,
-                encoder_layers=widths)
+                encoder_layers=widths, geometry=read_geometry(state, source))
     if "select_bias" in state and sparsity == "topk":
         model.use_select_bias()
     expected = {name: t for name, t in model.state_dict().items() if name not in META}

@@ -275,17 +275,33 @@ def new_model(data: TrainingData, cfg: TrainConfig, device: torch.device,
     the first rows, both drawn from ``generator``; balancing gives it a selection bias."""
     stats = data.stats
     model = SparseAutoencoder(stats.dim, cfg.hidden, device=device, sparsity=cfg.sparsity,
-                              encoder_layers=cfg.encoder_layers, encode_k=cfg.resolved("encode_k"))
+                              encoder_layers=cfg.encoder_layers, encode_k=cfg.resolved("encode_k"),
+                              geometry=cfg.resolved("geometry"))
     norm = Normalisation(torch.from_numpy(stats.mean).float(), torch.tensor(stats.scale, dtype=torch.float32))
     # The mean of the normalised data is (mean - input_mean) / input_scale.
     normalised_mean = ((torch.from_numpy(stats.mean) - norm.mean.double()) / norm.scale.double()).float().to(device)
     model.initialise_with(Normalisation(norm.mean.to(device), norm.scale.to(device)), normalised_mean, generator=generator)
+    if cfg.resolved("geometry") == "cosine":  # rows scaled to one length: their mean is no longer the scaled data mean
+        normalised_mean = normalised_mean_of(model, data.rows)
+        with torch.no_grad():
+            model.b_dec.copy_(normalised_mean)
     if cfg.resolved("init") == "kmeans":
         sample = torch.from_numpy(data.rows.read(0, min(stats.n, KMEANS_SAMPLE))).to(device)
         model.initialise_from_centroids(model.normalise(sample), cfg.resolved("k_anneal_from"), generator=generator)
     if (cfg.resolved("balance") or 0) > 0:
         model.use_select_bias()
     return model, normalised_mean
+
+
+@torch.no_grad()
+def normalised_mean_of(model: SparseAutoencoder, rows: Rows) -> Tensor:
+    """(D,) the mean of ``model.normalise`` over every row of ``rows``, read a chunk at a time."""
+    device = model.b_dec.device
+    total = torch.zeros(rows.dim, dtype=torch.float64, device=device)
+    for start in range(0, rows.n, CHUNK_ROWS):
+        block = torch.from_numpy(rows.read(start, min(start + CHUNK_ROWS, rows.n))).to(device)
+        total += model.normalise(block).double().sum(0)
+    return (total / rows.n).float()
 
 
 class Trainer:
@@ -316,7 +332,7 @@ class Trainer:
         self.opt = self.dev.optimizer(list(self.model.parameters()), cfg.lr)
         # The device feeds the batches (on a GPU: the data kept there if it fits, else prefetched buffers).
         self.source = BatchSource(self.data.rows, cfg.batch_size, self._prepare, self.dist.rank, self.dist.world,
-                                  feed=self.dev, prefetch=self.dev.prefetch)
+                                  feed=self.dev, prefetch=self.dev.prefetch, rank_power=cfg.resolved("rank_power"))
         if self.dev.keeps_data(self.n, self.d_in):
             self.source.keep_resident()
         self.forward = self.dist.wrap(_Step(self.model, self.objective))
@@ -602,6 +618,8 @@ def code_statistics_over(trainer: Trainer, rows: Rows, k: int | None) -> dict:
     (FVU relative to the training rows' mean), read a chunk at a time, the chunks shared among the
     processes."""
     mean = torch.from_numpy(trainer.data.stats.mean).float().to(trainer.device)
+    if trainer.model.geometry == "cosine":  # the mean of the rows the model reconstructs
+        mean = trainer.model.denormalise(trainer.data_mean)
     stats = CodeStatistics(trainer.model, k, mean)
     dist = trainer.dist
     for start in range(dist.rank * CHUNK_ROWS, rows.n, dist.world * CHUNK_ROWS):

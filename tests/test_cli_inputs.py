@@ -219,11 +219,12 @@ def test_evaluate_worst_lists_the_words_reconstructed_worst(two_runs, sample):
     codes_file = two_runs / "a" / "codes.h5"
     res = json.loads(run("evaluate", codes_file, "--worst", 5, "--json").stdout)
     worst = res["reconstruction"]["worst"]
-    # Against a direct computation: each word's own FVU from the dense codes and the model.
+    # Against a direct computation: each word's own FVU from the dense codes and the model, of the
+    # rows the model reconstructs (topk's cosine geometry: each word at the typical length).
     model, codes = sc.load_run(two_runs / "a")[0], sc.load_codes(codes_file)
     with torch.no_grad():
         x_hat = model.denormalise(model.decode_dense_normalised(torch.from_numpy(codes.dense()))).double().numpy()
-    x = sample.vectors.astype(np.float64)
+        x = model.reconstruction_target(torch.from_numpy(sample.vectors)).double().numpy()
     error = ((x - x_hat) ** 2).sum(1) / ((x - x.mean(0)) ** 2).sum(1)
     order = np.argsort(-error)[:5]
     assert [w["word"] for w in worst] == [sample.words[i] for i in order]

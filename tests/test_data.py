@@ -208,3 +208,51 @@ def test_rows_that_do_not_vary_are_refused_before_training(tmp_path):
     differ = np.float32([[1.0, 2.0, 3.0], [1.0, 2.0, 3.001]])
     result = sc.train(sc.Embeddings(["a", "b"], differ, "two.h5"), sc.TrainConfig(hidden=4, k=1, epochs=1, device="cpu"))
     assert np.isfinite(result.summary["fvu"]) and result.summary["fvu"] < 10
+
+
+def test_rank_draws_share_an_epoch_by_the_blocks_rank_weights(monkeypatch):
+    """With the first word alone flat, rows 0-3 weigh 1, 1/2, 1/3, 1/4 at power 1: blocks [0, 1] and
+    [2, 3] hold 1.5 and 7/12 of the mass, so of 4 draws 2.88 and 1.12, rounded by largest remainder
+    to 3 and 1. Within the flat ranks every word weighs 1."""
+    assert data.rank_draws([2, 2], 1.0).tolist() == [2, 2]  # 4 words: all within RANK_FLAT
+    monkeypatch.setattr(data, "RANK_FLAT", 1)
+    assert data.rank_draws([2, 2], 1.0).tolist() == [3, 1]
+    assert data.rank_draws([2, 2], 0.0).tolist() == [2, 2]
+    monkeypatch.setattr(data, "RANK_FLAT", 2)
+    np.testing.assert_allclose(data.rank_weights(np.array([0, 1, 3, 7]), 0.5), [1.0, 1.0, 0.5 ** 0.5, 0.5])
+    assert data.rank_draws([100, 100, 34], 0.5).sum() == 234
+
+
+def test_an_epoch_by_rank_draws_n_rows_favouring_the_first_ones(small_chunks, monkeypatch):
+    """With rank_power an epoch has as many rows as the data, drawn with replacement, each buffer's
+    share fixed by its rows' weight; the same seed draws the same epoch, over any number of processes."""
+    monkeypatch.setattr(data, "RANK_FLAT", 1)
+    rows = CountingRows(1234)
+    source = BatchSource(rows, 64, torch.from_numpy, rank_power=1.0)
+    source.start_epoch(torch.Generator().manual_seed(0))
+    order = torch.cat([source.batch(b)[:, 0].long() for b in range(source.steps_per_epoch)])
+    epoch_order = source.order
+    source.finish_epoch()
+    assert len(order) == 1234 and source.steps_per_epoch == 20
+    counts = np.bincount(order.numpy(), minlength=1234)
+    assert counts[:100].sum() > 0.5 * 1234 and counts[0] > counts[600:700].sum()  # 1/r: the first chunk holds most
+    chunk_draws = data.rank_draws([100] * 12 + [34], 1.0)
+    for j, group in enumerate(epoch_order.groups):  # each buffer: its chunks' share of the draws, from its chunks
+        span = order[epoch_order.starts[j] : epoch_order.starts[j + 1]].numpy() // 100
+        assert len(span) == chunk_draws[group].sum() and set(span) <= set(group.tolist())
+    for world in (2, 3):
+        parts = []
+        for r in range(world):
+            s = BatchSource(rows, 64, torch.from_numpy, r, world, rank_power=1.0)
+            s.start_epoch(torch.Generator().manual_seed(0))
+            parts.append([s.batch(b)[:, 0].long() for b in range(s.steps_per_epoch)])
+        assert torch.equal(torch.cat([torch.cat([p[b] for p in parts]) for b in range(20)]), order)
+
+
+def test_an_epoch_by_rank_within_the_flat_ranks_is_a_plain_shuffle(small_chunks):
+    """Every row weighs 1 below RANK_FLAT: each is drawn exactly once, as without rank_power."""
+    rows = CountingRows(1234)
+    source = BatchSource(rows, 64, torch.from_numpy, rank_power=0.5)
+    source.start_epoch(torch.Generator().manual_seed(0))
+    order = torch.cat([source.batch(b)[:, 0].long() for b in range(source.steps_per_epoch)])
+    assert sorted(order.tolist()) == list(range(1234)) and not torch.equal(order, order.sort().values)

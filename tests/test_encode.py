@@ -17,9 +17,13 @@ from .conftest import SAMPLE, sample_subset, write_h5
 
 def _dense_codes(run_dir, vectors: np.ndarray, k: int) -> np.ndarray:
     """Reference: dense top-k codes computed directly from model.pt, as its contract says (the k
-    largest ``pre + select_bias``, their ``relu(pre)``)."""
+    largest ``pre + select_bias``, their ``relu(pre)``; a cosine model's offsets at length sqrt(D))."""
     s = torch.load(run_dir / "model.pt", weights_only=True)
-    x = (torch.from_numpy(vectors) - s["input_mean"]) / s["input_scale"]
+    h = torch.from_numpy(vectors) - s["input_mean"]
+    if bytes(s["meta.geometry"].tolist()) == b"cosine":
+        x = h * (h.shape[1] ** 0.5 / h.norm(dim=1, keepdim=True))
+    else:
+        x = h / s["input_scale"]
     pre = (x - s["b_dec"]) @ s["W_enc"] + s["b_enc"]
     idx = (pre + s.get("select_bias", torch.zeros(pre.shape[1]))).topk(k, dim=1).indices
     return torch.zeros_like(pre).scatter(1, idx, pre.gather(1, idx).clamp_min(0)).numpy()

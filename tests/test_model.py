@@ -45,6 +45,7 @@ def test_weights_file_contract(run_dir, sample, codes):
     state = torch.load(run_dir / "model.pt", weights_only=True)
     assert set(state) == set(STATE_SHAPES) | set(META) | {"select_bias"}  # topk trains with a selection bias by default
     assert bytes(state.pop("meta.sparsity").tolist()) == b"topk" and state.pop("meta.encode_k").item() == 8
+    assert bytes(state.pop("meta.geometry").tolist()) == b"cosine"  # topk's default
     D, H = 50, 200
     assert state["select_bias"].shape == (H,)
     assert state["W_enc"].shape == (D, H) and state["b_enc"].shape == (H,)
@@ -256,3 +257,37 @@ def test_the_core_imports_neither_h5py_rich_typer_nor_the_cli():
     assert {"sparsecode.topk", "sparsecode.model", "sparsecode.modelfile", "sparsecode.objectives"} <= loaded
     assert not {name for name in loaded if name.split(".")[0] in ("h5py", "rich", "typer")}
     assert not {name for name in loaded if name.startswith(("sparsecode.cli", "sparsecode.codes", "sparsecode.embeddings"))}
+
+
+def test_the_cosine_geometry_codes_directions_and_reconstructs_them_at_the_typical_length():
+    """Hand-made: mean (1, 1), scale 2. Cosine: x - mean scaled to length sqrt(D); the target is the
+    mean plus that direction at length scale * sqrt(D). Euclidean: the target is x itself."""
+    model = SparseAutoencoder(2, 3, geometry="cosine")
+    model.input_mean.copy_(torch.tensor([1.0, 1.0]))
+    model.input_scale.fill_(2.0)
+    x = torch.tensor([[4.0, 5.0], [1.0, -1.0]])  # offsets (3, 4) and (0, -2)
+    root2 = 2.0 ** 0.5
+    torch.testing.assert_close(model.normalise(x), torch.tensor([[0.6, 0.8], [0.0, -1.0]]) * root2)
+    torch.testing.assert_close(model.reconstruction_target(x),
+                               torch.tensor([[1 + 0.6 * 2 * root2, 1 + 0.8 * 2 * root2], [1.0, 1 - 2 * root2]]))
+    # A word twice as long from the mean codes exactly as the word itself.
+    assert torch.equal(model.normalise(torch.tensor([[7.0, 9.0]])), model.normalise(x[:1]))
+    plain = SparseAutoencoder(2, 3)
+    assert plain.geometry == "euclidean" and plain.reconstruction_target(x) is x
+    with pytest.raises(ValueError, match="unknown geometry"):
+        SparseAutoencoder(2, 3, geometry="spherical")
+
+
+def test_the_geometry_travels_in_model_pt_and_files_without_it_are_euclidean(tmp_path):
+    model = SparseAutoencoder(4, 6, geometry="cosine")
+    model.initialise(torch.randn(20, 4, generator=torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+    model.save(tmp_path / "m.pt")
+    assert bytes(torch.load(tmp_path / "m.pt")["meta.geometry"].tolist()) == b"cosine"
+    assert SparseAutoencoder.load(tmp_path / "m.pt").geometry == "cosine"
+    state = {name: t for name, t in model.weights().items() if name != "meta.geometry"}
+    torch.save(state, tmp_path / "old.pt")
+    assert SparseAutoencoder.load(tmp_path / "old.pt").geometry == "euclidean"
+    state["meta.geometry"] = torch.tensor(list(b"hyperbolic"), dtype=torch.uint8)
+    torch.save(state, tmp_path / "newer.pt")
+    with pytest.raises(sc.SparsecodeError, match="unknown geometry 'hyperbolic'; the file is from a newer sparsecode"):
+        SparseAutoencoder.load(tmp_path / "newer.pt")

@@ -124,8 +124,11 @@ def test_pursuit_codes_keep_the_reconstruction_contract(tmp_path, run_dir, sampl
     s = torch.load(run_dir / "model.pt", weights_only=True)
     rows = np.arange(0, 5000, 7)
     z = torch.from_numpy(codes.dense(rows)).double()
-    x = torch.from_numpy(sample.vectors[rows]).double()
     W, b, scale, mean = (s[n].double() for n in ("W_dec", "b_dec", "input_scale", "input_mean"))
+    h = torch.from_numpy(sample.vectors[rows]).double() - mean
+    if bytes(s["meta.geometry"].tolist()) == b"cosine":  # topk's default: offsets at length sqrt(D)
+        h = h / h.norm(dim=1, keepdim=True) * (h.shape[1] ** 0.5 * scale)
+    x = h + mean  # the rows the model reconstructs
     x_hat = (z @ W + b) * scale + mean
     residual = (x - mean) / scale - b - z @ W  # normalised target minus its reconstruction
     used = z != 0

@@ -84,7 +84,8 @@ def test_noise_is_for_training_only(sample):
         torch.testing.assert_close(z, torch.zeros(len(x), 100).scatter(1, top, pre.gather(1, top).clamp_min(0)))
         # And so are the final statistics: their FVU is that of these codes.
         x_hat = model.decode(enc.acts, enc.indices).double()
-        fvu = (x - x_hat).pow(2).sum() / (x.double() - x.double().mean(0)).pow(2).sum()
+        x = model.reconstruction_target(x).double()  # the rows a (cosine) model reconstructs
+        fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
     assert result.summary["fvu"] == pytest.approx(float(fvu), rel=1e-5)
 
 
@@ -135,7 +136,8 @@ def test_deeper_encoder_trains_saves_and_reloads(tmp_path, sample):
     with torch.no_grad():
         enc = model.encode(x, 8)
         z = torch.zeros(300, 100).scatter(1, enc.indices, enc.acts)
-        xn = (x - state["input_mean"]) / state["input_scale"]
+        offset = x - state["input_mean"]  # topk's cosine geometry: every offset at length sqrt(D)
+        xn = offset * (offset.shape[1] ** 0.5 / offset.norm(dim=1, keepdim=True))
         h = torch.relu((xn - state["b_dec"]) @ state["enc_layers.0.weight"].t() + state["enc_layers.0.bias"])
         h = torch.relu(h @ state["enc_layers.1.weight"].t() + state["enc_layers.1.bias"])
         pre = h @ state["W_enc"] + state["b_enc"]
@@ -164,6 +166,8 @@ def test_settings_that_do_not_apply_are_refused():
         (dict(sparsity="nope"), "sparsity", "sparsity must be one of topk, batchtopk, kl, l1, spine"),
         (dict(encoder_layers=[80, 0]), "encoder_layers", "encoder_layers must be positive widths"),
         (dict(encoder_layers=[80], aux_coef=0.03), "aux_coef", "needs the single-layer model"),
+        (dict(geometry="spherical"), "geometry", "geometry must be one of cosine, euclidean"),
+        (dict(rank_power=-0.5), "rank_power", "rank_power must be 0 or more"),
     ):
         with pytest.raises(sc.SparsecodeError, match=needle.replace("(", r"\(").replace(")", r"\)")) as exc:
             sc.TrainConfig(**settings).validate()

@@ -286,9 +286,16 @@ def test_non_finite_loss_goes_back_and_halves_the_lr_once(sample, monkeypatch):
         sc.train(sample, sc.TrainConfig(**SMALL))
 
 
-def test_code_statistics_match_a_brute_force_count(sample):
-    """Final statistics (dead units, zero rows, L0, FVU) equal a direct dense computation."""
-    model = sc.train(sample, sc.TrainConfig(**{**SMALL, "epochs": 1})).model
+@pytest.mark.parametrize("geometry", ["euclidean", "cosine"])
+def test_code_statistics_match_a_brute_force_count(sample, geometry):
+    """Final statistics (dead units, zero rows, L0, FVU) equal a direct dense computation; the FVU
+    of a cosine model is that of the rows it reconstructs, each at the typical length from the mean."""
+    result = sc.train(sample, sc.TrainConfig(**{**SMALL, "epochs": 1, "geometry": geometry}))
+    model = result.model
+    x = torch.from_numpy(sample.vectors)
+    target = x if geometry == "euclidean" else (model.input_mean + (x - model.input_mean) * (
+        model.input_scale * 50 ** 0.5 / (x - model.input_mean).norm(dim=1, keepdim=True))).detach()
+    assert result.summary["fvu"] == pytest.approx(sc.evaluate.code_statistics(model, x, k=8)["fvu"], rel=1e-5)
     with torch.no_grad():
         model.W_enc[:, :3] = 0.0
         model.b_enc[:3] = -100.0  # units 0-2 can never be selected: dead
@@ -305,7 +312,7 @@ def test_code_statistics_match_a_brute_force_count(sample):
     assert stats["always_on_fraction"] == pytest.approx((usage > 2500).double().mean().item())
     assert stats["zero_rows_fraction"] == pytest.approx(((z > 0).sum(1) == 0).double().mean().item())
     assert stats["mean_l0"] == pytest.approx((z > 0).sum(1).double().mean().item())
-    fvu = ((x - x_hat).double() ** 2).sum() / ((x.double() - x.double().mean(0)) ** 2).sum()
+    fvu = ((target - x_hat).double() ** 2).sum() / ((target.double() - target.double().mean(0)) ** 2).sum()
     assert stats["fvu"] == pytest.approx(fvu.item(), rel=1e-4)
 
 
