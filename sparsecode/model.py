@@ -313,12 +313,24 @@ def random_start(model: SparseAutoencoder, generator: torch.Generator | None = N
         model.b_mid.zero_()
 
 
+#: Elements of the (rows, H) similarity matrices the k-means start holds at a time (32 MiB of float32):
+#: 65,536 sample rows against H=1,000 centres would take 262 MB per matrix, several at once.
+SIMILARITY_BLOCK = 1 << 23
+
+
+def similarity_rows(n_centres: int) -> int:
+    """Rows whose similarities to ``n_centres`` centres the k-means start computes at a time."""
+    return max(1, SIMILARITY_BLOCK // max(1, n_centres))
+
+
 def spherical_kmeans(directions: Tensor, centres: Tensor, iters: int) -> Tensor:
     """(H, D) unit-norm centres after ``iters`` rounds of spherical k-means over (N, D) unit rows
     ``directions``, from ``centres``: each row joins the centre of largest cosine, each centre moves
-    to its rows' normalised sum (a centre no row joins stays where it is)."""
+    to its rows' normalised sum (a centre no row joins stays where it is). The similarities are
+    computed :func:`similarity_rows` rows at a time, so memory stays bounded whatever N and H."""
+    rows = similarity_rows(centres.shape[0])
     for _ in range(iters):
-        assign = (directions @ centres.t()).argmax(1)
+        assign = torch.cat([(part @ centres.t()).argmax(1) for part in directions.split(rows)])
         sums = torch.zeros_like(centres).index_add_(0, assign, directions)
         norms = sums.norm(dim=1, keepdim=True)
         centres = torch.where(norms > 0, sums / norms.clamp_min(1e-12), centres)
@@ -340,11 +352,14 @@ def centroid_start(model: SparseAutoencoder, x_norm: Tensor, k: int | None, iter
     pick = torch.randperm(n, generator=generator)[: min(n, H)].to(h.device)
     start[: len(pick)] = directions[pick]
     cent = spherical_kmeans(directions, start, iters)
-    pre = h @ cent.t()
-    if k is not None and k < H:
-        top = pre.topk(k, dim=1)
-        pre = torch.full_like(pre, 0.0).scatter_(1, top.indices, top.values)
-    recon = torch.relu(pre) @ cent
-    scale = (h * recon).sum() / (recon * recon).sum().clamp_min(1e-12)
+    fit = h.new_zeros(2, dtype=torch.float64)  # sums of <h, recon> and |recon|^2 over the rows
+    for part in h.split(similarity_rows(H)):
+        pre = part @ cent.t()
+        if k is not None and k < H:
+            top = pre.topk(k, dim=1)
+            pre = torch.zeros_like(pre).scatter_(1, top.indices, top.values)
+        recon = torch.relu(pre) @ cent
+        fit += torch.stack([(part * recon).sum(dtype=torch.float64), (recon * recon).sum(dtype=torch.float64)])
+    scale = (fit[0] / fit[1].clamp_min(1e-12)).to(cent.dtype)
     model.W_dec.copy_(cent)
     model.W_enc.copy_(cent.t() * scale)
