@@ -345,15 +345,16 @@ def centroid_start(model: SparseAutoencoder, x_norm: Tensor, k: int | None, iter
     own decoder rows where there are fewer rows than units). The encoder is their transpose scaled
     by the one factor that best reconstructs the rows from their top-``k`` codes (k correlated
     centroids would otherwise add up to several times a row; all of them for k None)."""
-    h = x_norm - model.b_dec
-    directions = h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    n, H = h.shape[0], model.n_hidden
+    directions = x_norm - model.b_dec  # h, its rows then normalised in place (h is formed again per block)
+    directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    n, H = directions.shape[0], model.n_hidden
     start = model.W_dec.clone()
-    pick = torch.randperm(n, generator=generator)[: min(n, H)].to(h.device)
+    pick = torch.randperm(n, generator=generator)[: min(n, H)].to(directions.device)
     start[: len(pick)] = directions[pick]
     cent = spherical_kmeans(directions, start, iters)
-    fit = h.new_zeros(2, dtype=torch.float64)  # sums of <h, recon> and |recon|^2 over the rows
-    for part in h.split(similarity_rows(H)):
+    fit = x_norm.new_zeros(2, dtype=torch.float64)  # sums of <h, recon> and |recon|^2 over the rows
+    for part in x_norm.split(similarity_rows(H)):
+        part = part - model.b_dec
         pre = part @ cent.t()
         if k is not None and k < H:
             top = pre.topk(k, dim=1)
