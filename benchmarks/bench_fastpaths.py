@@ -112,7 +112,8 @@ def main() -> None:
         jobs = {name: jobs[name] for name in args.jobs.split(",")}
         # The models the encode jobs use (and a warm file cache for every input).
         for name, emb, hidden in (("run50", args.glove50, "1000"), ("run300", args.spacy300, "4096")):
-            run(command("", train[:1] + [emb, "--hidden", hidden, "--out", str(tmp / name)] + train[1:]))
+            if f"encode{name[3:]}" in jobs:
+                run(command("", train[:1] + [emb, "--hidden", hidden, "--out", str(tmp / name)] + train[1:]))
         times: dict[tuple[str, str], list[tuple[float, float]]] = {}
         loads: list[float] = []
         for r in range(args.rounds):
@@ -125,6 +126,8 @@ def main() -> None:
                         cli_args_run = cli_args + ["--out", str(tmp / "codes.h5"), "--device", "cpu", "--force"]
                     loads.append(os.getloadavg()[0])
                     times.setdefault((job, variant), []).append(run(command(VARIANTS[variant], cli_args_run)))
+                    print(f"{job} {variant}: {times[(job, variant)][-1][0]:.2f} s wall, {times[(job, variant)][-1][1]:.2f} s "
+                          f"CPU, load {loads[-1]:.1f}", file=sys.stderr, flush=True)
             print(f"round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
