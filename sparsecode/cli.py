@@ -34,7 +34,7 @@ from .export import EXPORT_FORMATS
 from .interpret import MIN_COVERAGE, collapse_warning
 from .pursuit import METHODS
 from .search import DEFAULT_TOP
-from .runtime import keep_freed_memory
+from .runtime import choose_threads
 from .terminal import safe, words as word_list
 
 app = typer.Typer(
@@ -744,7 +744,7 @@ def tradeoff(
 def main() -> None:
     """The console script. After a failed write HDF5 may be unable to close the file and crash
     at interpreter exit; in that case the process ends at once, with the exit code already set."""
-    keep_freed_memory()  # no page-fault churn on the training step's temporaries (sparsecode.runtime)
+    choose_threads()  # no more threads than the load leaves cores for (sparsecode.runtime)
     try:
         app()
     except SystemExit as exc:
