@@ -63,7 +63,6 @@ from .objectives import Objective, Reconstruction, StepCodes, auxk_loss, make_ob
 from .optim import make_adam
 from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, TrainResult, check_resumable, check_run_dir, open_run_dir,
                      prepare_training_file, save_checkpoint, write_run)
-from .cpu_kernels import kept_workspace
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
 REPORTS_PER_EPOCH = 20
@@ -261,8 +260,8 @@ def new_model(data: TrainingData, cfg: TrainConfig, device: torch.device,
     normalised_mean = ((torch.from_numpy(stats.mean) - norm.mean.double()) / norm.scale.double()).float().to(device)
     model.initialise_with(Normalisation(norm.mean.to(device), norm.scale.to(device)), normalised_mean, generator=generator)
     if cfg.resolved("init") == "kmeans":
-        sample = torch.from_numpy(data.rows.read(0, min(stats.n, KMEANS_SAMPLE))).to(device)
-        model.initialise_from_centroids(model.normalise(sample), cfg.resolved("k_anneal_from"), generator=generator)
+        sample = model.normalise(torch.from_numpy(data.rows.read(0, min(stats.n, KMEANS_SAMPLE))).to(device))
+        model.initialise_from_centroids(sample, cfg.resolved("k_anneal_from"), generator=generator)
     if (cfg.resolved("balance") or 0) > 0:
         model.use_select_bias()
     return model, normalised_mean
@@ -752,8 +751,7 @@ def train(
             embeddings = stack.enter_context(readable_embeddings(embeddings, vocab))
         data = dist.agree(lambda: open_training_data(embeddings), "reading the embeddings")
         try:
-            with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
-                return _train(data, cfg, out_dir, force, resume, progress if dist.is_main else None, dist)
+            return _train(data, cfg, out_dir, force, resume, progress if dist.is_main else None, dist)
         finally:
             if data is not embeddings:
                 data.close()
