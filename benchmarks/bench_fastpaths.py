@@ -4,17 +4,16 @@ the plain torch op, side by side with all of them on, in one run.
     python benchmarks/bench_fastpaths.py [--rounds 3] [--glove50 FILE] [--glove400 FILE] [--spacy300 FILE]
 
 Every timing is a whole command in a fresh process (``python -c`` running the console script's
-``main``, start-up included), so that what a path saves at import or start-up (the optimizer, glibc's
-settings) counts as it does for a user. A variant replaces one fast path before ``main`` runs:
+``main``, start-up included), so that what a path saves at import or start-up (the optimizer's) counts as
+it does for a user. A variant replaces one fast path before ``main`` runs:
 
 - all on:      the code as it is;
 - block top-k: ``torch.topk`` (unsorted) instead of ``cpu_kernels.topk_select``;
-- sorts:       ``torch.sort`` instead of the radix argsort (``unit_order``) and numpy's row argsort
-               (``row_order``);
-- buffers:     fresh outputs (``torch.addmm``, ``+``) instead of the kept pre-activation buffers;
 - adam:        ``torch.optim.Adam(fused=True)`` instead of ``optim.FusedAdam`` (train only);
-- mallopt:     glibc's own malloc thresholds instead of ``runtime.keep_freed_memory``;
-- all off:     every one of them replaced at once.
+- all off:     both replaced at once.
+
+(The radix and row argsorts, the kept pre-activation buffers and glibc's ``mallopt`` were measured
+here too, saved less than 15%, and gave way to the torch ops and glibc's defaults: see the README.)
 
 Jobs, at shapes people use (defaults: the shipped samples; pass the full files for real figures):
 
@@ -53,17 +52,9 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 #: What each variant runs before the command line's main: the fast path replaced by the torch op.
 TOPK = ("import sparsecode.topk as T\n"
         "T.topk_select = lambda pre, k: pre.topk(k, dim=1, sorted=False)\n")
-SORTS = ("import torch, sparsecode.topk as T, sparsecode.encoding as E\n"
-         "T.unit_order = lambda flat, n: torch.sort(flat, stable=True).indices\n"
-         "T.row_order = E.row_order = lambda idx: idx.sort(dim=1).indices\n")
-BUFFERS = ("import torch, sparsecode.topk as T\n"
-           "T.pre_activations = lambda b, h, W: torch.addmm(b, h, W)\n"
-           "T.biased = lambda pre, bias: pre + bias\n")
 ADAM = ("import torch, sparsecode.training as TR\n"
         "TR.make_adam = lambda params, lr: torch.optim.Adam(params, lr=lr, fused=True)\n")
-MALLOPT = "import sparsecode.cli as C\nC.keep_freed_memory = lambda: False\n"
-VARIANTS = {"all on": "", "block top-k": TOPK, "sorts": SORTS, "buffers": BUFFERS, "adam": ADAM, "mallopt": MALLOPT,
-            "all off": TOPK + SORTS + BUFFERS + ADAM + MALLOPT}
+VARIANTS = {"all on": "", "block top-k": TOPK, "adam": ADAM, "all off": TOPK + ADAM}
 #: Variants that apply to a command that does not train.
 ENCODE_VARIANTS = [v for v in VARIANTS if v != "adam"]
 
