@@ -163,8 +163,9 @@ class SparseAutoencoder(nn.Module):
 
     # -- the maps ---------------------------------------------------------------------------------
     def normalise(self, x: Tensor) -> Tensor:
-        """(B, D) original scale -> (B, D) normalised."""
-        return (x - self.input_mean) / self.input_scale
+        """(B, D) original scale -> (B, D) normalised (divided in place: one (B, D) temporary, not two,
+        which is 78 MB less at the peak of a streamed buffer of 65,536 rows at D=300)."""
+        return (x - self.input_mean).div_(self.input_scale)
 
     def denormalise(self, x_norm: Tensor) -> Tensor:
         """(B, D) normalised -> (B, D) original scale."""
