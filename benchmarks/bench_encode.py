@@ -40,13 +40,6 @@ from sparsecode.model import SparseAutoencoder
 from sparsecode.search import CodeIndex
 from synthetic import write_synthetic
 
-try:
-    from sparsecode.runtime import keep_freed_memory
-except ImportError:  # measuring a sparsecode from before it had one
-
-    def keep_freed_memory() -> bool:
-        return False
-
 
 def write_run(run: Path, emb_path: Path, hidden: int, k: int, device: str) -> SparseAutoencoder:
     """A randomly initialised model (tied, data-normalised) saved as a finished run directory."""
@@ -81,7 +74,6 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dir", default=None, help="folder for the temporary files (default: the system's)")
     args = ap.parse_args()
-    keep_freed_memory()  # as the command line does
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_encode_", dir=args.dir))

@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from bench_memory import run as run_measured
 from synthetic import write_synthetic
 
 try:
@@ -43,14 +41,8 @@ except ImportError:
 
 
 def run_train(cmd: list[str]) -> tuple[float, str]:
-    timer = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []
-    t = time.perf_counter()
-    proc = subprocess.run(timer + cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        sys.exit(f"train failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return wall, f"{int(rss.group(1)) / 1024:.0f} MB peak" if rss else ""
+    mb, wall = run_measured(cmd)
+    return wall, f"{mb:.0f} MB peak"
 
 
 def main() -> None:

@@ -16,8 +16,7 @@ hits all of them alike (medians over all rounds):
 
 The products write into outputs allocated once, so that they run at their own speed: a fresh
 output above glibc's 32 MiB mmap threshold (B=4096, H=4096: 64 MiB) is page-faulted in on every call,
-which made the products look 30-45% slower than they are (and the step, which keeps its
-pre-activation buffer, look that much better).
+which made the products look 30-45% slower than they are.
 
 It prints the matmul speed measured in this run (GFLOP/s of the forward product), the step's
 throughput, and two efficiencies (dense products alone / full step; 1.0 would be a step that costs
@@ -42,13 +41,6 @@ from sparsecode.config import TrainConfig
 from sparsecode.topk import sparse_decode_wins
 from sparsecode.training import Trainer
 from synthetic import synthetic
-
-try:
-    from sparsecode.runtime import keep_freed_memory
-except ImportError:  # measuring a sparsecode from before it had one
-
-    def keep_freed_memory() -> bool:
-        return False
 
 SHAPES = "300,3000,32,1024;300,4096,32,4096;50,1000,32,1024"
 
@@ -88,7 +80,7 @@ def measure(D: int, H: int, k: int, B: int, rounds: int, steps: int, device: str
     grad_out = torch.randn(B, D, device=dev)
 
     # The products write into outputs allocated once: their own speed, without the page faults a
-    # fresh output above glibc's 32 MiB mmap threshold costs (the step's encoder keeps its buffer too).
+    # fresh output above glibc's 32 MiB mmap threshold costs.
     out_pre = torch.empty(B, H, device=dev)
     out_wgrad = torch.empty(D, H, device=dev)
     if dense_decode:
@@ -146,7 +138,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--profile", action="store_true", help="also print the top operators of the step")
     args = ap.parse_args()
-    keep_freed_memory()  # as the command line does
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")

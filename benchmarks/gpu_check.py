@@ -49,7 +49,7 @@ import torch
 import sparsecode as sc
 from sparsecode import topk
 from sparsecode.config import TrainConfig
-from sparsecode.cpu_kernels import kept_workspace, topk_select
+from sparsecode.cpu_kernels import topk_select
 from sparsecode.data import open_training_data
 from sparsecode.distributed import Distributed
 from sparsecode.topk import SparseDecode, TopKEncode, dense_decode, dense_encode, topk_encode
@@ -546,7 +546,7 @@ def main() -> int:
     else:
         shapes, n_words, n_steps, warmup = [(300, 4096, 32, 4096), (300, 16384, 32, 16384)], 1_000_000, 50, 10
     results = {"device": str(device), "device_name": name, "torch": torch.__version__, "small": args.small}
-    with tempfile.TemporaryDirectory() as tmp, kept_workspace():
+    with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         timings = results["section_seconds"] = {}
 

@@ -35,7 +35,7 @@ from .interpret import MIN_COVERAGE, collapse_warning
 from .intrusion import DEFAULT_UNITS as INTRUSION_UNITS, MIN_WORDS as INTRUSION_MIN_WORDS
 from .pursuit import METHODS
 from .search import DEFAULT_TOP
-from .runtime import keep_freed_memory
+from .runtime import choose_threads
 from .terminal import error_line, safe, words as word_list
 
 app = typer.Typer(
@@ -963,7 +963,7 @@ def _share(r: dict) -> str:
 def main() -> None:
     """The console script. After a failed write HDF5 may be unable to close the file and crash
     at interpreter exit; in that case the process ends at once, with the exit code already set."""
-    keep_freed_memory()  # no page-fault churn on the training step's temporaries (sparsecode.runtime)
+    choose_threads()  # no more threads than the load leaves cores for (sparsecode.runtime)
     try:
         app()
     except SystemExit as exc:

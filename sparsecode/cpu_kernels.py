@@ -1,25 +1,16 @@
-"""CPU fast paths of the top-k core, each behind a function that gives the plain torch op's result.
+"""The CPU fast path of the top-k core: :func:`topk_select`, the k largest values of each row.
 
-:mod:`sparsecode.topk` calls four functions here without looking at devices:
-
-- :func:`topk_select`: the k largest values of each row (``torch.topk``);
-- :func:`pre_activations`: the encoder's dense product ``addmm(b, h, W)``;
-- :func:`unit_order`: a stable sort of unit ids (``torch.sort(stable=True)``);
-- :func:`row_order`: the permutation that sorts each row of indices (``sort(dim=1)``).
-
-On CUDA (and any device but the CPU) each is that torch op. On a CPU each has a kernel that the
-2-core development machines run several times faster (numpy's partition, argsort and radix sort,
-and a pre-activation buffer kept between calls); their docstrings say what each saves.
-``tests/test_cpu_kernels.py`` checks every kernel against its torch op. :data:`ENABLED` False runs
-the torch ops on the CPU too: the code path CUDA takes, which the tests check on a CPU.
+On CUDA (and any device but the CPU) it is ``torch.topk``. On a CPU it finds them from block maxima
+and numpy's partition, which saves more than 15% of a whole ``sparsecode encode`` at 50 and 300
+dimensions (``benchmarks/bench_fastpaths.py``). The other hand-made CPU kernels (radix and row
+argsorts, kept pre-activation buffers) saved less than that and gave way to the torch ops.
+``tests/test_cpu_kernels.py`` checks it against ``torch.topk``. :data:`ENABLED` False runs the
+torch op on the CPU too: the code path CUDA takes, which the tests check on a CPU.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -91,98 +82,3 @@ def topk_select(pre_acts: Tensor, k: int) -> tuple[Tensor, Tensor]:
     pos = _top_columns(cand, k)  # (B, k) positions among the candidates
     block_of = torch.arange(k * size).div_(size, rounding_mode="floor")[pos]
     return cand.gather(1, pos), blocks.gather(1, block_of) * size + (pos - block_of * size)
-
-
-# -- sorts ---------------------------------------------------------------------------------------------
-#: Largest number of units whose entries :func:`unit_order` sorts by radix (as 16-bit keys) on a CPU.
-RADIX_SORT_MAX_UNITS = 1 << 16
-
-
-def unit_order(flat: Tensor, n_units: int) -> Tensor:
-    """The positions of ``flat`` (n,) unit ids below ``n_units`` sorted by unit, stably: (n,) int64.
-
-    ``torch.sort(flat, stable=True).indices``. On a CPU, with at most 65,536 units, numpy's stable
-    argsort of 16-bit keys, which is a radix sort: 4 to 15 times faster than ``torch.sort`` for the
-    8k-130k entries of a training step.
-    """
-    if _cpu(flat) and n_units <= RADIX_SORT_MAX_UNITS:
-        keys = flat.numpy().astype(np.uint16)  # unit ids < 65,536: exact
-        return torch.from_numpy(np.argsort(keys, kind="stable").astype(np.int64))
-    return torch.sort(flat, stable=True).indices
-
-
-def row_order(indices: Tensor) -> Tensor | None:
-    """The permutation that sorts each row of (B, m) ``indices`` increasingly, or None when they are.
-
-    On CUDA always a sort (small next to the step, and no host read). On a CPU the top-k comes out
-    sorted by column already (see :func:`topk_select`): a vectorised check spares the sort, and
-    numpy's argsort of the rows, when they are not, costs a sixth of ``torch.sort``'s.
-    """
-    if not _cpu(indices):
-        return indices.sort(dim=1).indices
-    if indices.shape[1] < 2 or bool((indices[:, 1:] > indices[:, :-1]).all()):
-        return None
-    return torch.from_numpy(np.argsort(indices.numpy(), axis=1, kind="stable"))
-
-
-# -- the pre-activation workspace --------------------------------------------------------------------
-#: The CPU output buffers of :func:`pre_activations` and :func:`biased`, kept between calls, one per thread, name and dtype.
-_CPU_WORKSPACE = threading.local()
-#: Pre-activations larger than this are not kept (a fresh output is then page-faulted in per call).
-MAX_WORKSPACE_BYTES = 512 << 20
-
-
-def release_workspace() -> None:
-    """Free this thread's kept pre-activation buffers."""
-    _CPU_WORKSPACE.__dict__.pop("buffers", None)
-
-
-@contextlib.contextmanager
-def kept_workspace() -> Iterator[None]:
-    """Keep the pre-activation buffer for the block, then free it (``train`` and ``encode`` run in one)."""
-    try:
-        yield
-    finally:
-        release_workspace()
-
-
-def _cpu_autocast() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4: no device argument
-        return torch.is_autocast_cpu_enabled()
-
-
-def pre_activations(b_enc: Tensor, h: Tensor, W_enc: Tensor) -> Tensor:
-    """``addmm(b_enc, h, W_enc)``, (B, H); on a CPU written into a buffer kept between calls.
-
-    The pre-activations are a temporary of the forward pass (neither returned nor saved for the
-    backward). Above 32 MiB (B=4096, H=4096: 64 MiB) glibc maps every fresh one anew and page-faults
-    it in: 20-30% of the product's time. The plain product is used under autocast (its own output
-    dtype), in inference mode (its tensors cannot be written outside it later), beyond
-    :data:`MAX_WORKSPACE_BYTES`, and on CUDA (whose caching allocator reuses blocks already).
-    """
-    out = _kept("pre_activations", (h.shape[0], W_enc.shape[1]), h, h.dtype == W_enc.dtype)
-    return torch.addmm(b_enc, h, W_enc) if out is None else torch.addmm(b_enc, h, W_enc, out=out)
-
-
-def biased(pre: Tensor, bias: Tensor) -> Tensor:
-    """``pre + bias`` (B, H), the pre-activations a selection bias chooses units by: a temporary of
-    the forward pass, kept between calls on a CPU as :func:`pre_activations`' output is."""
-    out = _kept("biased", tuple(pre.shape), pre, pre.dtype == bias.dtype)
-    return pre + bias if out is None else torch.add(pre, bias, out=out)
-
-
-def _kept(name: str, shape: tuple[int, int], like: Tensor, same_dtype: bool) -> Tensor | None:
-    """This thread's kept buffer ``name`` as a (shape) tensor of ``like``'s dtype, or None where a
-    kept buffer does not apply (off the CPU, under autocast or inference mode, mixed dtypes, or
-    beyond :data:`MAX_WORKSPACE_BYTES`): the caller then lets the operation allocate."""
-    numel = shape[0] * shape[1]
-    if (not _cpu(like) or _cpu_autocast() or torch.is_inference_mode_enabled() or not same_dtype
-            or numel * like.element_size() > MAX_WORKSPACE_BYTES):
-        return None
-    buffers = _CPU_WORKSPACE.__dict__.setdefault("buffers", {})
-    buf = buffers.get((name, like.dtype))
-    if buf is None or buf.numel() < numel:
-        buf = buffers[(name, like.dtype)] = torch.empty(numel, dtype=like.dtype, device="cpu")
-    return buf[:numel].view(shape)

@@ -1,41 +1,37 @@
-"""Process-wide settings for speed, which the command line applies at start-up, and the memory
-this machine has free (:func:`free_memory`, what training checks its needs against before it starts).
+"""The thread count, which the command line chooses at start-up, and the memory this machine has
+free (:func:`free_memory`, what training checks its needs against before it starts).
 
-:func:`keep_freed_memory`: glibc hands every freed block of more than 128 KiB back to the kernel (a
-threshold it raises as it goes, to 32 MiB at most, trimming the heap beyond twice that), so the
-next allocation of that size is page-faulted in and zeroed again. A training step frees and
-allocates several (H, D) and (B, H) temporaries. With the mmap threshold at 32 MiB from the start
-and a trim threshold of 256 MiB, such blocks stay in the heap for the next step; larger blocks are
-still returned at once, so memory held beyond the peak stays bounded. Measured with glibc 2.36 on
-the 2-core development machines (steady state, one thread): at D=300, H=3000, B=1024 (12 MB
-temporaries) glibc's own raised threshold does as well (no faults either way); at B=2048 it saves
-90-200 faults and 0.5-0.9 ms of system time per step; at H=8192, B=1024 (32 MiB temporaries)
-8,200 faults and 17-19 ms of system time per step (9-14% of the step).
+:func:`choose_threads`: torch runs one OpenMP thread per core, and its threads wait for each other
+at every operator; on cores that other processes keep busy a step then waits for the thread that
+is not running (10-20x slower than one thread at a load of 2-5 on 2 cores). Unless the user set
+``OMP_NUM_THREADS``, the thread count is the cores left free by the machine's load when the
+command starts, at least one (``benchmarks/bench_threads.py`` measures it beside a competing process).
 """
 
 from __future__ import annotations
 
-import ctypes
-import sys
+import os
 
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+import torch
 
 
-def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
-    """Ask glibc's malloc to keep freed blocks below ``mmap_threshold`` bytes for reuse; True if it did.
+def free_cores(cores: int, load: float) -> int:
+    """Threads to run on ``cores`` cores at a 1-minute ``load``: the cores the load leaves idle,
+    rounded to the nearest, at least one."""
+    return max(1, min(cores, int(cores - load + 0.5)))
 
-    Does nothing (False) where the C library is not glibc.
+
+def choose_threads() -> int:
+    """Set torch's thread count from the machine's load (see the module docstring); return it.
+
+    Leaves torch's count (one per core) as it is when ``OMP_NUM_THREADS`` is set: the user's (or
+    ``--nproc``'s) choice.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
+        return torch.get_num_threads()
+    threads = free_cores(torch.get_num_threads(), os.getloadavg()[0])
+    torch.set_num_threads(threads)
+    return threads
 
 
 def free_memory(device=None) -> int | None:

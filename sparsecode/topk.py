@@ -23,9 +23,8 @@ and the decoder's are ``d W_dec[u] = sum over (b, j) with S(b)_j = u of acts[b, 
   gathered dot products for the activations.
 
 Both run batched (no Python loop over rows or units) and unchanged on CPU and CUDA; neither reads a
-value back to the host. The top-k, the dense product and the sorts they need go through
-:mod:`sparsecode.cpu_kernels`, which runs them faster on a CPU and as the plain torch ops
-elsewhere. :func:`dense_encode` and :func:`dense_decode` are the plain references they are checked
+value back to the host. The top-k goes through :mod:`sparsecode.cpu_kernels`, which runs it
+faster on a CPU and as ``torch.topk`` elsewhere. :func:`dense_encode` and :func:`dense_decode` are the plain references they are checked
 against (``tests/test_topk.py`` runs ``torch.autograd.gradcheck`` on both). Whether the sparse
 decode beats the dense one depends on shape and device: see :func:`decode` and
 ``benchmarks/bench_topk.py``.
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cpu_kernels import biased, pre_activations, row_order, topk_select, unit_order
+from .cpu_kernels import topk_select
 
 
 class Encoded(NamedTuple):
@@ -86,7 +85,7 @@ def _outer_index_add(indices: Tensor, grads: Tensor, rows: Tensor, n_units: int)
     """
     B, m = indices.shape
     flat = indices.reshape(-1)
-    order = unit_order(flat, n_units)
+    order = torch.sort(flat, stable=True).indices
     offsets = unit_offsets(flat, n_units)
     example = order.div(m, rounding_mode="floor")  # entry b*m + j belongs to example b
     return F.embedding_bag(example, rows, offsets, mode="sum", per_sample_weights=grads.reshape(-1)[order],
@@ -103,12 +102,11 @@ def _gathered_dots(indices: Tensor, left: Tensor, table: Tensor) -> Tensor:
     ``indices`` within a row gives the same result.
     """
     B, m = indices.shape
-    order = row_order(indices)
-    cols = indices if order is None else indices.gather(1, order)
+    cols, order = indices.sort(dim=1)
     crow = torch.arange(0, B * m + 1, m, device=indices.device)
     pattern = _csr(crow, cols.reshape(-1), left.new_zeros(B * m), (B, table.shape[0]))
     dots = torch.sparse.sampled_addmm(pattern, left, table.t(), beta=0.0).values().view(B, m)
-    return dots if order is None else torch.empty_like(dots).scatter_(1, order, dots)
+    return torch.empty_like(dots).scatter_(1, order, dots)
 
 
 def _without_autocast(backward):
@@ -144,11 +142,11 @@ class TopKEncode(torch.autograd.Function):
     def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_k: int, dead: Tensor | None,
                 shift: Tensor | None = None, select_bias: Tensor | None = None):
         h = x - shift if shift is not None else x
-        pre_acts = pre_activations(b_enc, h, W_enc)
+        pre_acts = torch.addmm(b_enc, h, W_enc)
         if select_bias is None:
             top_vals, top_idx = topk_select(pre_acts, k)
         else:  # the bias decides which units are chosen, not their activations
-            _, top_idx = topk_select(biased(pre_acts, select_bias), k)
+            _, top_idx = topk_select(pre_acts + select_bias, k)
             top_vals = pre_acts.gather(1, top_idx)
         acts = top_vals.clamp_min(0).to(x.dtype)  # the codes and everything after them: x's precision
         if aux_k > 0:

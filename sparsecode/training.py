@@ -63,7 +63,6 @@ from .model import Normalisation, SparseAutoencoder
 from .objectives import Objective, Reconstruction, StepCodes, auxk_loss, make_objective, reconstruction
 from .rundir import (CHECKPOINT, CHECKPOINT_FORMAT, TrainResult, check_resumable, check_run_dir, open_run_dir,
                      prepare_training_file, save_checkpoint, write_run)
-from .cpu_kernels import kept_workspace
 from .runtime import free_memory
 
 #: How many report points (progress, finiteness check) each epoch has, besides its end.
@@ -286,8 +285,8 @@ def new_model(data: TrainingData, cfg: TrainConfig, device: torch.device,
         with torch.no_grad():
             model.b_dec.copy_(normalised_mean)
     if cfg.resolved("init") == "kmeans":
-        sample = torch.from_numpy(data.rows.read(0, min(stats.n, KMEANS_SAMPLE))).to(device)
-        model.initialise_from_centroids(model.normalise(sample), cfg.resolved("k_anneal_from"), generator=generator)
+        sample = model.normalise(torch.from_numpy(data.rows.read(0, min(stats.n, KMEANS_SAMPLE))).to(device))
+        model.initialise_from_centroids(sample, cfg.resolved("k_anneal_from"), generator=generator)
     if (cfg.resolved("balance") or 0) > 0:
         model.use_select_bias()
     return model, normalised_mean
@@ -851,8 +850,7 @@ def train(
         try:
             with contextlib.ExitStack() as stack:
                 data, converted_from = _training_data(embeddings, run_dir, force, resume, vocab, dist, stack, report)
-                with kept_workspace():  # the encoder's pre-activation buffer, freed when training ends
-                    return _train(data, cfg, run_dir, force, resume, report, dist, converted_from)
+                return _train(data, cfg, run_dir, force, resume, report, dist, converted_from)
         except ProcessLost:
             raise  # its error names the directory to rerun in, which stays
         except BaseException:

@@ -106,8 +106,7 @@ def host_reads_of(fn) -> list[str]:
 
 @pytest.fixture()
 def cuda_code_paths(monkeypatch):
-    """The top-k core as it runs on CUDA, on the CPU: torch.topk, torch.sort, rows always sorted, a fresh
-    addmm (sparsecode.cpu_kernels off)."""
+    """The top-k core as it runs on CUDA, on the CPU: torch.topk (sparsecode.cpu_kernels off)."""
     from sparsecode import cpu_kernels
 
     monkeypatch.setattr(cpu_kernels, "ENABLED", False)

@@ -165,3 +165,27 @@ def test_iter_codes_hands_on_every_batch_in_order(run_dir, sample):
         want = encode_batch(model, torch.from_numpy(vectors[first : first + size]), 8)
         for a, b in zip(batch, want):
             assert torch.equal(a, b)
+
+
+def test_cpu_batches_are_capped_and_give_the_same_codes(monkeypatch):
+    """On a CPU a batch holds at most CPU_BATCH_VALUES pre-activations; the codes of every word are
+    the same however many words a batch takes (a selection bias included)."""
+    from sparsecode import encoding
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert encoding.device_batch(8192, 4096, cpu) == 1024 and encoding.device_batch(8192, 4096, cuda) == 8192
+    assert encoding.device_batch(100, 1000, cpu) == 100 and encoding.device_batch(8192, 1 << 23, cpu) == 1
+    vectors = np.random.default_rng(0).standard_normal((300, 20)).astype(np.float32)
+    model = SparseAutoencoder(20, 400)
+    model.initialise(torch.from_numpy(vectors), generator=torch.Generator().manual_seed(0))
+    model.use_select_bias()
+    model.select_bias.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+    model.eval()
+
+    def codes(cap):
+        monkeypatch.setattr(encoding, "CPU_BATCH_VALUES", cap)
+        batches = [b for _, b in encoding.iter_codes(model, iter([(0, vectors)]), 8, batch_size=256)]
+        return torch.cat([b.indices for b in batches]), torch.cat([b.data for b in batches])
+
+    whole, small = codes(1 << 30), codes(400 * 7)  # batches of 256 words, then of 7
+    assert torch.equal(whole[0], small[0]) and torch.equal(whole[1], small[1])
