@@ -372,6 +372,8 @@ def encode(
     nonneg: bool = typer.Option(ENCODE.nonneg, "--nonneg", help="With --method omp: keep every coefficient > 0, like the "
                                                                "encoder's."),
     top_words: int = typer.Option(ENCODE.top_words, help="Top words stored per unit."),
+    top_among: int = typer.Option(ENCODE.top_among, help="Rank a unit's top words among the first this many words "
+                                                         "(files list the most frequent first); 0: all."),
     batch_size: int = typer.Option(ENCODE.batch_size, help="Words encoded at a time."),
     device: str = choice(ENCODE.device, DEVICES, "Where to encode; auto: CUDA when available, cuda:N the GPU N."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
@@ -386,9 +388,9 @@ def encode(
 
     out_file = out_file if out_file is not None else default_codes_path(run_dir)
     with user_errors(), LiveBar("encode", enabled=not quiet) as bar:
-        summary = encode_file(run_dir, embeddings, out_file, k=k, top_words=top_words, force=force, device=device,
-                             batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
-                             method=method, nonneg=nonneg, vocab=vocab)
+        summary = encode_file(run_dir, embeddings, out_file, k=k, top_words=top_words, top_among=top_among, force=force,
+                              device=device, batch_size=batch_size, progress=lambda done, total: bar.update(done, total),
+                              method=method, nonneg=nonneg, vocab=vocab)
     summary = {**summary, "mean_l0": round(summary["mean_l0"], 2)}
     _print_summary(out_file, summary, ("words", "units", "k", "method", "nnz", "mean_l0", "zero_rows", "dead_units"))
 
@@ -523,7 +525,8 @@ def _render_units(codes_file: Path, codes, rows: list[dict]) -> None:
     table.add_column("purity", justify="right")
     table.add_column("strict", justify="right")
     table.add_column("name")
-    table.add_column("top words")
+    among = int(codes.attrs.get("top_among", 0))
+    table.add_column(f"top words among the first {among:,}" if 0 < among < len(codes.words) else "top words")
     for r in rows:
         mark = {"starved": " [dim](starved)[/]", "busy": " [bold](busy)[/]"}.get(r["use"], "")
         table.add_row(str(r["unit"]), f"{r['frequency']:,}{mark}", _fmt(r["purity"], 2), _fmt(r["strict_purity"], 1),

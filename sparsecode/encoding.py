@@ -27,6 +27,7 @@ from .convert import CACHE_NAME, cache_matches, readable_embeddings
 from .devices import Device, for_torch
 from .embeddings import DEFAULT_CHUNK_ROWS, EmbeddingFile, embeddings_in_memory
 from .errors import SparsecodeError, need
+from .interpret import FREQUENT_WORDS
 from .model import SparseAutoencoder
 from .pursuit import METHODS, check_method, check_pursuit, make_coder
 from .report import UnitReport, UnitSummary
@@ -47,6 +48,10 @@ class EncodeSettings:
     """With ``omp``: keep every coefficient > 0, like the encoder's."""
     top_words: int = 10
     """Top words stored per unit."""
+    top_among: int = FREQUENT_WORDS
+    """A unit's top words are its largest activations among the first this many words (embedding
+    files list the most frequent first, so a unit reads as the words people use, not as rare tokens
+    of a long tail; the measures of :mod:`sparsecode.interpret` rank the same words); 0: all."""
     batch_size: int = 8192
     """Words encoded per batch on the device (on a CPU at most 4,194,304 / H: see :func:`device_batch`)."""
     chunk_rows: int = DEFAULT_CHUNK_ROWS
@@ -58,6 +63,7 @@ class EncodeSettings:
         """The checks that need no model: the method, the counts."""
         check_method(self.method, self.nonneg)
         need(self.top_words >= 0, "top_words", "{top_words} must be 0 or more (got {got})", got=self.top_words)
+        need(self.top_among >= 0, "top_among", "{top_among} must be 0 or more (got {got})", got=self.top_among)
         need(self.batch_size >= 1, "batch_size", "{batch_size} must be at least 1 (got {got})", got=self.batch_size)
 
 
@@ -277,7 +283,7 @@ def _open_words_of(embeddings, plan: _Plan, vocab, temp_dir) -> Iterator:
 def _encode_rows(emb, plan: _Plan, sink, progress) -> tuple[UnitSummary, int]:
     """Encode every row of ``emb`` into ``sink``; the unit report and the number of all-zero rows."""
     n, st = len(emb), plan.settings
-    report = UnitReport(plan.model.n_hidden, st.top_words)  # on the host, where the codes arrive
+    report = UnitReport(plan.model.n_hidden, st.top_words, rows_below=st.top_among or None)  # on the host
     zero_rows = 0
     for first, batch in iter_codes(plan.model, emb.iter_chunks(st.chunk_rows), plan.k, st.batch_size, st.method, st.nonneg):
         report.update(batch.rows + first, batch.indices, batch.data)
@@ -296,6 +302,7 @@ def _codes_attrs(plan: _Plan) -> dict:
         attrs["encode_k"] = plan.k
     attrs["encode_method"] = plan.settings.method
     attrs["encode_nonneg"] = plan.settings.nonneg
+    attrs["top_among"] = plan.settings.top_among  # the top words' ranking: among the first N words (0: all)
     if plan.run_dir is not None:
         attrs["run_dir"] = plan.run_dir
     attrs["model_fingerprint"] = plan.model.fingerprint()  # what evaluate and report check, not the path

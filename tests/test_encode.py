@@ -107,13 +107,15 @@ def test_encode_uses_encode_k_from_the_run(tmp_path, sample):
     assert SparseAutoencoder.load(run / "model.pt").n_hidden == 100
 
 
-@pytest.mark.parametrize("rows_per_batch", [50, 4])  # 4 rows: entries wait several batches to be merged
-def test_unit_report_equals_brute_force_over_batches_with_ties(rows_per_batch):
+@pytest.mark.parametrize("rows_per_batch, rows_below", [(50, None), (4, None), (50, 120), (4, 7)])
+def test_unit_report_equals_brute_force_over_batches_with_ties(rows_per_batch, rows_below):
+    """4 rows: entries wait several batches to be merged; rows_below: only the first rows are top words,
+    every row counts in the frequency."""
     from sparsecode.report import UnitReport
 
     g = torch.Generator().manual_seed(0)
     H, M = 12, 3
-    report = UnitReport(H, M)
+    report = UnitReport(H, M, rows_below=rows_below)
     entries = []
     for first in range(0, 200, rows_per_batch):
         rows = torch.arange(first, first + rows_per_batch).repeat_interleave(2)
@@ -123,11 +125,28 @@ def test_unit_report_equals_brute_force_over_batches_with_ties(rows_per_batch):
         entries += list(zip(rows.tolist(), units.tolist(), values.tolist()))
     got = report.result()
     for unit in range(H):
-        mine = sorted(((-v, r) for r, u, v in entries if u == unit))[:M]  # largest first, earlier row on ties
+        mine = sorted(((-v, r) for r, u, v in entries if u == unit and (rows_below is None or r < rows_below)))[:M]
         want_rows = [r for _, r in mine] + [-1] * (M - len(mine))
         assert got.top_rows[unit].tolist() == want_rows, unit
         assert got.top_values[unit].tolist() == [-v for v, _ in mine] + [0.0] * (M - len(mine))
         assert got.frequency[unit] == sum(u == unit for _, u, _ in entries)
+
+
+def test_top_words_are_ranked_among_the_first_words_only(run_dir, tmp_path, sample):
+    """top_among=N: each unit's stored top words are its strongest among the first N words; the codes,
+    the frequencies and N in the file's attributes follow; 0 ranks every word."""
+    every = sc.load_codes(sc.encode_file(run_dir, SAMPLE, tmp_path / "all.h5", top_among=0)["out"])
+    first = sc.load_codes(sc.encode_file(run_dir, SAMPLE, tmp_path / "first.h5", top_among=1000)["out"])
+    assert (every.attrs["top_among"], first.attrs["top_among"]) == (0, 1000)
+    assert np.array_equal(every.frequency, first.frequency) and np.array_equal(every.indices, first.indices)
+    rank = {w: i for i, w in enumerate(sample.words)}
+    assert all(rank[w] < 1000 for u in range(first.n_units) for w, _ in first.top_words(u))
+    assert any(rank[w] >= 1000 for u in range(every.n_units) for w, _ in every.top_words(u))
+    for u in range(every.n_units):  # the same ranking, cut at 1,000 words
+        assert [w for w, _ in every.top_words(u) if rank[w] < 1000] == [w for w, _ in first.top_words(u)][
+            :len([w for w, _ in every.top_words(u) if rank[w] < 1000])]
+    with pytest.raises(sc.SettingError, match="top_among must be 0 or more"):
+        sc.encode_file(run_dir, SAMPLE, tmp_path / "bad.h5", top_among=-1)
 
 
 def test_codes_are_sorted_per_row_whatever_order_the_coder_gives(run_dir, sample):
