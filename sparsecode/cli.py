@@ -198,7 +198,7 @@ class TrainView:
 
 #: train --help's panels of settings, in this order after its own options.
 TRAIN_PANELS = {
-    "Model": ("hidden", "sparsity", "k", "encode_k", "encoder_layers", "init", "geometry", "nested_k"),
+    "Model": ("hidden", "sparsity", "k", "encode_k", "encoder_layers", "init", "geometry"),
     "Other objectives, noise": ("rho", "beta", "l1_coef", "noise"),
     "Optimisation": ("epochs", "batch_size", "lr", "k_anneal_from", "k_anneal_frac", "holdout", "rank_power", "seed"),
     "Unit health": ("balance", "homeostasis", "aux_coef", "aux_k"),
@@ -231,8 +231,7 @@ def train(
 
     _state["rank"] = current_rank()  # in a torchrun job, process 0 speaks for all
     with user_errors():
-        cfg = TrainConfig(**{**settings, "encoder_layers": _widths(settings["encoder_layers"]),
-                             "nested_k": _widths(settings["nested_k"], "--nested-k")})
+        cfg = TrainConfig(**{**settings, "encoder_layers": _widths(settings["encoder_layers"])})
     if nproc != 1:
         with user_errors():
             _check_launch(cfg, nproc)

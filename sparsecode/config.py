@@ -151,11 +151,6 @@ class TrainConfig:
     """Standard deviation of Gaussian noise added to the (normalised, unit-variance) inputs during
     training only, for any objective (a denoising autoencoder); never applied when encoding.
     Default: 0.2 for ``spine`` (as the paper), 0 otherwise."""
-    nested_k: list[int] = setting(help="Also reconstruct from each word's m strongest units alone, e.g. 4,8,16 (topk).",
-                                  shown="off", default_factory=list)
-    """A nested (Matryoshka) loss, topk only: for each m here, the reconstruction from each word's m
-    strongest active units is added to the loss with the same weight as the full code's, so that
-    the strongest units must carry the meaning alone (each m from 1 to below k). Empty: off."""
     encoder_layers: list[int] = setting(help="Hidden layer widths before the code, e.g. 80,40; the decoder mirrors them.",
                                         shown="none: one layer", default_factory=list)
     """Widths of hidden layers before the code, e.g. [80, 40]; the decoder mirrors them. Empty: the
@@ -206,8 +201,6 @@ class TrainConfig:
              "rows alone; drop {encoder_layers} or {aux_coef}")
         need(topk or self.aux_coef == 0, "aux_coef", "{aux_coef} (AuxK) applies to {sparsity} topk or batchtopk, not {got}",
              got=self.sparsity)
-        need(not self.nested_k or self.sparsity == "topk", "nested_k", "{nested_k} applies to {sparsity} topk, not {got}",
-             got=self.sparsity)
         need(topk or self.k_anneal_from is None, "k_anneal_from",
              "{k_anneal_from} applies to {sparsity} topk or batchtopk, not {got}", got=self.sparsity)
         for name, names in (("geometry", GEOMETRIES), ("init", INITS)):
@@ -225,11 +218,6 @@ class TrainConfig:
             need(k >= 1, "k", "{k} must be at least 1 (got {got})", got=k)
             need(k <= self.hidden, "k", "{k} {got} is larger than the hidden size {size}; lower {k} or raise {hidden}",
                  got=k, size=self.hidden)
-        if self.nested_k:
-            k = self.resolved("k")
-            need(all(isinstance(m, int) and 1 <= m < k for m in self.nested_k), "nested_k",
-                 "{nested_k} must be counts of units from 1 to below {k}={k_value}, such as 4,8,16 (got {got})",
-                 k_value=k, got=self.nested_k)
         if self.encode_k is not None:
             check_units("encode_k", self.encode_k, self.hidden)
         if self.aux_k is not None:

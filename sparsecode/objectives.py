@@ -4,8 +4,7 @@ One class per sparsity objective (``--sparsity``), each with one method, ``step`
 of normalised inputs to the reconstruction, the sparsity penalty and which units fired.
 
 - :class:`TopK` (default): the k largest pre-activations per row (Makhzani and Frey 2013; the
-  fused autograd function of :mod:`sparsecode.topk`). No penalty: sparsity is exact; with
-  ``nested_k`` the penalty is the nested (Matryoshka) loss of each row's strongest units.
+  fused autograd function of :mod:`sparsecode.topk`). No penalty: sparsity is exact.
 - :class:`BatchTopK` (Bussmann et al. 2024): the k·B largest activations of the whole batch, so
   a word may use more or fewer than k units; encoding uses a threshold, the running mean of the
   smallest activation kept per batch.
@@ -96,12 +95,6 @@ def auxk_loss(residual: Tensor, aux_acts: Tensor, aux_indices: Tensor, W_dec: Te
     err = (residual - aux_hat).pow(2).sum()
     var = spread(residual).clamp_min(1e-12) if variance is None else variance
     return torch.where(any_dead, err / var, torch.zeros_like(err))
-
-
-def strongest(acts: Tensor, m: int) -> Tensor:
-    """(B, k) activations with all but each row's ``m`` largest set to 0 (ties at the m-th value all kept)."""
-    larger = (acts.unsqueeze(2) < acts.unsqueeze(1)).sum(2)  # (B, k): how many of the row's are larger
-    return torch.where(larger < m, acts, torch.zeros_like(acts))
 
 
 def kl_divergence(rho: float, rho_hat: Tensor) -> Tensor:
@@ -203,18 +196,7 @@ class TopK(Objective):
         enc = model.encode_normalised(x, k, aux_k, dead)
         counts, row_l0 = _sparse_stats(enc.acts, enc.indices, model.n_hidden)
         x_hat = model.decode_normalised(enc.acts, enc.indices)
-        return StepCodes(x_hat, self.nested(model, x, enc.acts, enc.indices, rows), counts, row_l0, enc.aux_acts,
-                         enc.aux_indices)
-
-    def nested(self, model, x: Tensor, acts: Tensor, indices: Tensor, rows: int | None) -> Tensor:
-        """The nested (Matryoshka) term of ``nested_k``: for each m, the squared error of decoding each
-        row's m strongest units alone, over ``rows`` x D (normalised inputs have a mean squared norm
-        of D, so each term is about that prefix's FVU); 0 without ``nested_k``."""
-        total = x.new_zeros(())
-        for m in self.cfg.nested_k:
-            total = total + (x - model.decode_normalised(strongest(acts, m), indices)).pow(2).sum()
-        rows = x.shape[0] if rows is None else rows
-        return self.share(total, rows * x.shape[1]) if self.cfg.nested_k else total
+        return StepCodes(x_hat, x.new_zeros(()), counts, row_l0, enc.aux_acts, enc.aux_indices)
 
 
 class BatchTopK(Objective):

@@ -115,7 +115,7 @@ def test_help_reads_at_80_columns(command):
 
 def test_train_help_in_panels():
     text = narrow_help("train")
-    assert len(text.splitlines()) <= 114  # 149 before the panels (with three settings fewer)
+    assert len(text.splitlines()) <= 112  # 149 before the panels (with two settings fewer)
     panels = [line.split("─ ")[1].split(" ─")[0] for line in text.splitlines() if line.startswith("╭─ ")]
     assert panels == ["Arguments", "Options", "Model", "Other objectives, noise", "Optimisation", "Unit health",
                       "Hardware"]

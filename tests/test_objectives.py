@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from sparsecode.config import TrainConfig
-from sparsecode.errors import SettingError
 from sparsecode.model import SparseAutoencoder
-from sparsecode.objectives import (EPS, SPINE_WEIGHT, BatchTopK, L1, Spine, TopK, auxk_loss, firing_rate, kl_divergence,
-                                   reconstruction, strongest)
-
-from .conftest import SAMPLE
-from .test_cli import one_line_error, run
+from sparsecode.objectives import (EPS, SPINE_WEIGHT, BatchTopK, L1, Spine, auxk_loss, firing_rate, kl_divergence,
+                                   reconstruction)
 
 
 def test_fvu_on_normalised_scale_equals_fvu_on_original_scale(sample):
@@ -114,45 +109,6 @@ def test_batchtopk_keeps_the_batch_largest_and_learns_the_threshold():
     BatchTopK(TrainConfig(sparsity="batchtopk", k=2)).step(model, x2, k=2, t=1)
     w = 0.01 / (1 - 0.99**2)
     torch.testing.assert_close(model.threshold, torch.tensor(1.0 + (3.0 - 1.0) * w))
-
-
-def test_strongest_keeps_each_rows_m_largest():
-    acts = torch.tensor([[1.0, 3.0, 2.0, 0.5], [4.0, 0.0, 1.0, 2.0]])
-    torch.testing.assert_close(strongest(acts, 2), torch.tensor([[0.0, 3.0, 2.0, 0.0], [4.0, 0.0, 0.0, 2.0]]))
-    torch.testing.assert_close(strongest(acts, 4), acts)
-
-
-def test_nested_loss_adds_each_prefix_reconstruction_error():
-    model = _model(4, 3, "topk")
-    with torch.no_grad():
-        model.W_enc.copy_(torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]))
-        model.W_dec.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]))
-        model.b_enc.zero_()
-        model.b_dec.zero_()
-    x = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.5, 4.0, 1.0, 0.0]])
-    assert TopK(TrainConfig(k=3)).step(model, x, k=3).penalty == 0
-    codes = TopK(TrainConfig(k=3, nested_k=[1, 2])).step(model, x, k=3)
-    # Row 1: its strongest unit alone gives [3, 0, 0, 0] (error 4 + 1 = 5), two give [3, 2, 0, 0] (1);
-    # row 2: [0, 4, 0, 0] (0.25 + 1 = 1.25), [0, 4, 1, 0] (0.25). Over rows x D = 2 x 4.
-    torch.testing.assert_close(codes.penalty, torch.tensor((5 + 1 + 1.25 + 0.25) / 8))
-    torch.testing.assert_close(codes.x_hat, torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.5, 4.0, 1.0, 0.0]]))
-    model = _model(4, 3, "topk")  # a dictionary that is not orthogonal: the error flows back to the encoder
-    TopK(TrainConfig(k=3, nested_k=[1])).step(model, x, k=3).penalty.backward()
-    assert model.W_enc_units.grad.abs().sum() > 0  # the strongest units are trained to carry the meaning alone
-
-
-def test_nested_k_is_checked_in_one_line(tmp_path):
-    for settings, message in (({"nested_k": [4, 32]}, "nested_k must be counts of units from 1 to below k=32, such as "
-                                                      "4,8,16 (got [4, 32])"),
-                              ({"nested_k": [4], "sparsity": "kl"}, "nested_k applies to sparsity topk, not kl")):
-        with pytest.raises(SettingError) as exc:
-            TrainConfig(**settings).validate()
-        assert (exc.value.setting, str(exc.value)) == ("nested_k", message)
-    one_line_error(run("train", SAMPLE, "--out", tmp_path / "r", "--nested-k", "4,x", ok=False),
-                   "--nested-k must be comma-separated whole numbers such as 80,40 (got '4,x')")
-    one_line_error(run("train", SAMPLE, "--out", tmp_path / "r", "--nested-k", "0,8", ok=False),
-                   "--nested-k must be counts of units from 1 to below --k=32, such as 4,8,16 (got [0, 8])")
-    assert not (tmp_path / "r").exists()
 
 
 def test_l1_and_spine_penalties_exact():
