@@ -963,14 +963,24 @@ def _share(r: dict) -> str:
     return f"{r['found']} of {r['tasks']} ({r['accuracy']:.1%}, 95% interval {r['low']:.1%}-{r['high']:.1%})"
 
 
+def _in_a_job() -> bool:
+    """Whether this process is still in a torch.distributed job: on an error or a stop its process
+    group is left as it is (:func:`sparsecode.distributed.session`)."""
+    tdist = sys.modules.get("torch.distributed")
+    return tdist is not None and tdist.is_available() and tdist.is_initialized()
+
+
 def main() -> None:
     """The console script. After a failed write HDF5 may be unable to close the file and crash
-    at interpreter exit; in that case the process ends at once, with the exit code already set."""
+    at interpreter exit, and a process that leaves a job of several on an error or a stop can abort
+    there as its process group is torn down ("terminate called without an active exception", seen
+    once in a stop of two processes); in both cases the process ends at once, with the exit code
+    already set and everything it writes already closed."""
     choose_threads()  # no more threads than the load leaves cores for (sparsecode.runtime)
     try:
         app()
     except SystemExit as exc:
-        if _state["hard_exit"]:
+        if _state["hard_exit"] or (exc.code not in (0, None) and _in_a_job()):
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(exc.code if isinstance(exc.code, int) else 1)
