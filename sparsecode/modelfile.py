@@ -136,8 +136,13 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
 
 
 def fingerprint(model: nn.Module) -> str:
-    """:func:`weights_fingerprint` of ``model``'s ``model.pt`` tensors."""
-    return weights_fingerprint(weights(model))
+    """:func:`weights_fingerprint` of ``model``'s ``model.pt`` tensors; a euclidean model's
+    ``meta.geometry`` is left out, as files written before it existed imply it, so that codes
+    encoded by the previous version still match their run."""
+    state = weights(model)
+    if getattr(model, "geometry", "euclidean") == "euclidean":
+        state = {name: t for name, t in state.items() if not name.endswith("meta.geometry")}
+    return weights_fingerprint(state)
 
 
 def weights_fingerprint(state: dict[str, Tensor]) -> str:

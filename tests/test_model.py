@@ -291,3 +291,21 @@ def test_the_geometry_travels_in_model_pt_and_files_without_it_are_euclidean(tmp
     torch.save(state, tmp_path / "newer.pt")
     with pytest.raises(sc.SparsecodeError, match="unknown geometry 'hyperbolic'; the file is from a newer sparsecode"):
         SparseAutoencoder.load(tmp_path / "newer.pt")
+
+
+def test_a_euclidean_models_fingerprint_is_the_one_recorded_before_geometry_existed(tmp_path):
+    """Codes encoded by the previous version recorded the fingerprint of model.pt without
+    meta.geometry; the same euclidean model loaded today must match it, a cosine model must not."""
+    from sparsecode.modelfile import weights, weights_fingerprint
+
+    g = torch.Generator().manual_seed(0)
+    for geometry in ("euclidean", "cosine"):
+        model = SparseAutoencoder(4, 6, geometry=geometry)
+        model.initialise(torch.randn(20, 4, generator=g), generator=g)
+        before = weights_fingerprint({n: t for n, t in weights(model).items() if n != "meta.geometry"})
+        assert (model.fingerprint() == before) == (geometry == "euclidean")
+        state = weights(model)
+        del state["meta.geometry"]  # a file of the previous version
+        torch.save(state, tmp_path / "old.pt")
+        if geometry == "euclidean":
+            assert SparseAutoencoder.load(tmp_path / "old.pt").fingerprint() == before
