@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import unicodedata
 from html import escape
+from typing import TYPE_CHECKING
 
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.text import Text
 
 #: Unicode categories shown as escapes: controls (C0, DEL, C1), format characters (bidirectional
 #: overrides, zero-width spaces), surrogates, line and paragraph separators.
@@ -36,15 +38,23 @@ def visible(text: str) -> str:
     return "".join(ch.encode("unicode_escape").decode("ascii") if _hidden(ch) else ch for ch in text)
 
 
-def safe(text: object, style: str = "") -> Text:
+def _rich_text() -> "type[Text]":
+    """rich's ``Text``, imported on first use: the HTML report (imported by ``import sparsecode``)
+    uses this module's :func:`html` too, and importing rich costs about 0.1 s (rich.color alone)."""
+    from rich.text import Text
+
+    return Text
+
+
+def safe(text: object, style: str = "") -> "Text":
     """``str(text)`` made :func:`visible`, as a rich ``Text``: shown literally, whatever brackets,
     backslashes or colons it holds."""
-    return Text(visible(str(text)), style=style)
+    return _rich_text()(visible(str(text)), style=style)
 
 
-def words(items, separator: str = ", ") -> Text:
+def words(items, separator: str = ", ") -> "Text":
     """Words joined by ``separator``, each :func:`visible`, as one ``Text``."""
-    return Text(separator.join(visible(w) for w in items))
+    return _rich_text()(separator.join(visible(w) for w in items))
 
 
 def html(text: object) -> str:
@@ -53,6 +63,6 @@ def html(text: object) -> str:
     return escape(visible(str(text)))
 
 
-def error_line(message: object) -> Text:
+def error_line(message: object) -> "Text":
     """``error: MESSAGE``, the one line of a user error, with ``message`` :func:`safe`."""
-    return Text.assemble(("error:", "bold red"), " ", safe(message))
+    return _rich_text().assemble(("error:", "bold red"), " ", safe(message))

@@ -259,6 +259,15 @@ def test_the_core_imports_neither_h5py_rich_typer_nor_the_cli():
     assert not {name for name in loaded if name.startswith(("sparsecode.cli", "sparsecode.codes", "sparsecode.embeddings"))}
 
 
+def test_the_library_loads_no_terminal_or_command_line_library():
+    """``import sparsecode`` (and its train and encode) is what every script pays before it starts:
+    rich, typer and scipy load only with the commands that use them (rich.color alone took 0.1 s)."""
+    code = "import sys, sparsecode; sparsecode.train, sparsecode.encode; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert "sparsecode.training" in loaded
+    assert not {name for name in loaded if name.split(".")[0] in ("rich", "typer", "scipy")}
+
+
 def test_the_cosine_geometry_codes_directions_and_reconstructs_them_at_the_typical_length():
     """Hand-made: mean (1, 1), scale 2. Cosine: x - mean scaled to length sqrt(D); the target is the
     mean plus that direction at length scale * sqrt(D). Euclidean: the target is x itself."""
