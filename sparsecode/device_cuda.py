@@ -29,7 +29,15 @@ class Cuda(Device):
 
     def __init__(self, device: torch.device):
         super().__init__(device)
-        self.stream = torch.cuda.Stream(device)
+        self._stream: torch.cuda.Stream | None = None
+
+    @property
+    def stream(self) -> torch.cuda.Stream:
+        """The side stream, made on first use: made at once, it opened a context on the current GPU
+        (GPU 0 in every process of a job, before :meth:`for_process` chose its own)."""
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(self.device)
+        return self._stream
 
     def for_process(self, rank: int, local_rank: int) -> "Cuda":
         """GPU ``local_rank``, made the current one."""

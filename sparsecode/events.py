@@ -3,8 +3,8 @@
 :func:`sparsecode.train` calls its ``events`` callback with each of them, in this order:
 :class:`Converting` (while a text input is converted, repeatedly), :class:`Started` (once the data
 is open and the run prepared, resumed or not), :class:`Progress` (at every report point, and at
-the end of every epoch with ``epoch_end``), :class:`Checkpoint`, :class:`Collapse` (when the code
-collapses during training), :class:`Finished` (with the result). The command line renders them;
+the end of every epoch with ``epoch_end``), :class:`Collapse` (when the code collapses during
+training, at the report point that saw it), :class:`Checkpoint`, :class:`Finished` (with the result). The command line renders them;
 the estimator and ``tradeoff`` pass them on. In a job of several processes, process 0 alone
 reports. Nothing here imports torch: the events hold plain values.
 """

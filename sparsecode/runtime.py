@@ -39,8 +39,6 @@ def free_memory(device=None) -> int | None:
     machine's memory): a GPU's free memory; on Linux, ``MemAvailable`` plus free swap, within the
     cgroup's limit when one is set. None where it cannot be told."""
     if device is not None and device.type == "cuda":
-        import torch
-
         return int(torch.cuda.mem_get_info(device)[0])
     try:
         with open("/proc/meminfo") as fh:

@@ -17,8 +17,8 @@ batch's own there, and writes each loss term as a process's share of the global 
 
 The host reads values only at report points (:data:`REPORTS_PER_EPOCH` per epoch) and before a
 checkpoint: it then checks that the loss, the weights and Adam's moments are finite (otherwise it
-restores the state of the previous report point and halves the learning rate, once) and calls the
-progress callback (see :class:`TrainingLoop`).
+restores the state of the previous report point and halves the learning rate, once) and reports
+events (:mod:`sparsecode.events`; see :class:`TrainingLoop`).
 
 With a run directory (:mod:`sparsecode.rundir`), the complete training state is checkpointed
 (``checkpoint.pt``) every ``checkpoint_every`` steps, at the end of every epoch and when
@@ -253,10 +253,11 @@ def training_bytes(n: int, d_in: int, cfg: TrainConfig) -> int:
     return 4 * (4 * weights + 3 * cfg.batch_size * cfg.hidden + kmeans)
 
 
-def check_memory(n: int, d_in: int, cfg: TrainConfig, device: torch.device) -> None:
+def check_memory(n: int, d_in: int, cfg: TrainConfig, device: torch.device, processes: int = 1) -> None:
     """Refuse, before any work, a run that cannot fit in the device's free memory (as the disk space
-    of its outputs is checked), rather than fail in an allocation."""
-    needed, free = training_bytes(n, d_in, cfg), free_memory(device)
+    of its outputs is checked), rather than fail in an allocation. On the CPU the ``processes`` of a
+    job share the machine's memory; on GPUs each has its own."""
+    needed, free = training_bytes(n, d_in, cfg) * (processes if device.type == "cpu" else 1), free_memory(device)
     if free is not None and needed > free:
         where = "this GPU has" if device.type == "cuda" else "this machine has"
         size = lambda b: f"{b / 1e9:,.1f} GB" if b >= 1e9 else f"{b / 1e6:,.0f} MB"  # noqa: E731
@@ -616,9 +617,10 @@ def code_statistics_over(trainer: Trainer, rows: Rows, k: int | None) -> dict:
     """:func:`~sparsecode.evaluate.code_statistics` of the trainer's model over ``rows`` with ``k``
     (FVU relative to the training rows' mean), read a chunk at a time, the chunks shared among the
     processes."""
-    mean = torch.from_numpy(trainer.data.stats.mean).float().to(trainer.device)
     if trainer.model.geometry == "cosine":  # the mean of the rows the model reconstructs
         mean = trainer.model.denormalise(trainer.data_mean)
+    else:
+        mean = torch.from_numpy(trainer.data.stats.mean).float().to(trainer.device)
     stats = CodeStatistics(trainer.model, k, mean)
     dist = trainer.dist
     for start in range(dist.rank * CHUNK_ROWS, rows.n, dist.world * CHUNK_ROWS):
@@ -708,7 +710,7 @@ class _CheckpointedRun:
     """Training with a run directory, in every process of the job; process 0 alone writes there.
 
     A checkpoint is written every ``checkpoint_every`` steps, at the end of every epoch and when a
-    stop is asked: SIGINT/SIGTERM, or a ``KeyboardInterrupt`` out of the progress callback, which
+    stop is asked: SIGINT/SIGTERM, or a ``KeyboardInterrupt`` out of the events callback, which
     end in :class:`TrainingInterrupted` once the checkpoint is saved (each checkpoint is reported
     to ``events``).
     """
@@ -763,17 +765,19 @@ def _train(data: TrainingData, cfg: TrainConfig, run_dir: Path | None, force: bo
     """Process 0 alone touches the run directory; every process trains (see sparsecode.distributed)."""
     if data.n < 2:
         raise SparsecodeError(f"{converted_from or data.path}: needs at least 2 words to train, found {data.n}")
-    check_memory(data.n, data.dim, cfg, run_device(cfg, dist).device)
+    check_memory(data.n, data.dim, cfg, run_device(cfg, dist).device, dist.world)
     state = None if run_dir is None else dist.from_main(lambda: open_run_dir(run_dir, force, resume, data.dim, cfg),
                                                         "preparing the run directory")
     resumed = state is not None
-    events(Started(data.n, data.dim, str(data.path), converted_from, dist.world,
-                   state["position"]["step"] if resumed else None))
+    started = lambda step: events(Started(data.n, data.dim, str(data.path), converted_from, dist.world, step))  # noqa: E731
+    if not resumed:
+        started(None)  # before the start (k-means) that Trainer makes, so that its wait is not silent
     trainer = Trainer(data, cfg, dist)
     if resumed:
         trainer.check_resumable(state, str(run_dir / CHECKPOINT))
         trainer.load_state_dict(state)
         del state
+        started(trainer.step)  # once the checkpoint is known to fit and is loaded
     run = _CheckpointedRun(run_dir, trainer, trainer.step if resumed else None, events) if run_dir is not None else None
     try:
         if run is None:

@@ -318,3 +318,16 @@ def test_a_euclidean_models_fingerprint_is_the_one_recorded_before_geometry_exis
         torch.save(state, tmp_path / "old.pt")
         if geometry == "euclidean":
             assert SparseAutoencoder.load(tmp_path / "old.pt").fingerprint() == before
+
+
+def test_the_cosine_normalisation_keeps_input_gradients():
+    """Scaled in place when nothing asks for gradients; with them, the same values and the gradient
+    of the plain formula (an in-place scale had broken the norm's backward)."""
+    from sparsecode.model import normalise_rows
+
+    g = torch.Generator().manual_seed(0)
+    x, mean = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    plain = lambda v: (v - mean) / (v - mean).norm(dim=1, keepdim=True) * 3 ** 0.5  # noqa: E731
+    torch.testing.assert_close(normalise_rows(x, mean, torch.tensor(1.0), "cosine"), plain(x))
+    assert torch.autograd.gradcheck(lambda v: normalise_rows(v, mean, torch.tensor(1.0), "cosine"),
+                                    x.clone().requires_grad_())
