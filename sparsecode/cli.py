@@ -293,8 +293,11 @@ def _read_units(result, source: Path, cfg: TrainConfig) -> dict | None:
     """What a reader sees of the trained units (:func:`sparsecode.tradeoff.reader_figures`)."""
     from .tradeoff import reader_figures
 
-    with user_errors():
+    try:  # the run is saved by now: a failure here (the file moved, say) must not make it look failed
         return reader_figures(result.model, source, result.summary["k"], cfg.seed)
+    except SparsecodeError as exc:
+        err.print(safe(f"warning: the units' figures were not measured: {exc}"), soft_wrap=True)
+        return None
 
 
 def _print_training_summary(result, cfg: TrainConfig, n_words: int, units: dict | None = None) -> None:

@@ -66,6 +66,12 @@ def kmeans_codes(words: list[str], vectors: np.ndarray, n_clusters: int, seed: i
                                                   "kmeans_iters": iters})
 
 
+def as_many_clusters_as(n_units: int, n_words: int) -> int:
+    """The clusters a baseline of ``n_units`` units takes on ``n_words`` words: as many as the units,
+    at most the words :func:`kmeans_codes` clusters (the first FREQUENT_WORDS)."""
+    return min(n_units, n_words, FREQUENT_WORDS)
+
+
 def cluster_measures(words: list[str], vectors: np.ndarray, n_clusters: int, seed: int = 0,
                      lex: Lexicon | None = None) -> dict:
     """What a reader sees of :func:`kmeans_codes` of ``words``: :meth:`~sparsecode.interpret.UnitMeasures.summary`

@@ -33,7 +33,7 @@ from .codes import Codes, check_same_model, load_codes
 from .devices import for_torch
 from .convert import CACHE_NAME, cache_matches, load_embeddings, readable_embeddings
 from .errors import SparsecodeError, need
-from .clusters import cluster_measures
+from .clusters import as_many_clusters_as, cluster_measures
 from .interpret import Coherence, coherence, lexicon, unit_balance, unit_use
 from .model import SparseAutoencoder
 from .naming import name_units
@@ -520,7 +520,8 @@ def evaluate(
     coh = coherence_of_codes(codes, vectors, seed, lex)
     result["coherence"] = coh.summary() if coh is not None else None
     if coh is not None and baselines and vectors is not None:
-        result["coherence"]["baselines"]["kmeans"] = cluster_measures(codes.words, vectors, codes.n_units, seed, lex)
+        result["coherence"]["baselines"]["kmeans"] = cluster_measures(
+            codes.words, vectors, as_many_clusters_as(codes.n_units, len(codes.words)), seed, lex)
     if model is not None and vectors is not None:
         if model.n_hidden != codes.n_units or model.d_in != vectors.shape[1]:
             raise SparsecodeError(

@@ -240,9 +240,9 @@ def judge_file(codes_file: str | os.PathLike | Codes, judge: str | os.PathLike =
     tasks = draw_tasks(codes, units, seed, min_words)
     out = {"judge": name, "seed": seed, "codes": {**judge_tasks(tasks, words, vectors), "drawn": len(tasks.units)}}
     if kmeans and dense is not None:
-        from .clusters import kmeans_codes
+        from .clusters import as_many_clusters_as, kmeans_codes
 
-        clusters = kmeans_codes(codes.words, dense, codes.n_units, seed=seed)
+        clusters = kmeans_codes(codes.words, dense, as_many_clusters_as(codes.n_units, len(codes.words)), seed=seed)
         ktasks = draw_tasks(clusters, units, seed, min_words)
         out["clusters"] = clusters.n_units
         out["kmeans"] = {**judge_tasks(ktasks, words, vectors), "drawn": len(ktasks.units)}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_output
-from .clusters import cluster_measures
+from .clusters import as_many_clusters_as, cluster_measures
 from .config import TrainConfig
 from .embeddings import EmbeddingFile, Embeddings
 from .encoding import encode
@@ -93,7 +93,7 @@ def reference(emb: Embeddings, wordsim_dir=DEFAULT_WORDSIM_DIR, seed: int = 0, c
            "coverage": coh.get("coverage"), **{f"{key}_dense": dense.get(key) for key in READER_FIGURES},
            "strict_purity_chance": coh.get("strict_chance")}
     if clusters is not None and coh:
-        out["kmeans"] = cluster_measures(emb.words, emb.vectors, min(clusters, len(emb.words)), seed)
+        out["kmeans"] = cluster_measures(emb.words, emb.vectors, as_many_clusters_as(clusters, len(emb.words)), seed)
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsecode.clusters import kmeans_codes, spherical_clusters
+from sparsecode.clusters import cluster_measures, kmeans_codes, spherical_clusters
 from sparsecode.errors import SparsecodeError
 from sparsecode.evaluate import unit_table
 from sparsecode.interpret import coherence
@@ -47,3 +47,15 @@ def test_clusters_are_measured_as_units_are(sample):
     summary = coherence(codes.words, codes.indptr, codes.indices, codes.data, codes.n_units).summary()
     assert 0 < summary["strict_purity"] <= summary["purity"] <= 1
     assert 0 <= summary["non_words"] < 0.5 and summary["units_measured"] > 50
+
+
+def test_baselines_take_no_more_clusters_than_words(tmp_path, sample):
+    """Codes of more units than words: evaluate's k-means baseline (and intrusion's) clusters every
+    word, one per cluster, instead of refusing (there is no setting to change it)."""
+    from sparsecode.clusters import as_many_clusters_as
+
+    assert as_many_clusters_as(1000, 500) == 500 and as_many_clusters_as(1000, 400_000) == 1000
+    assert as_many_clusters_as(80_000, 400_000) == 50_000
+    words, vectors = sample.words[:40], sample.vectors[:40]
+    measured = cluster_measures(words, vectors, as_many_clusters_as(100, len(words)), seed=0)
+    assert measured["clusters"] == 40
