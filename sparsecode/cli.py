@@ -294,7 +294,9 @@ def _read_units(result, source: Path, cfg: TrainConfig) -> dict | None:
     from .tradeoff import reader_figures
 
     try:  # the run is saved by now: a failure here (the file moved, say) must not make it look failed
-        return reader_figures(result.model, source, result.summary["k"], cfg.seed)
+        with warnings.catch_warnings():  # the file's warnings were shown when training read it
+            warnings.simplefilter("ignore")
+            return reader_figures(result.model, source, result.summary["k"], cfg.seed)
     except SparsecodeError as exc:
         err.print(safe(f"warning: the units' figures were not measured: {exc}"), soft_wrap=True)
         return None
