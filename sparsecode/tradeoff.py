@@ -113,15 +113,11 @@ def configs_for(base: TrainConfig, ks: list[int]) -> list[TrainConfig]:
 
 
 def tradeoff(emb: Embeddings, ks: list[int], base: TrainConfig, wordsim_dir=DEFAULT_WORDSIM_DIR,
-             progress: Callable[[int, int], None] | None = None,
              events: Callable[[int, Event], None] | None = None) -> dict:
     """:func:`measure_config` for ``base`` at each k of ``ks``: ``{"reference": ..., "rows": [...]}``.
-    ``progress(i, n)`` is called before the i-th of n models is trained, ``events(i, event)`` with
-    each event of its training."""
+    ``events(i, event)`` is called with each event of the i-th model's training."""
     rows = []
     for i, cfg in enumerate(configs_for(base, ks)):
-        if progress is not None:
-            progress(i, len(ks))
         report = None if events is None else (lambda event, i=i: events(i, event))
         rows.append({"k": cfg.k, **measure_config(emb, cfg, wordsim_dir, report)})
     return {"words": len(emb.words), "dim": int(emb.vectors.shape[1]), "hidden": base.hidden,
